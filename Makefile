@@ -1,0 +1,58 @@
+# Duet: the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+NPM ?= npm
+BIN := target/release/duet
+
+.PHONY: all build web run test test-rust test-e2e test-browser test-load fmt fmt-check lint bench clean
+
+all: build
+
+# npm installs only when the lock file changed.
+web/node_modules/.package-lock.json: web/package-lock.json web/package.json
+	cd web && $(NPM) ci --no-audit --no-fund --loglevel=error
+e2e/node_modules/.package-lock.json: e2e/package-lock.json e2e/package.json
+	cd e2e && $(NPM) ci --no-audit --no-fund --loglevel=error
+
+web: web/node_modules/.package-lock.json
+	cd web && $(NPM) run --silent build
+
+build: web
+	$(CARGO) build --release -p duet
+
+run: build
+	./$(BIN)
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+lint: web
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+# Unit and integration tests share the release build's artifacts.
+test-rust: web
+	$(CARGO) test --release --workspace
+
+test-e2e: build e2e/node_modules/.package-lock.json
+	cd e2e && node --test --test-concurrency=1 tests/
+
+test-browser: build e2e/node_modules/.package-lock.json
+	./scripts/ensure-chromium.sh
+	cd e2e && node --test --test-concurrency=1 browser/
+
+test-load: build
+	./scripts/load-smoke.sh
+
+test: fmt-check lint test-rust test-e2e test-browser test-load
+	@echo "make test: all suites passed"
+
+bench: build
+	$(CARGO) bench -p duet
+	./scripts/load-bench.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf web/dist

@@ -1,0 +1,283 @@
+//! The application: [`AppState`] (cheap handles), the socket handler that
+//! turns a JWT into assigns, router assembly, and [`run`]: bind, serve,
+//! and on shutdown close sockets with 1001, stop rooms, flush the document
+//! writer and close the pool, in that order.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::extract::FromRef;
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::compression::CompressionLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::Keys;
+use crate::challenges::channel::ChallengeChannel;
+use crate::challenges::echo::EchoChannel;
+use crate::challenges::room::{RoomConfig, Rooms};
+use crate::challenges::SocketUser;
+use crate::channels::presence::Presence;
+use crate::channels::pubsub::{LocalPubSub, PubSub};
+use crate::channels::router::Router as ChannelRouter;
+use crate::channels::{ConnectInfo, Connected, Endpoint, Metrics, SocketHandler};
+use crate::config::Config;
+use crate::http::ApiError;
+use crate::store::doc_log::DocWriter;
+use crate::store::Store;
+use crate::telemetry::{Histogram, LATENCY_BUCKETS};
+
+/// How long shutdown waits for sockets and rooms before moving on.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub keys: Arc<Keys>,
+    pub endpoint: Endpoint,
+    pub rooms: Rooms,
+    pub config: Arc<Config>,
+    pub api_limit: Arc<ApiLimit>,
+    pub persist_latency: Arc<Histogram>,
+}
+
+impl FromRef<AppState> for Endpoint {
+    fn from_ref(state: &AppState) -> Self {
+        state.endpoint.clone()
+    }
+}
+
+/// The id of every socket of a user: broadcasting `disconnect` to it closes them all.
+pub fn socket_id(user_id: &str) -> String {
+    format!("user_socket:{user_id}")
+}
+
+/// Phoenix's `UserSocket`: a valid JWT is required to connect.
+struct DuetSocket {
+    keys: Arc<Keys>,
+}
+
+impl SocketHandler for DuetSocket {
+    fn connect(&self, info: &ConnectInfo<'_>) -> Result<Connected, String> {
+        let token = info.token.ok_or("no token")?;
+        let claims = self
+            .keys
+            .verify(token, crate::auth::now())
+            .map_err(|e| e.to_string())?;
+        let id = Some(socket_id(&claims.sub));
+        Ok(Connected {
+            assigns: Arc::new(SocketUser {
+                id: claims.sub,
+                first_name: claims.name,
+            }),
+            id,
+        })
+    }
+}
+
+/// Per-address token buckets for the API's writes (sign-in, create).
+pub struct ApiLimit {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<std::collections::HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl ApiLimit {
+    pub fn new(rate: u32, burst: u32) -> Self {
+        ApiLimit {
+            rate: f64::from(rate),
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::default(),
+        }
+    }
+
+    pub fn check(&self, ip: IpAddr) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() > 100_000 {
+            buckets.retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(60));
+        }
+        let (tokens, at) = buckets.entry(ip).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(ApiError::RateLimited)
+        }
+    }
+}
+
+/// Everything the server runs, built from a config.
+pub struct App {
+    pub state: AppState,
+    writer_task: tokio::task::JoinHandle<()>,
+    writer: Option<DocWriter>,
+}
+
+impl App {
+    pub async fn new(config: Config) -> anyhow::Result<App> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+        let store = Store::open(&config.database_url())
+            .await
+            .with_context(|| format!("opening {}", config.database_url()))?;
+        let secret = match &config.secret {
+            Some(s) if !s.is_empty() => s.as_bytes().to_vec(),
+            _ => crate::auth::load_or_create_secret(&config.data_dir)?,
+        };
+        let keys = Arc::new(Keys::new(
+            &secret,
+            (config.token_ttl_hours.max(1) * 3600) as i64,
+        ));
+        let pubsub: Arc<dyn PubSub> = Arc::new(LocalPubSub::new());
+        let presence = Presence::new(pubsub.clone(), 1);
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let persist_latency = Arc::new(Histogram::new(LATENCY_BUCKETS));
+        let (writer, writer_task) = DocWriter::spawn(store.clone(), persist_latency.clone());
+        let rooms = Rooms::new(
+            store.clone(),
+            writer.clone(),
+            pubsub.clone(),
+            RoomConfig {
+                snapshot_every: config.snapshot_every,
+                grace: Duration::from_millis(config.room_grace_ms),
+            },
+            shutdown.clone(),
+            tracker.clone(),
+        );
+        let mut router =
+            ChannelRouter::new().channel::<ChallengeChannel>("challenges:*", rooms.clone());
+        if config.test_channels {
+            router = router.channel::<EchoChannel>("echo:*", ());
+        }
+        let mut allowed = config.allowed_origins.clone();
+        allowed.retain(|o| !o.trim().is_empty());
+        let endpoint = Endpoint {
+            handler: Arc::new(DuetSocket { keys: keys.clone() }),
+            router: Arc::new(router),
+            pubsub,
+            presence,
+            limits: Arc::new(config.limits()),
+            metrics: Arc::new(Metrics::default()),
+            allowed_origins: Arc::new(allowed),
+            shutdown,
+            tracker,
+            longpoll: Default::default(),
+        };
+        let api_limit = Arc::new(ApiLimit::new(config.api_rate, config.api_burst));
+        let state = AppState {
+            store,
+            keys,
+            endpoint,
+            rooms,
+            config: Arc::new(config),
+            api_limit,
+            persist_latency,
+        };
+        Ok(App {
+            state,
+            writer_task,
+            writer: Some(writer),
+        })
+    }
+
+    pub fn router(&self) -> Router {
+        let api = crate::http::routes()
+            .with_state(self.state.clone())
+            .layer(CompressionLayer::new());
+        Router::new()
+            .merge(crate::channels::transport::routes(
+                self.state.endpoint.clone(),
+            ))
+            .merge(api)
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                    let path = req
+                        .extensions()
+                        .get::<axum::extract::MatchedPath>()
+                        .map(|p| p.as_str().to_owned())
+                        .unwrap_or_else(|| req.uri().path().to_owned());
+                    tracing::debug_span!("http", method = %req.method(), path)
+                }),
+            )
+    }
+
+    /// Stops everything that runs, in order, once HTTP has stopped.
+    pub async fn shutdown(mut self) {
+        let endpoint = &self.state.endpoint;
+        endpoint.shutdown.cancel();
+        endpoint.tracker.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, endpoint.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some sockets or rooms did not stop in time");
+        }
+        // Rooms queued their last snapshots; dropping the last writer handles
+        // lets the writer drain its queue and stop.
+        drop(self.writer.take());
+        let rooms = self.state.rooms.clone();
+        drop(rooms);
+        let writer_task = self.writer_task;
+        let state = self.state;
+        drop(state.rooms);
+        if tokio::time::timeout(DRAIN_TIMEOUT, writer_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the document writer did not finish in time");
+        }
+        state.store.close().await;
+    }
+}
+
+/// Serves until `shutdown` resolves, then drains and flushes.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    tracing::info!(config = %config.redacted(), "starting");
+    let addr = config.addr;
+    let app = App::new(config).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr()?;
+    // Tests and scripts wait for this exact line.
+    println!("duet listening on http://{local}");
+    tracing::info!(addr = %local, "listening");
+    serve(app, listener, shutdown).await
+}
+
+/// Serves on a bound listener (tests bind port 0 themselves).
+pub async fn serve(
+    app: App,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let router = app.router();
+    let token = app.state.endpoint.shutdown.clone();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing sockets");
+        // Upgraded sockets are not awaited by axum: cancel them ourselves.
+        token.cancel();
+    };
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal)
+    .await
+    .context("serving HTTP")?;
+    app.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! `ChallengeChannel`, the `challenges:<id>` topic of CONTRACT §3: join
+//! replies with the challenge, tracks the member in Presence, speaks the
+//! y-protocols sync over binary `yjs_sync` / `yjs` payloads, turns
+//! `response:update` into Yjs edits, and keeps `typing` in the member's
+//! presence meta (true on an edit, false on request or 3 s after the last
+//! edit; a presence update is sent only when `typing` changes).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+
+use super::doc::{self, YMessage};
+use super::model::{color_for, RESPONSE_MAX};
+use super::room::{RoomCmd, RoomError, RoomHandle, Rooms};
+use super::SocketUser;
+use crate::channels::channel::{Channel, ChannelCtx, ExitReason, HandleResult, ReplyHandle};
+use crate::channels::message::Payload;
+
+pub const TOPIC_PREFIX: &str = "challenges:";
+pub const RESPONSE_UPDATE: &str = "response:update";
+pub const YJS_SYNC: &str = "yjs_sync";
+pub const YJS: &str = "yjs";
+pub const TYPING_REMOVE: &str = "current_participant_typing:remove";
+/// `typing` falls back to false after this long without an edit.
+pub const TYPING_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub struct ChallengeChannel {
+    room: RoomHandle,
+    user: SocketUser,
+    color: &'static str,
+    typing: bool,
+    last_edit: Instant,
+    typing_check_armed: bool,
+}
+
+pub enum Info {
+    TypingCheck,
+}
+
+impl ChallengeChannel {
+    fn set_typing(&mut self, typing: bool, ctx: &mut ChannelCtx<Info>) {
+        if typing {
+            self.last_edit = Instant::now();
+            if !self.typing_check_armed {
+                self.typing_check_armed = true;
+                ctx.send_after(TYPING_TIMEOUT, Info::TypingCheck);
+            }
+        }
+        if self.typing != typing {
+            self.typing = typing;
+            ctx.update_presence(&self.user.id, |meta| {
+                meta.insert("typing".into(), Value::Bool(typing));
+            });
+        }
+    }
+
+    async fn to_room(&self, cmd: RoomCmd, reply: &ReplyHandle) -> HandleResult {
+        if self.room.send(cmd).await {
+            HandleResult::NoReply // the room replies once the edit is durable
+        } else {
+            reply.error("room unavailable");
+            HandleResult::NoReply
+        }
+    }
+}
+
+impl Channel for ChallengeChannel {
+    type State = Rooms;
+    type Info = Info;
+
+    async fn join(
+        rooms: &Rooms,
+        _params: Value,
+        ctx: &mut ChannelCtx<Info>,
+    ) -> Result<(Self, Value), Value> {
+        let Some(user) = ctx.assigns::<SocketUser>().cloned() else {
+            return Err(json!({ "reason": "unauthorized" }));
+        };
+        let id = ctx
+            .topic
+            .strip_prefix(TOPIC_PREFIX)
+            .unwrap_or_default()
+            .to_owned();
+        if id.is_empty() {
+            return Err(json!({ "reason": "not found" }));
+        }
+        match rooms.join(&id, ctx.sub_id, &user.id, ctx.pusher()).await {
+            Ok((room, challenge)) => {
+                let color = color_for(&user.id);
+                let reply = json!({
+                    "challenge": challenge,
+                    "me": { "user_id": user.id, "first_name": user.first_name, "color": color },
+                });
+                let channel = ChallengeChannel {
+                    room,
+                    user,
+                    color,
+                    typing: false,
+                    last_edit: Instant::now(),
+                    typing_check_armed: false,
+                };
+                Ok((channel, reply))
+            }
+            Err(RoomError::NotFound) => Err(json!({ "reason": "not found" })),
+            Err(RoomError::Unavailable) => Err(json!({ "reason": "room unavailable, try again" })),
+        }
+    }
+
+    async fn after_join(&mut self, ctx: &mut ChannelCtx<Info>) {
+        let mut meta = Map::new();
+        meta.insert("user_id".into(), json!(self.user.id));
+        meta.insert("first_name".into(), json!(self.user.first_name));
+        meta.insert("color".into(), json!(self.color));
+        meta.insert("typing".into(), json!(false));
+        meta.insert("online_at".into(), json!(crate::auth::now().to_string()));
+        ctx.track(&self.user.id, meta);
+        ctx.push_presence_state();
+    }
+
+    async fn handle_in(
+        &mut self,
+        event: String,
+        payload: Payload,
+        reply: ReplyHandle,
+        ctx: &mut ChannelCtx<Info>,
+    ) -> HandleResult {
+        let member = ctx.sub_id;
+        match event.as_str() {
+            RESPONSE_UPDATE => {
+                let Some(text) = payload
+                    .as_json()
+                    .and_then(|p| p.get("response"))
+                    .and_then(Value::as_str)
+                else {
+                    return HandleResult::error("response must be a string");
+                };
+                if text.chars().count() > RESPONSE_MAX {
+                    return HandleResult::error("response too long");
+                }
+                self.set_typing(true, ctx);
+                let cmd = RoomCmd::ReplaceText {
+                    member,
+                    user_id: self.user.id.clone(),
+                    text: text.to_owned(),
+                    reply: reply.clone(),
+                };
+                self.to_room(cmd, &reply).await
+            }
+            YJS_SYNC | YJS => {
+                let Payload::Binary(bytes) = payload else {
+                    return HandleResult::error("invalid update");
+                };
+                let msg = match doc::decode_message(&bytes) {
+                    Ok(msg) => msg,
+                    Err(err) => {
+                        tracing::debug!(cause = %err, "invalid yjs message");
+                        return HandleResult::error("invalid update");
+                    }
+                };
+                let is_edit = match &msg {
+                    YMessage::Update(u) | YMessage::SyncStep2(u) => u.as_slice() != [0, 0],
+                    _ => false,
+                };
+                if is_edit {
+                    self.set_typing(true, ctx);
+                }
+                let cmd = RoomCmd::Yjs {
+                    member,
+                    user_id: self.user.id.clone(),
+                    msg,
+                    reply: reply.clone(),
+                };
+                self.to_room(cmd, &reply).await
+            }
+            TYPING_REMOVE => {
+                self.set_typing(false, ctx);
+                HandleResult::ok(json!({}))
+            }
+            _ => HandleResult::error("unknown event"),
+        }
+    }
+
+    async fn handle_info(&mut self, info: Info, ctx: &mut ChannelCtx<Info>) -> Option<String> {
+        match info {
+            Info::TypingCheck => {
+                self.typing_check_armed = false;
+                if self.typing {
+                    let idle = self.last_edit.elapsed();
+                    if idle >= TYPING_TIMEOUT {
+                        self.set_typing(false, ctx);
+                    } else {
+                        self.typing_check_armed = true;
+                        ctx.send_after(TYPING_TIMEOUT - idle, Info::TypingCheck);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    async fn terminate(&mut self, _reason: &ExitReason, ctx: &mut ChannelCtx<Info>) {
+        self.room.send(RoomCmd::Leave { member: ctx.sub_id }).await;
+    }
+}

@@ -1,0 +1,612 @@
+//! A room per loaded challenge: one task alone owns its yrs document, its
+//! awareness states and its member list, so every change is serialized
+//! without locks. It loads on first join (snapshot + tail of the log),
+//! applies edits, queues them to the group-commit writer, relays them once
+//! durable, and unloads after its last member left (memory stays bounded
+//! with many idle challenges). [`Rooms`] finds or starts rooms.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn, Instrument};
+
+use super::doc::{self, AwarenessEntry, YMessage};
+use super::model::Challenge;
+use crate::channels::channel::{Pusher, ReplyHandle};
+use crate::channels::message::{Broadcast, Payload};
+use crate::channels::pubsub::{PubSub, SubId};
+use crate::store::doc_log::{DocWriter, WriteOp};
+use crate::store::Store;
+
+/// Commands a room's queue holds before senders wait.
+const ROOM_QUEUE: usize = 1024;
+/// Clients that only speak `response:update` hear about Yjs edits at most
+/// this often per room (and always of the final state).
+const NOTICE_EVERY: Duration = Duration::from_millis(100);
+/// Event names of the challenge channel.
+pub const YJS: &str = "yjs";
+pub const RESPONSE_UPDATED: &str = "response:updated";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomError {
+    #[error("not found")]
+    NotFound,
+    #[error("room unavailable")]
+    Unavailable,
+}
+
+pub enum RoomCmd {
+    Join {
+        member: SubId,
+        user_id: String,
+        pusher: Pusher,
+        reply: oneshot::Sender<Result<Challenge, RoomError>>,
+    },
+    Leave {
+        member: SubId,
+    },
+    /// A Yjs message from a member (decoded and checked by the channel).
+    Yjs {
+        member: SubId,
+        user_id: String,
+        msg: YMessage,
+        reply: ReplyHandle,
+    },
+    /// A full text from a client without Yjs (`response:update`).
+    ReplaceText {
+        member: SubId,
+        user_id: String,
+        text: String,
+        reply: ReplyHandle,
+    },
+}
+
+/// Sends commands to one room.
+#[derive(Clone)]
+pub struct RoomHandle {
+    tx: mpsc::Sender<RoomCmd>,
+}
+
+impl RoomHandle {
+    /// Sends a command; false when the room is gone.
+    pub async fn send(&self, cmd: RoomCmd) -> bool {
+        self.tx.send(cmd).await.is_ok()
+    }
+}
+
+/// Settings shared by every room.
+#[derive(Clone)]
+pub struct RoomConfig {
+    pub snapshot_every: u32,
+    pub grace: Duration,
+}
+
+struct RoomsInner {
+    map: Mutex<HashMap<String, mpsc::Sender<RoomCmd>>>,
+    store: Store,
+    writer: DocWriter,
+    pubsub: Arc<dyn PubSub>,
+    config: RoomConfig,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// The registry of loaded rooms: a cheap handle.
+#[derive(Clone)]
+pub struct Rooms {
+    inner: Arc<RoomsInner>,
+}
+
+impl Rooms {
+    pub fn new(
+        store: Store,
+        writer: DocWriter,
+        pubsub: Arc<dyn PubSub>,
+        config: RoomConfig,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Self {
+        Rooms {
+            inner: Arc::new(RoomsInner {
+                map: Mutex::default(),
+                store,
+                writer,
+                pubsub,
+                config,
+                shutdown,
+                tracker,
+            }),
+        }
+    }
+
+    pub fn loaded(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<RoomCmd>>> {
+        self.inner.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn handle(&self, challenge_id: &str) -> mpsc::Sender<RoomCmd> {
+        let mut map = self.lock();
+        if let Some(tx) = map.get(challenge_id).filter(|tx| !tx.is_closed()) {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::channel(ROOM_QUEUE);
+        map.insert(challenge_id.to_owned(), tx.clone());
+        let room = RoomTask {
+            rooms: self.clone(),
+            id: challenge_id.into(),
+            rx,
+            tx: tx.clone(),
+        };
+        let span = tracing::info_span!("room", challenge_id);
+        self.inner.tracker.spawn(room.run().instrument(span));
+        tx
+    }
+
+    /// Joins a member to the room of `challenge_id`, loading it if needed.
+    pub async fn join(
+        &self,
+        challenge_id: &str,
+        member: SubId,
+        user_id: &str,
+        pusher: Pusher,
+    ) -> Result<(RoomHandle, Challenge), RoomError> {
+        // A room may be unloading at the very moment we pick it: try again.
+        for _ in 0..3 {
+            let tx = self.handle(challenge_id);
+            let (reply, rx) = oneshot::channel();
+            let cmd = RoomCmd::Join {
+                member,
+                user_id: user_id.to_owned(),
+                pusher: pusher.clone(),
+                reply,
+            };
+            if tx.send(cmd).await.is_err() {
+                continue;
+            }
+            match rx.await {
+                Ok(result) => return result.map(|c| (RoomHandle { tx }, c)),
+                Err(_) => continue,
+            }
+        }
+        Err(RoomError::Unavailable)
+    }
+}
+
+/// One awareness client's last known state.
+struct AwarenessState {
+    clock: u64,
+    /// `None` once the client went away.
+    json: Option<String>,
+    owner: SubId,
+}
+
+struct RoomTask {
+    rooms: Rooms,
+    id: Arc<str>,
+    rx: mpsc::Receiver<RoomCmd>,
+    tx: mpsc::Sender<RoomCmd>,
+}
+
+struct Room {
+    id: Arc<str>,
+    topic: String,
+    challenge: Challenge,
+    doc: yrs::Doc,
+    text: Arc<str>,
+    members: HashMap<SubId, Pusher>,
+    awareness: HashMap<u64, AwarenessState>,
+    since_snapshot: u32,
+    /// Editor of the latest Yjs edit not yet announced as `response:updated`.
+    notice_user: Option<String>,
+    notice_at: Option<Instant>,
+    last_notice: Instant,
+}
+
+impl RoomTask {
+    async fn run(mut self) {
+        let inner = self.rooms.inner.clone();
+        let loaded = load(&inner.store, &self.id).await;
+        let mut room = match loaded {
+            Ok(Some(room)) => room,
+            Ok(None) | Err(_) => {
+                let error = if matches!(loaded, Ok(None)) {
+                    RoomError::NotFound
+                } else {
+                    RoomError::Unavailable
+                };
+                if let Err(err) = &loaded {
+                    warn!(cause = %err, "room failed to load");
+                }
+                // Answer what is queued, then leave the map.
+                self.forget();
+                while let Ok(cmd) = self.rx.try_recv() {
+                    if let RoomCmd::Join { reply, .. } = cmd {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                }
+                return;
+            }
+        };
+        info!(bytes = room.text.len(), "room loaded");
+        let mut unload_at: Option<Instant> = Some(Instant::now() + inner.config.grace);
+        loop {
+            let notice_at = room.notice_at;
+            tokio::select! {
+                biased;
+                _ = inner.shutdown.cancelled() => break,
+                cmd = self.rx.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    room.handle(cmd, &inner).await;
+                    unload_at = room.members.is_empty().then(|| unload_at.unwrap_or_else(|| Instant::now() + inner.config.grace));
+                }
+                _ = sleep_until_opt(notice_at) => room.send_notice(&inner),
+                _ = sleep_until_opt(unload_at) => {
+                    if self.try_unload(&room) {
+                        break;
+                    }
+                    unload_at = Some(Instant::now() + inner.config.grace);
+                }
+            }
+        }
+        room.send_notice(&inner);
+        if room.since_snapshot > 0 {
+            let op = WriteOp::Snapshot {
+                challenge_id: room.id.clone(),
+                state: doc::encode_state(&room.doc),
+            };
+            let _ = inner.writer.send(op).await;
+        }
+        self.forget();
+        info!("room unloaded");
+    }
+
+    /// Leaves the map if nobody joined meanwhile; true when it did.
+    fn try_unload(&self, room: &Room) -> bool {
+        let mut map = self.rooms.lock();
+        if !room.members.is_empty() || !self.rx.is_empty() {
+            return false;
+        }
+        if map
+            .get(&*self.id)
+            .is_some_and(|tx| tx.same_channel(&self.tx))
+        {
+            map.remove(&*self.id);
+        }
+        true
+    }
+
+    fn forget(&self) {
+        let mut map = self.rooms.lock();
+        if map
+            .get(&*self.id)
+            .is_some_and(|tx| tx.same_channel(&self.tx))
+        {
+            map.remove(&*self.id);
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn load(store: &Store, id: &Arc<str>) -> anyhow::Result<Option<Room>> {
+    let Some(challenge) = store.get_challenge(id).await? else {
+        return Ok(None);
+    };
+    let stored = store.load_doc(id).await?;
+    let doc = doc::load(stored.snapshot.as_deref(), &stored.tail)?;
+    let text: Arc<str> = doc::text(&doc).into();
+    Ok(Some(Room {
+        id: id.clone(),
+        topic: format!("challenges:{id}"),
+        challenge,
+        doc,
+        text,
+        members: HashMap::new(),
+        awareness: HashMap::new(),
+        since_snapshot: stored.tail.len() as u32,
+        notice_user: None,
+        notice_at: None,
+        last_notice: Instant::now(),
+    }))
+}
+
+impl Room {
+    fn challenge_json(&self) -> Challenge {
+        Challenge {
+            response: self.text.to_string(),
+            ..self.challenge.clone()
+        }
+    }
+
+    async fn handle(&mut self, cmd: RoomCmd, inner: &RoomsInner) {
+        match cmd {
+            RoomCmd::Join {
+                member,
+                user_id: _,
+                pusher,
+                reply,
+            } => {
+                self.members.insert(member, pusher);
+                let _ = reply.send(Ok(self.challenge_json()));
+            }
+            RoomCmd::Leave { member } => {
+                self.members.remove(&member);
+                self.remove_awareness_of(member, inner);
+            }
+            RoomCmd::Yjs {
+                member,
+                user_id,
+                msg,
+                reply,
+            } => self.yjs(member, user_id, msg, reply, inner).await,
+            RoomCmd::ReplaceText {
+                member,
+                user_id,
+                text,
+                reply,
+            } => match doc::replace_text(&self.doc, &text) {
+                Some(update) => {
+                    self.text = doc::text(&self.doc).into();
+                    self.challenge.updated_at = crate::store::timestamp();
+                    let relay = Bytes::from(doc::sync_update(&update));
+                    let notice = json!({ "challenge": self.challenge_json(), "user_id": user_id });
+                    let (pubsub, topic) = (inner.pubsub.clone(), self.topic.clone());
+                    let done = Box::new(move |result: crate::store::Result<()>| match result {
+                        Ok(()) => {
+                            reply.ok(json!({}));
+                            pubsub.broadcast(
+                                Broadcast {
+                                    topic: topic.clone(),
+                                    event: RESPONSE_UPDATED.into(),
+                                    payload: Payload::Json(notice),
+                                },
+                                None,
+                            );
+                            pubsub.broadcast(
+                                Broadcast {
+                                    topic,
+                                    event: YJS.into(),
+                                    payload: Payload::Binary(relay),
+                                },
+                                Some(member),
+                            );
+                        }
+                        Err(_) => reply.error("not saved"),
+                    });
+                    self.persist(Some(user_id), update, done, inner).await;
+                }
+                None => {
+                    reply.ok(json!({}));
+                    let notice = json!({ "challenge": self.challenge_json(), "user_id": user_id });
+                    inner.pubsub.broadcast(
+                        Broadcast {
+                            topic: self.topic.clone(),
+                            event: RESPONSE_UPDATED.into(),
+                            payload: Payload::Json(notice),
+                        },
+                        None,
+                    );
+                }
+            },
+        }
+    }
+
+    async fn yjs(
+        &mut self,
+        member: SubId,
+        user_id: String,
+        msg: YMessage,
+        reply: ReplyHandle,
+        inner: &RoomsInner,
+    ) {
+        match msg {
+            YMessage::SyncStep1(sv) => {
+                let Some(pusher) = self.members.get(&member) else {
+                    return;
+                };
+                match doc::diff(&self.doc, &sv) {
+                    Ok(update) => {
+                        pusher.push(YJS, Payload::Binary(doc::sync_step2(&update).into()));
+                        pusher.push(
+                            YJS,
+                            Payload::Binary(doc::sync_step1(&doc::state_vector(&self.doc)).into()),
+                        );
+                        if let Some(states) = self.awareness_message(|owner| owner != member) {
+                            pusher.push(YJS, Payload::Binary(states.into()));
+                        }
+                        reply.ok(json!({}));
+                    }
+                    Err(_) => reply.error("invalid update"),
+                }
+            }
+            YMessage::SyncStep2(update) | YMessage::Update(update) => {
+                if is_empty_update(&update) {
+                    return reply.ok(json!({}));
+                }
+                if let Err(err) = doc::apply_update(&self.doc, &update) {
+                    tracing::debug!(cause = %err, "update refused");
+                    return reply.error("invalid update");
+                }
+                let text: Arc<str> = doc::text(&self.doc).into();
+                if text != self.text {
+                    self.text = text;
+                    self.challenge.updated_at = crate::store::timestamp();
+                    self.notice_user = Some(user_id.clone());
+                    if self.notice_at.is_none() {
+                        self.notice_at =
+                            Some((self.last_notice + NOTICE_EVERY).max(Instant::now()));
+                    }
+                }
+                let relay = Bytes::from(doc::sync_update(&update));
+                let (pubsub, topic) = (inner.pubsub.clone(), self.topic.clone());
+                let done = Box::new(move |result: crate::store::Result<()>| match result {
+                    Ok(()) => {
+                        reply.ok(json!({}));
+                        pubsub.broadcast(
+                            Broadcast {
+                                topic,
+                                event: YJS.into(),
+                                payload: Payload::Binary(relay),
+                            },
+                            Some(member),
+                        );
+                    }
+                    Err(_) => reply.error("not saved"),
+                });
+                self.persist(Some(user_id), update, done, inner).await;
+            }
+            YMessage::Awareness(raw, entries) => {
+                for e in entries {
+                    let accept = match self.awareness.get(&e.client_id) {
+                        None => true,
+                        Some(cur) => {
+                            cur.clock < e.clock
+                                || (cur.clock == e.clock && e.json == "null" && cur.json.is_some())
+                        }
+                    };
+                    if accept {
+                        let json = (e.json != "null").then_some(e.json);
+                        self.awareness.insert(
+                            e.client_id,
+                            AwarenessState {
+                                clock: e.clock,
+                                json,
+                                owner: member,
+                            },
+                        );
+                    }
+                }
+                let framed = doc::frame_awareness(&raw);
+                inner.pubsub.broadcast(
+                    Broadcast {
+                        topic: self.topic.clone(),
+                        event: YJS.into(),
+                        payload: Payload::Binary(framed.into()),
+                    },
+                    Some(member),
+                );
+                reply.ok(json!({}));
+            }
+            YMessage::QueryAwareness => {
+                if let (Some(pusher), Some(states)) =
+                    (self.members.get(&member), self.awareness_message(|_| true))
+                {
+                    pusher.push(YJS, Payload::Binary(states.into()));
+                }
+                reply.ok(json!({}));
+            }
+        }
+    }
+
+    async fn persist(
+        &mut self,
+        user_id: Option<String>,
+        update: Vec<u8>,
+        done: crate::store::doc_log::Done,
+        inner: &RoomsInner,
+    ) {
+        let op = WriteOp::Append {
+            challenge_id: self.id.clone(),
+            user_id,
+            update,
+            text: self.text.clone(),
+            done,
+        };
+        if let Err(err) = inner.writer.send(op).await {
+            warn!(cause = %err, "edit not queued");
+            return;
+        }
+        self.since_snapshot += 1;
+        if self.since_snapshot >= inner.config.snapshot_every.max(1) {
+            self.since_snapshot = 0;
+            let op = WriteOp::Snapshot {
+                challenge_id: self.id.clone(),
+                state: doc::encode_state(&self.doc),
+            };
+            let _ = inner.writer.send(op).await;
+        }
+    }
+
+    /// The awareness states (not gone) whose owner passes `keep`, as one message.
+    fn awareness_message(&self, keep: impl Fn(SubId) -> bool) -> Option<Vec<u8>> {
+        let entries: Vec<AwarenessEntry> = self
+            .awareness
+            .iter()
+            .filter(|(_, s)| s.json.is_some() && keep(s.owner))
+            .map(|(id, s)| AwarenessEntry {
+                client_id: *id,
+                clock: s.clock,
+                json: s.json.clone().unwrap_or_default(),
+            })
+            .collect();
+        (!entries.is_empty()).then(|| doc::encode_awareness(&entries))
+    }
+
+    /// A member left: its awareness states go, and the others are told (as
+    /// y-websocket's server does).
+    fn remove_awareness_of(&mut self, member: SubId, inner: &RoomsInner) {
+        let mut gone = Vec::new();
+        self.awareness.retain(|id, s| {
+            if s.owner == member {
+                if s.json.is_some() {
+                    gone.push(AwarenessEntry {
+                        client_id: *id,
+                        clock: s.clock + 1,
+                        json: "null".into(),
+                    });
+                }
+                false
+            } else {
+                true
+            }
+        });
+        if !gone.is_empty() {
+            let msg = doc::encode_awareness(&gone);
+            inner.pubsub.broadcast(
+                Broadcast {
+                    topic: self.topic.clone(),
+                    event: YJS.into(),
+                    payload: Payload::Binary(msg.into()),
+                },
+                Some(member),
+            );
+        }
+    }
+
+    fn send_notice(&mut self, inner: &RoomsInner) {
+        self.notice_at = None;
+        let Some(user_id) = self.notice_user.take() else {
+            return;
+        };
+        self.last_notice = Instant::now();
+        let notice = json!({ "challenge": self.challenge_json(), "user_id": user_id });
+        inner.pubsub.broadcast(
+            Broadcast {
+                topic: self.topic.clone(),
+                event: RESPONSE_UPDATED.into(),
+                payload: Payload::Json(notice),
+            },
+            None,
+        );
+    }
+}
+
+/// A v1 update with no structs and no deletions: `[0, 0]`.
+fn is_empty_update(update: &[u8]) -> bool {
+    update == [0, 0]
+}

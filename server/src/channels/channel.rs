@@ -1,0 +1,503 @@
+//! The [`Channel`] trait (join, handle_in, handle_out, handle_info,
+//! terminate) with Phoenix's life cycle, the [`ChannelCtx`] a channel uses to
+//! push, reply, broadcast and track presence, and [`run`], the per-join task
+//! that owns one channel and cleans up after it on every exit path.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn, Instrument};
+
+use super::message::{
+    Broadcast, Message, Payload, Push, Reply, Status, PHX_CLOSE, PHX_ERROR, PRESENCE_STATE,
+};
+use super::presence::Owner;
+use super::pubsub::{SubId, Subscriber};
+use super::serializer::{encode_push, encode_reply};
+
+use super::{Assigns, Endpoint, Outbound};
+
+/// What `handle_in` asks the channel task to do next.
+pub enum HandleResult {
+    /// Reply to the push.
+    Reply(Status, Payload),
+    /// No reply now (maybe later, through a [`ReplyHandle`]).
+    NoReply,
+    /// Reply (if given), then stop the channel normally (`phx_close`).
+    Stop(String, Option<(Status, Payload)>),
+}
+
+impl HandleResult {
+    pub fn ok(payload: Value) -> Self {
+        HandleResult::Reply(Status::Ok, Payload::Json(payload))
+    }
+
+    pub fn error(reason: &str) -> Self {
+        HandleResult::Reply(
+            Status::Error,
+            Payload::Json(serde_json::json!({ "reason": reason })),
+        )
+    }
+}
+
+/// Why a channel ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitReason {
+    /// The client left (`phx_leave`).
+    Left,
+    /// The server closed it: a duplicate join of the same topic, or `Stop`.
+    Closed(String),
+    /// The socket went away (closed, dropped, timed out, too slow).
+    SocketGone,
+    /// The server is shutting down.
+    Shutdown,
+    /// A handler panicked or failed: the client gets `phx_error`.
+    Crashed(String),
+}
+
+/// A message from the socket to its channel task.
+pub enum ChannelInput {
+    Message(Message),
+    Leave {
+        msg_ref: Option<String>,
+    },
+    /// Close this join (a second join of the same topic arrived).
+    Close,
+}
+
+/// Phoenix's channel behaviour. A channel value lives in its own task.
+pub trait Channel: Sized + Send + 'static {
+    /// Shared state the route hands to every join (database handles...).
+    type State: Clone + Send + Sync + 'static;
+    /// Server-side messages for `handle_info`.
+    type Info: Send + 'static;
+    /// Broadcast events this channel intercepts (Phoenix's `intercept`):
+    /// they go through `handle_out` instead of straight to the socket.
+    const INTERCEPTS: &'static [&'static str] = &[];
+
+    /// Authorizes a join; `Ok` carries the channel and the reply payload,
+    /// `Err` the error reply payload.
+    fn join(
+        state: &Self::State,
+        params: Value,
+        ctx: &mut ChannelCtx<Self::Info>,
+    ) -> impl Future<Output = Result<(Self, Value), Value>> + Send;
+
+    /// Runs after the join reply went out (presence tracking goes here).
+    fn after_join(&mut self, _ctx: &mut ChannelCtx<Self::Info>) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// A push from the client.
+    fn handle_in(
+        &mut self,
+        event: String,
+        payload: Payload,
+        reply: ReplyHandle,
+        ctx: &mut ChannelCtx<Self::Info>,
+    ) -> impl Future<Output = HandleResult> + Send;
+
+    /// An intercepted broadcast; the default pushes it unchanged.
+    fn handle_out(
+        &mut self,
+        b: Arc<Broadcast>,
+        ctx: &mut ChannelCtx<Self::Info>,
+    ) -> impl Future<Output = ()> + Send {
+        ctx.push(&b.event, b.payload.clone());
+        async {}
+    }
+
+    /// A server-side message; `Some(reason)` stops the channel.
+    fn handle_info(
+        &mut self,
+        _info: Self::Info,
+        _ctx: &mut ChannelCtx<Self::Info>,
+    ) -> impl Future<Output = Option<String>> + Send {
+        async { None }
+    }
+
+    /// Called once when the channel ends for any reason but a crash.
+    fn terminate(
+        &mut self,
+        _reason: &ExitReason,
+        _ctx: &mut ChannelCtx<Self::Info>,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// Replies to one push, now or later, from any task.
+#[derive(Clone)]
+pub struct ReplyHandle {
+    outbound: Outbound,
+    topic: Arc<str>,
+    join_ref: Option<String>,
+    msg_ref: Option<String>,
+}
+
+impl ReplyHandle {
+    pub fn reply(&self, status: Status, payload: Payload) {
+        if self.msg_ref.is_none() {
+            return; // the client did not ask for a reply
+        }
+        let reply = Reply {
+            join_ref: self.join_ref.clone(),
+            msg_ref: self.msg_ref.clone(),
+            topic: self.topic.to_string(),
+            status,
+            payload,
+        };
+        match encode_reply(&reply) {
+            Ok(frame) => {
+                self.outbound.send(frame);
+            }
+            Err(err) => warn!(cause = %err, "reply not encodable"),
+        }
+    }
+
+    pub fn ok(&self, payload: Value) {
+        self.reply(Status::Ok, Payload::Json(payload));
+    }
+
+    pub fn error(&self, reason: &str) {
+        self.reply(
+            Status::Error,
+            Payload::Json(serde_json::json!({ "reason": reason })),
+        );
+    }
+}
+
+/// Pushes events to one channel member from any task (a room, a timer).
+#[derive(Clone)]
+pub struct Pusher {
+    outbound: Outbound,
+    topic: Arc<str>,
+    join_ref: Option<String>,
+}
+
+impl Pusher {
+    pub fn push(&self, event: &str, payload: Payload) {
+        let push = Push {
+            join_ref: self.join_ref.clone(),
+            topic: self.topic.to_string(),
+            event: event.to_owned(),
+            payload,
+        };
+        match encode_push(&push) {
+            Ok(frame) => {
+                self.outbound.send(frame);
+            }
+            Err(err) => warn!(cause = %err, "push not encodable"),
+        }
+    }
+}
+
+/// What a channel can do: push to its client, broadcast to its topic, track
+/// presence, schedule messages to itself.
+pub struct ChannelCtx<I> {
+    pub topic: Arc<str>,
+    pub join_ref: Option<String>,
+    pub assigns: Assigns,
+    pub sub_id: SubId,
+    endpoint: Endpoint,
+    outbound: Outbound,
+    info_tx: mpsc::UnboundedSender<I>,
+}
+
+impl<I: Send + 'static> ChannelCtx<I> {
+    /// The socket's assigns as the product's type.
+    pub fn assigns<T: 'static>(&self) -> Option<&T> {
+        self.assigns.downcast_ref::<T>()
+    }
+
+    /// Pushes an event to this channel's client only.
+    pub fn push(&self, event: &str, payload: Payload) {
+        self.pusher().push(event, payload);
+    }
+
+    /// A handle that pushes to this channel's client from anywhere.
+    pub fn pusher(&self) -> Pusher {
+        Pusher {
+            outbound: self.outbound.clone(),
+            topic: self.topic.clone(),
+            join_ref: self.join_ref.clone(),
+        }
+    }
+
+    /// The PubSub, for tasks that broadcast on this channel's behalf.
+    pub fn pubsub(&self) -> &Arc<dyn super::pubsub::PubSub> {
+        &self.endpoint.pubsub
+    }
+
+    /// Broadcasts to every member of the topic, this one included.
+    pub fn broadcast(&self, event: &str, payload: Payload) {
+        self.endpoint.pubsub.broadcast(
+            Broadcast {
+                topic: self.topic.to_string(),
+                event: event.to_owned(),
+                payload,
+            },
+            None,
+        );
+    }
+
+    /// Broadcasts to every member of the topic but this one.
+    pub fn broadcast_from(&self, event: &str, payload: Payload) {
+        self.endpoint.pubsub.broadcast(
+            Broadcast {
+                topic: self.topic.to_string(),
+                event: event.to_owned(),
+                payload,
+            },
+            Some(self.sub_id),
+        );
+    }
+
+    /// Broadcasts on any topic (e.g. `disconnect` to a socket id).
+    pub fn endpoint_broadcast(&self, topic: &str, event: &str, payload: Payload) {
+        self.endpoint.pubsub.broadcast(
+            Broadcast {
+                topic: topic.to_owned(),
+                event: event.to_owned(),
+                payload,
+            },
+            None,
+        );
+    }
+
+    /// This channel's identity as a presence owner and PubSub subscriber.
+    pub fn owner(&self) -> Owner {
+        self.endpoint.presence.owner(self.sub_id)
+    }
+
+    /// Tracks `key` with `meta` on this topic, owned by this channel.
+    pub fn track(&self, key: &str, meta: Map<String, Value>) -> String {
+        self.endpoint
+            .presence
+            .track(&self.topic, key, self.owner(), meta)
+    }
+
+    /// Updates this channel's presence entry for `key`.
+    pub fn update_presence(&self, key: &str, f: impl FnOnce(&mut Map<String, Value>)) -> bool {
+        self.endpoint
+            .presence
+            .update(&self.topic, key, self.owner(), f)
+    }
+
+    /// Pushes `presence_state` (everyone on the topic) to this client.
+    pub fn push_presence_state(&self) {
+        self.push(
+            PRESENCE_STATE,
+            Payload::Json(self.endpoint.presence.list(&self.topic)),
+        );
+    }
+
+    /// A handle that replies to `msg_ref` later.
+    pub fn reply_handle(&self, msg_ref: Option<String>) -> ReplyHandle {
+        ReplyHandle {
+            outbound: self.outbound.clone(),
+            topic: self.topic.clone(),
+            join_ref: self.join_ref.clone(),
+            msg_ref,
+        }
+    }
+
+    /// Sends a message to this channel's own `handle_info`.
+    pub fn send_info(&self, info: I) {
+        let _ = self.info_tx.send(info);
+    }
+
+    /// A sender other tasks can use to reach `handle_info`.
+    pub fn info_sender(&self) -> mpsc::UnboundedSender<I> {
+        self.info_tx.clone()
+    }
+
+    /// Sends `info` to `handle_info` after `delay`.
+    pub fn send_after(&self, delay: Duration, info: I) {
+        let tx = self.info_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(info);
+        });
+    }
+}
+
+/// What the socket hands a route to start a channel.
+pub struct JoinArgs {
+    pub topic: String,
+    pub join_ref: Option<String>,
+    pub msg_ref: Option<String>,
+    pub params: Value,
+    pub assigns: Assigns,
+    pub endpoint: Endpoint,
+    pub outbound: Outbound,
+    pub inbox: mpsc::Receiver<ChannelInput>,
+}
+
+/// The per-join task: join, then serve the inbox, intercepted broadcasts and
+/// info messages until the channel ends; then untrack, unsubscribe and tell
+/// the client (`phx_close` or `phx_error`).
+pub async fn run<C: Channel>(state: C::State, args: JoinArgs) {
+    let JoinArgs {
+        topic,
+        join_ref,
+        msg_ref,
+        params,
+        assigns,
+        endpoint,
+        outbound,
+        mut inbox,
+    } = args;
+    let sub_id = endpoint.pubsub.next_id();
+    let (info_tx, mut info_rx) = mpsc::unbounded_channel();
+    let topic: Arc<str> = topic.into();
+    let span = tracing::info_span!("channel", topic = %topic, join_ref = join_ref.as_deref().unwrap_or(""));
+    let mut ctx = ChannelCtx {
+        topic: topic.clone(),
+        join_ref,
+        assigns,
+        sub_id,
+        endpoint: endpoint.clone(),
+        outbound,
+        info_tx,
+    };
+    let join_reply = ctx.reply_handle(msg_ref);
+
+    let joined = AssertUnwindSafe(C::join(&state, params, &mut ctx))
+        .catch_unwind()
+        .instrument(span.clone())
+        .await;
+    let mut channel = match joined {
+        Ok(Ok((channel, reply))) => {
+            let (tx, rx) = mpsc::channel::<Arc<Broadcast>>(endpoint.limits.outbound_queue);
+            let closer = ctx.outbound.closer().clone();
+            let on_intercept = (!C::INTERCEPTS.is_empty()).then(|| {
+                Arc::new(move |b: &Arc<Broadcast>| {
+                    if tx.try_send(b.clone()).is_err() {
+                        closer.close(super::close_code::POLICY);
+                    }
+                }) as super::pubsub::InterceptFn
+            });
+            endpoint.pubsub.subscribe(
+                &topic,
+                sub_id,
+                Subscriber {
+                    outbound: ctx.outbound.clone(),
+                    intercepts: C::INTERCEPTS,
+                    on_intercept,
+                },
+            );
+            endpoint.metrics.channels.fetch_add(1, Ordering::Relaxed);
+            join_reply.ok(reply);
+            span.in_scope(|| info!("joined"));
+            (channel, rx)
+        }
+        Ok(Err(reason)) => {
+            span.in_scope(|| info!(reason = %reason, "join refused"));
+            join_reply.reply(Status::Error, Payload::Json(reason));
+            return;
+        }
+        Err(_) => {
+            span.in_scope(|| warn!("join crashed"));
+            join_reply.error("join crashed");
+            return;
+        }
+    };
+
+    let (ref mut chan, ref mut intercepted) = channel;
+    let outcome = AssertUnwindSafe(serve(
+        chan,
+        &mut ctx,
+        &mut inbox,
+        intercepted,
+        &mut info_rx,
+        &endpoint,
+    ))
+    .catch_unwind()
+    .instrument(span.clone())
+    .await;
+    let reason = match outcome {
+        Ok(reason) => {
+            let terminated = AssertUnwindSafe(chan.terminate(&reason, &mut ctx))
+                .catch_unwind()
+                .await;
+            if terminated.is_err() {
+                ExitReason::Crashed("terminate panicked".into())
+            } else {
+                reason
+            }
+        }
+        Err(_) => ExitReason::Crashed("handler panicked".into()),
+    };
+
+    endpoint.pubsub.unsubscribe(&topic, sub_id);
+    endpoint.presence.untrack_owner(&topic, ctx.owner());
+    endpoint.metrics.channels.fetch_sub(1, Ordering::Relaxed);
+    let notify = |event: &str| {
+        ctx.outbound.send(super::serializer::encode_exit(
+            ctx.join_ref.as_deref(),
+            &topic,
+            event,
+        ));
+    };
+    match &reason {
+        ExitReason::Left | ExitReason::Closed(_) => notify(PHX_CLOSE),
+        ExitReason::Crashed(why) => {
+            span.in_scope(|| warn!(cause = %why, "channel crashed"));
+            notify(PHX_ERROR)
+        }
+        ExitReason::SocketGone | ExitReason::Shutdown => {}
+    }
+    span.in_scope(|| info!(reason = ?reason, "left"));
+}
+
+async fn serve<C: Channel>(
+    chan: &mut C,
+    ctx: &mut ChannelCtx<C::Info>,
+    inbox: &mut mpsc::Receiver<ChannelInput>,
+    intercepted: &mut mpsc::Receiver<Arc<Broadcast>>,
+    info_rx: &mut mpsc::UnboundedReceiver<C::Info>,
+    endpoint: &Endpoint,
+) -> ExitReason {
+    chan.after_join(ctx).await;
+    loop {
+        tokio::select! {
+            biased;
+            _ = endpoint.shutdown.cancelled() => return ExitReason::Shutdown,
+            input = inbox.recv() => match input {
+                None => return ExitReason::SocketGone,
+                Some(ChannelInput::Close) => return ExitReason::Closed("duplicate join".into()),
+                Some(ChannelInput::Leave { msg_ref }) => {
+                    ctx.reply_handle(msg_ref).ok(serde_json::json!({}));
+                    return ExitReason::Left;
+                }
+                Some(ChannelInput::Message(msg)) => {
+                    debug!(event = %msg.event, "handle_in");
+                    let reply = ctx.reply_handle(msg.msg_ref);
+                    match chan.handle_in(msg.event, msg.payload, reply.clone(), ctx).await {
+                        HandleResult::Reply(status, payload) => reply.reply(status, payload),
+                        HandleResult::NoReply => {}
+                        HandleResult::Stop(why, r) => {
+                            if let Some((status, payload)) = r {
+                                reply.reply(status, payload);
+                            }
+                            return ExitReason::Closed(why);
+                        }
+                    }
+                }
+            },
+            Some(b) = intercepted.recv() => chan.handle_out(b, ctx).await,
+            Some(info) = info_rx.recv() => {
+                if let Some(why) = chan.handle_info(info, ctx).await {
+                    return ExitReason::Closed(why);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! Phoenix.Presence: who is on a topic. `track`, `update`, `untrack` and
+//! `list` over (topic, key, meta); every entry gets a unique `phx_ref`, an
+//! update carries `phx_ref_prev`. Changes become `presence_diff` broadcasts
+//! `{joins, leaves}`; changes that arrive within [`BATCH_WINDOW`] are merged
+//! into one diff, as phoenix.js applies them the same way.
+//!
+//! Replica boundary: every entry is owned by one channel of one node
+//! ([`Owner`]). A node only ever changes its own entries, and every change is
+//! a delta (the pending diff), so a later multi-node tracker can ship those
+//! deltas to other nodes and merge remote entries by owner, as
+//! `Phoenix.Tracker` does. Nothing is replicated yet.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::message::{Broadcast, Payload, PRESENCE_DIFF};
+use super::pubsub::{PubSub, SubId};
+
+/// Diffs produced within this window are merged into one broadcast: a burst
+/// of joins costs one message per member, not one per join, and a human
+/// cannot tell 10 ms apart.
+pub const BATCH_WINDOW: Duration = Duration::from_millis(10);
+
+/// Who owns a presence entry: a channel (its subscription id) on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub node: u32,
+    pub sub: SubId,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    owner: Owner,
+    phx_ref: String,
+    /// The meta as sent, `phx_ref` (and `phx_ref_prev`) included.
+    meta: Map<String, Value>,
+}
+
+#[derive(Default)]
+struct TopicState {
+    entries: HashMap<String, Vec<Entry>>,
+    pending: Option<PendingDiff>,
+}
+
+#[derive(Default, Debug)]
+struct PendingDiff {
+    joins: Vec<(String, Map<String, Value>)>,
+    leaves: Vec<(String, Map<String, Value>)>,
+}
+
+struct Inner {
+    topics: Mutex<HashMap<String, TopicState>>,
+    pubsub: Arc<dyn PubSub>,
+    refs: AtomicU64,
+    node: u32,
+    /// Prefix making refs unique across restarts (clients keep old refs).
+    epoch: String,
+}
+
+/// A cheap handle to the tracker.
+#[derive(Clone)]
+pub struct Presence {
+    inner: Arc<Inner>,
+}
+
+impl Presence {
+    pub fn new(pubsub: Arc<dyn PubSub>, node: u32) -> Self {
+        let epoch = format!("{:x}", rand::random::<u32>());
+        Presence {
+            inner: Arc::new(Inner {
+                topics: Mutex::default(),
+                pubsub,
+                refs: AtomicU64::new(0),
+                node,
+                epoch,
+            }),
+        }
+    }
+
+    pub fn owner(&self, sub: SubId) -> Owner {
+        Owner {
+            node: self.inner.node,
+            sub,
+        }
+    }
+
+    fn next_ref(&self) -> String {
+        let n = self.inner.refs.fetch_add(1, Ordering::Relaxed);
+        format!("{}{:x}", self.inner.epoch, n)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, TopicState>> {
+        // A panic while holding the lock leaves consistent maps: keep going.
+        self.inner.topics.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tracks `key` on `topic` with `meta`; returns the entry's `phx_ref`.
+    pub fn track(
+        &self,
+        topic: &str,
+        key: &str,
+        owner: Owner,
+        mut meta: Map<String, Value>,
+    ) -> String {
+        let phx_ref = self.next_ref();
+        meta.insert("phx_ref".into(), Value::String(phx_ref.clone()));
+        let schedule = {
+            let mut topics = self.lock();
+            let state = topics.entry(topic.to_owned()).or_default();
+            state
+                .entries
+                .entry(key.to_owned())
+                .or_default()
+                .push(Entry {
+                    owner,
+                    phx_ref: phx_ref.clone(),
+                    meta: meta.clone(),
+                });
+            push_pending(state, |p| p.joins.push((key.to_owned(), meta)))
+        };
+        self.maybe_schedule(topic, schedule);
+        phx_ref
+    }
+
+    /// Replaces the meta of `owner`'s entry for `key`, through `f`. Returns
+    /// false when there is no such entry. A new `phx_ref` is issued and the
+    /// old one kept as `phx_ref_prev`.
+    pub fn update(
+        &self,
+        topic: &str,
+        key: &str,
+        owner: Owner,
+        f: impl FnOnce(&mut Map<String, Value>),
+    ) -> bool {
+        let new_ref = self.next_ref();
+        let schedule = {
+            let mut topics = self.lock();
+            let Some(state) = topics.get_mut(topic) else {
+                return false;
+            };
+            let Some(entry) = state
+                .entries
+                .get_mut(key)
+                .and_then(|es| es.iter_mut().find(|e| e.owner == owner))
+            else {
+                return false;
+            };
+            let old_meta = entry.meta.clone();
+            let mut meta = entry.meta.clone();
+            meta.remove("phx_ref_prev");
+            f(&mut meta);
+            meta.insert("phx_ref".into(), Value::String(new_ref.clone()));
+            meta.insert("phx_ref_prev".into(), Value::String(entry.phx_ref.clone()));
+            entry.phx_ref = new_ref;
+            entry.meta = meta.clone();
+            push_pending(state, |p| {
+                p.leaves.push((key.to_owned(), old_meta));
+                p.joins.push((key.to_owned(), meta));
+            })
+        };
+        self.maybe_schedule(topic, schedule);
+        true
+    }
+
+    /// Removes every entry `owner` has on `topic` (a channel ending, for any
+    /// reason). Returns how many entries went.
+    pub fn untrack_owner(&self, topic: &str, owner: Owner) -> usize {
+        let (removed, schedule) = {
+            let mut topics = self.lock();
+            let Some(state) = topics.get_mut(topic) else {
+                return 0;
+            };
+            let mut gone = Vec::new();
+            state.entries.retain(|key, entries| {
+                entries.retain(|e| {
+                    if e.owner == owner {
+                        gone.push((key.clone(), e.meta.clone()));
+                        false
+                    } else {
+                        true
+                    }
+                });
+                !entries.is_empty()
+            });
+            let n = gone.len();
+            let schedule = if n > 0 {
+                push_pending(state, |p| p.leaves.extend(gone))
+            } else {
+                false
+            };
+            if state.entries.is_empty() && state.pending.is_none() {
+                topics.remove(topic);
+            }
+            (n, schedule)
+        };
+        self.maybe_schedule(topic, schedule);
+        removed
+    }
+
+    /// The `presence_state` payload: `{key: {"metas": [...]}}`.
+    pub fn list(&self, topic: &str) -> Value {
+        let topics = self.lock();
+        let mut out = Map::new();
+        if let Some(state) = topics.get(topic) {
+            for (key, entries) in &state.entries {
+                let metas: Vec<Value> = entries
+                    .iter()
+                    .map(|e| Value::Object(e.meta.clone()))
+                    .collect();
+                out.insert(key.clone(), serde_json::json!({ "metas": metas }));
+            }
+        }
+        Value::Object(out)
+    }
+
+    /// Number of topics with state (members or a pending diff).
+    pub fn topic_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn maybe_schedule(&self, topic: &str, schedule: bool) {
+        if !schedule {
+            return;
+        }
+        let this = self.clone();
+        let topic = topic.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(BATCH_WINDOW).await;
+            this.flush(&topic);
+        });
+    }
+
+    /// Broadcasts the topic's pending diff now, if any.
+    pub fn flush(&self, topic: &str) {
+        if let Some(diff) = self.take_diff(topic) {
+            self.inner.pubsub.broadcast(
+                Broadcast {
+                    topic: topic.to_owned(),
+                    event: PRESENCE_DIFF.into(),
+                    payload: Payload::Json(diff),
+                },
+                None,
+            );
+        }
+    }
+
+    /// Takes the merged pending diff of a topic, as the `presence_diff` payload.
+    pub fn take_diff(&self, topic: &str) -> Option<Value> {
+        let pending = {
+            let mut topics = self.lock();
+            let state = topics.get_mut(topic)?;
+            let pending = state.pending.take();
+            if state.entries.is_empty() {
+                topics.remove(topic);
+            }
+            pending?
+        };
+        // A ref that joined and left within one window cancels out.
+        let left: std::collections::HashSet<&str> = pending
+            .leaves
+            .iter()
+            .filter_map(|(_, m)| ref_of(m))
+            .collect();
+        let joined: std::collections::HashSet<&str> = pending
+            .joins
+            .iter()
+            .filter_map(|(_, m)| ref_of(m))
+            .collect();
+        let group = |items: &[(String, Map<String, Value>)],
+                     skip: &std::collections::HashSet<&str>| {
+            let mut out = Map::new();
+            for (key, meta) in items {
+                if ref_of(meta).is_some_and(|r| skip.contains(r)) {
+                    continue;
+                }
+                let slot = out
+                    .entry(key.clone())
+                    .or_insert_with(|| serde_json::json!({ "metas": [] }));
+                slot["metas"]
+                    .as_array_mut()
+                    .expect("metas is an array")
+                    .push(Value::Object(meta.clone()));
+            }
+            Value::Object(out)
+        };
+        let joins = group(&pending.joins, &left);
+        let leaves = group(&pending.leaves, &joined);
+        if joins.as_object().is_some_and(|j| j.is_empty())
+            && leaves.as_object().is_some_and(|l| l.is_empty())
+        {
+            return None;
+        }
+        Some(serde_json::json!({ "joins": joins, "leaves": leaves }))
+    }
+}
+
+fn ref_of(meta: &Map<String, Value>) -> Option<&str> {
+    meta.get("phx_ref").and_then(Value::as_str)
+}
+
+/// Records a change in the pending diff; true when a flush must be scheduled.
+fn push_pending(state: &mut TopicState, f: impl FnOnce(&mut PendingDiff)) -> bool {
+    let schedule = state.pending.is_none();
+    f(state.pending.get_or_insert_with(PendingDiff::default));
+    schedule
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channels::pubsub::LocalPubSub;
+    use serde_json::json;
+
+    fn presence() -> Presence {
+        Presence::new(Arc::new(LocalPubSub::new()), 1)
+    }
+
+    fn meta(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn track_lists_with_unique_refs_and_multi_meta_keys() {
+        let p = presence();
+        let (a, b) = (p.owner(1), p.owner(2));
+        let r1 = p.track("t", "u1", a, meta(json!({"name": "A"})));
+        let r2 = p.track("t", "u1", b, meta(json!({"name": "A"})));
+        assert_ne!(r1, r2);
+        let list = p.list("t");
+        assert_eq!(list["u1"]["metas"].as_array().unwrap().len(), 2);
+        assert_eq!(list["u1"]["metas"][0]["phx_ref"], json!(r1));
+    }
+
+    #[tokio::test]
+    async fn update_sets_phx_ref_prev_and_diff_has_leave_and_join() {
+        let p = presence();
+        let a = p.owner(1);
+        let r1 = p.track("t", "u1", a, meta(json!({"typing": false})));
+        p.take_diff("t");
+        assert!(p.update("t", "u1", a, |m| {
+            m.insert("typing".into(), json!(true));
+        }));
+        let list = p.list("t");
+        let m = &list["u1"]["metas"][0];
+        assert_eq!(m["typing"], json!(true));
+        assert_eq!(m["phx_ref_prev"], json!(r1));
+        let diff = p.take_diff("t").unwrap();
+        assert_eq!(diff["leaves"]["u1"]["metas"][0]["phx_ref"], json!(r1));
+        assert_eq!(diff["joins"]["u1"]["metas"][0]["typing"], json!(true));
+        assert!(!p.update("t", "u1", p.owner(9), |_| {}));
+    }
+
+    #[tokio::test]
+    async fn untrack_owner_removes_only_that_owners_entries_and_empty_topics() {
+        let p = presence();
+        let (a, b) = (p.owner(1), p.owner(2));
+        p.track("t", "u1", a, meta(json!({})));
+        p.track("t", "u1", b, meta(json!({})));
+        p.track("t", "u2", a, meta(json!({})));
+        p.take_diff("t");
+        assert_eq!(p.untrack_owner("t", a), 2);
+        let list = p.list("t");
+        assert_eq!(list["u1"]["metas"].as_array().unwrap().len(), 1);
+        assert!(list.get("u2").is_none());
+        let diff = p.take_diff("t").unwrap();
+        assert_eq!(diff["leaves"]["u1"]["metas"].as_array().unwrap().len(), 1);
+        assert!(diff["leaves"]["u2"].is_object());
+        assert_eq!(p.untrack_owner("t", b), 1);
+        p.take_diff("t");
+        assert_eq!(p.topic_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn joins_and_leaves_in_one_window_merge_and_cancel() {
+        let p = presence();
+        let (a, b) = (p.owner(1), p.owner(2));
+        p.track("t", "u1", a, meta(json!({})));
+        p.track("t", "u2", b, meta(json!({})));
+        p.untrack_owner("t", b);
+        let diff = p.take_diff("t").unwrap();
+        assert!(diff["joins"]["u1"].is_object());
+        assert!(
+            diff["joins"].get("u2").is_none(),
+            "a join and leave of one ref cancel: {diff}"
+        );
+        assert!(diff["leaves"].as_object().unwrap().is_empty());
+        assert!(p.take_diff("t").is_none());
+    }
+
+    #[tokio::test]
+    async fn diffs_are_broadcast_after_the_window() {
+        let pubsub = Arc::new(LocalPubSub::new());
+        let p = Presence::new(pubsub.clone(), 1);
+        let (outbound, mut rx, _c) = crate::channels::Outbound::new(8, Default::default());
+        pubsub.subscribe(
+            "t",
+            1,
+            crate::channels::pubsub::Subscriber {
+                outbound,
+                intercepts: &[],
+                on_intercept: None,
+            },
+        );
+        p.track("t", "u1", p.owner(1), meta(json!({})));
+        p.track("t", "u2", p.owner(2), meta(json!({})));
+        let frame = tokio::time::timeout(Duration::from_secs(1), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let crate::channels::serializer::Frame::Text(b) = frame else {
+            panic!()
+        };
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v[3], json!("presence_diff"));
+        assert!(
+            v[4]["joins"]["u1"].is_object() && v[4]["joins"]["u2"].is_object(),
+            "one merged diff: {v}"
+        );
+        assert!(rx.try_recv().is_err());
+    }
+}

@@ -1,0 +1,536 @@
+//! Phoenix's V2 serializer, pure over bytes: JSON text frames
+//! `[join_ref, ref, topic, event, payload]` and the binary frames of
+//! phoenix.js `serializer.js` (push kind 0, reply kind 1, broadcast kind 2).
+//! Decoding never panics: every malformed input is a [`DecodeError`].
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::message::{Broadcast, Message, Payload, Push, Reply, PHX_REPLY};
+
+/// A frame as it travels on the wire: text (JSON) or binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Text(Bytes),
+    Binary(Bytes),
+}
+
+impl Frame {
+    pub fn len(&self) -> usize {
+        match self {
+            Frame::Text(b) | Frame::Binary(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+const KIND_PUSH: u8 = 0;
+const KIND_REPLY: u8 = 1;
+const KIND_BROADCAST: u8 = 2;
+
+/// Why a frame could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    #[error("a message must be a JSON array of 5 elements [join_ref, ref, topic, event, payload]")]
+    Arity,
+    #[error("{0} must be a string")]
+    FieldType(&'static str),
+    #[error("{0} must be a string or null")]
+    RefType(&'static str),
+    #[error("binary frame too short")]
+    Truncated,
+    #[error("binary frame of kind {0}: clients may only send pushes (kind 0)")]
+    Kind(u8),
+    #[error("{0} is not valid UTF-8")]
+    Utf8(&'static str),
+}
+
+/// Why a message could not be encoded (a binary field over 255 bytes).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0} is longer than 255 bytes and cannot be sent in a binary frame")]
+pub struct EncodeError(pub &'static str);
+
+/// Decodes a frame from a client.
+pub fn decode(frame: &Frame) -> Result<Message, DecodeError> {
+    match frame {
+        Frame::Text(bytes) => decode_text(bytes),
+        Frame::Binary(bytes) => decode_binary(bytes),
+    }
+}
+
+fn decode_text(bytes: &[u8]) -> Result<Message, DecodeError> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let Value::Array(items) = value else {
+        return Err(DecodeError::Arity);
+    };
+    let Ok::<[Value; 5], _>([join_ref, msg_ref, topic, event, payload]) = items.try_into() else {
+        return Err(DecodeError::Arity);
+    };
+    Ok(Message {
+        join_ref: opt_ref(join_ref, "join_ref")?,
+        msg_ref: opt_ref(msg_ref, "ref")?,
+        topic: string(topic, "topic")?,
+        event: string(event, "event")?,
+        payload: Payload::Json(payload),
+    })
+}
+
+fn opt_ref(v: Value, name: &'static str) -> Result<Option<String>, DecodeError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s)),
+        // phoenix.js always sends strings; other clients send counters.
+        Value::Number(n) => Ok(Some(n.to_string())),
+        _ => Err(DecodeError::RefType(name)),
+    }
+}
+
+fn string(v: Value, name: &'static str) -> Result<String, DecodeError> {
+    match v {
+        Value::String(s) => Ok(s),
+        _ => Err(DecodeError::FieldType(name)),
+    }
+}
+
+fn decode_binary(bytes: &Bytes) -> Result<Message, DecodeError> {
+    // [kind][join_ref_size][ref_size][topic_size][event_size][join_ref][ref][topic][event][payload]
+    let header = bytes.get(..5).ok_or(DecodeError::Truncated)?;
+    if header[0] != KIND_PUSH {
+        return Err(DecodeError::Kind(header[0]));
+    }
+    let sizes = [header[1], header[2], header[3], header[4]].map(usize::from);
+    let mut offset = 5;
+    let mut field = |name: &'static str, size: usize| -> Result<String, DecodeError> {
+        let raw = bytes
+            .get(offset..offset + size)
+            .ok_or(DecodeError::Truncated)?;
+        offset += size;
+        std::str::from_utf8(raw)
+            .map(str::to_owned)
+            .map_err(|_| DecodeError::Utf8(name))
+    };
+    let join_ref = field("join_ref", sizes[0])?;
+    let msg_ref = field("ref", sizes[1])?;
+    let topic = field("topic", sizes[2])?;
+    let event = field("event", sizes[3])?;
+    Ok(Message {
+        join_ref: Some(join_ref).filter(|s| !s.is_empty()),
+        msg_ref: Some(msg_ref).filter(|s| !s.is_empty()),
+        topic,
+        event,
+        payload: Payload::Binary(bytes.slice(offset..)),
+    })
+}
+
+#[derive(Serialize)]
+struct ReplyBody<'a> {
+    status: &'a str,
+    response: &'a Value,
+}
+
+fn json_frame<T: Serialize>(value: &T) -> Frame {
+    let mut buf = Vec::with_capacity(128);
+    serde_json::to_writer(&mut buf, value).expect("serializing JSON values to a Vec cannot fail");
+    Frame::Text(Bytes::from(buf))
+}
+
+fn field_len(s: &str, name: &'static str) -> Result<u8, EncodeError> {
+    u8::try_from(s.len()).map_err(|_| EncodeError(name))
+}
+
+/// Encodes a `phx_reply`.
+pub fn encode_reply(reply: &Reply) -> Result<Frame, EncodeError> {
+    match &reply.payload {
+        Payload::Json(response) => Ok(json_frame(&(
+            &reply.join_ref,
+            &reply.msg_ref,
+            &reply.topic,
+            PHX_REPLY,
+            ReplyBody {
+                status: reply.status.as_str(),
+                response,
+            },
+        ))),
+        Payload::Binary(data) => {
+            let join_ref = reply.join_ref.as_deref().unwrap_or("");
+            let msg_ref = reply.msg_ref.as_deref().unwrap_or("");
+            let status = reply.status.as_str();
+            let mut buf = BytesMut::with_capacity(
+                5 + join_ref.len() + msg_ref.len() + reply.topic.len() + status.len() + data.len(),
+            );
+            buf.put_u8(KIND_REPLY);
+            buf.put_u8(field_len(join_ref, "join_ref")?);
+            buf.put_u8(field_len(msg_ref, "ref")?);
+            buf.put_u8(field_len(&reply.topic, "topic")?);
+            buf.put_u8(field_len(status, "status")?);
+            buf.put_slice(join_ref.as_bytes());
+            buf.put_slice(msg_ref.as_bytes());
+            buf.put_slice(reply.topic.as_bytes());
+            buf.put_slice(status.as_bytes());
+            buf.put_slice(data);
+            Ok(Frame::Binary(buf.freeze()))
+        }
+    }
+}
+
+/// Encodes a server push to one member (it carries the member's `join_ref`).
+pub fn encode_push(push: &Push) -> Result<Frame, EncodeError> {
+    match &push.payload {
+        Payload::Json(payload) => Ok(json_frame(&(
+            &push.join_ref,
+            None::<&str>,
+            &push.topic,
+            &push.event,
+            payload,
+        ))),
+        Payload::Binary(data) => {
+            let join_ref = push.join_ref.as_deref().unwrap_or("");
+            let mut buf = BytesMut::with_capacity(
+                4 + join_ref.len() + push.topic.len() + push.event.len() + data.len(),
+            );
+            buf.put_u8(KIND_PUSH);
+            buf.put_u8(field_len(join_ref, "join_ref")?);
+            buf.put_u8(field_len(&push.topic, "topic")?);
+            buf.put_u8(field_len(&push.event, "event")?);
+            buf.put_slice(join_ref.as_bytes());
+            buf.put_slice(push.topic.as_bytes());
+            buf.put_slice(push.event.as_bytes());
+            buf.put_slice(data);
+            Ok(Frame::Binary(buf.freeze()))
+        }
+    }
+}
+
+/// Encodes a broadcast: no `join_ref`, so one encoding serves every subscriber.
+pub fn encode_broadcast(b: &Broadcast) -> Result<Frame, EncodeError> {
+    match &b.payload {
+        Payload::Json(payload) => Ok(json_frame(&(
+            None::<&str>,
+            None::<&str>,
+            &b.topic,
+            &b.event,
+            payload,
+        ))),
+        Payload::Binary(data) => {
+            let mut buf = BytesMut::with_capacity(3 + b.topic.len() + b.event.len() + data.len());
+            buf.put_u8(KIND_BROADCAST);
+            buf.put_u8(field_len(&b.topic, "topic")?);
+            buf.put_u8(field_len(&b.event, "event")?);
+            buf.put_slice(b.topic.as_bytes());
+            buf.put_slice(b.event.as_bytes());
+            buf.put_slice(data);
+            Ok(Frame::Binary(buf.freeze()))
+        }
+    }
+}
+
+/// Encodes a channel exit (`phx_close` / `phx_error`): Phoenix sends it with
+/// `ref` = `join_ref` and an empty payload.
+pub fn encode_exit(join_ref: Option<&str>, topic: &str, event: &str) -> Frame {
+    json_frame(&(join_ref, join_ref, topic, event, serde_json::json!({})))
+}
+
+/// Long-poll carries only text: phoenix.js JSON-parses every long-poll
+/// message, so a binary frame is re-encoded as the equivalent JSON message
+/// whose payload (or reply `response`) is `{"binary": "<base64>"}`.
+pub fn binary_to_text(frame: &[u8]) -> Option<Bytes> {
+    use base64::Engine as _;
+    let b64 = |d: &[u8]| serde_json::json!({ "binary": base64::engine::general_purpose::STANDARD.encode(d) });
+    let str_at = |from: usize, len: usize| -> Option<String> {
+        frame
+            .get(from..from + len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .map(str::to_owned)
+    };
+    let nonempty = |s: String| Some(s).filter(|s| !s.is_empty());
+    match *frame.first()? {
+        KIND_PUSH => {
+            let (j, t, e) = (
+                usize::from(*frame.get(1)?),
+                usize::from(*frame.get(2)?),
+                usize::from(*frame.get(3)?),
+            );
+            let join_ref = nonempty(str_at(4, j)?);
+            let topic = str_at(4 + j, t)?;
+            let event = str_at(4 + j + t, e)?;
+            let data = frame.get(4 + j + t + e..)?;
+            Some(bytes_of(&(join_ref, None::<&str>, topic, event, b64(data))))
+        }
+        KIND_REPLY => {
+            let sizes: Vec<usize> = frame.get(1..5)?.iter().map(|b| usize::from(*b)).collect();
+            let mut at = 5;
+            let mut next = |n: usize| {
+                let s = str_at(at, n);
+                at += n;
+                s
+            };
+            let join_ref = nonempty(next(sizes[0])?);
+            let msg_ref = nonempty(next(sizes[1])?);
+            let topic = next(sizes[2])?;
+            let status = next(sizes[3])?;
+            let data = frame.get(at..)?;
+            let body = serde_json::json!({ "status": status, "response": b64(data) });
+            Some(bytes_of(&(join_ref, msg_ref, topic, PHX_REPLY, body)))
+        }
+        KIND_BROADCAST => {
+            let (t, e) = (usize::from(*frame.get(1)?), usize::from(*frame.get(2)?));
+            let topic = str_at(3, t)?;
+            let event = str_at(3 + t, e)?;
+            let data = frame.get(3 + t + e..)?;
+            Some(bytes_of(&(
+                None::<&str>,
+                None::<&str>,
+                topic,
+                event,
+                b64(data),
+            )))
+        }
+        _ => None,
+    }
+}
+
+fn bytes_of<T: Serialize>(v: &T) -> Bytes {
+    match json_frame(v) {
+        Frame::Text(b) | Frame::Binary(b) => b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channels::message::Status;
+    use serde_json::json;
+
+    fn text(s: &str) -> Frame {
+        Frame::Text(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn decodes_json_push() {
+        let m = decode(&text(r#"["1","2","room:lobby","new_msg",{"body":"hi"}]"#)).unwrap();
+        assert_eq!(m.join_ref.as_deref(), Some("1"));
+        assert_eq!(m.msg_ref.as_deref(), Some("2"));
+        assert_eq!(m.topic, "room:lobby");
+        assert_eq!(m.event, "new_msg");
+        assert_eq!(m.payload, Payload::Json(json!({"body": "hi"})));
+    }
+
+    #[test]
+    fn decodes_heartbeat_with_null_join_ref_and_numeric_ref() {
+        let m = decode(&text(r#"[null,7,"phoenix","heartbeat",{}]"#)).unwrap();
+        assert_eq!(m.join_ref, None);
+        assert_eq!(m.msg_ref.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn rejects_malformed_json_frames() {
+        for bad in [
+            "",
+            "not json",
+            "{}",
+            "[]",
+            r#"["1","2","t","e"]"#,
+            r#"["1","2","t","e",{},6]"#,
+            r#"[{},"2","t","e",{}]"#,
+            r#"["1",[],"t","e",{}]"#,
+            r#"["1","2",3,"e",{}]"#,
+            r#"["1","2","t",null,{}]"#,
+            "[\"1\",\"2\",\"t\",\"e\",{\"a\":",
+        ] {
+            assert!(decode(&text(bad)).is_err(), "{bad:?} should not decode");
+        }
+    }
+
+    #[test]
+    fn decodes_binary_push() {
+        let mut f = vec![
+            0, // kind: push
+            2, // join_ref size
+            1, // ref size
+            4, // topic size
+            3, // event size
+        ];
+        f.extend_from_slice(b"12"); // join_ref
+        f.extend_from_slice(b"3"); // ref
+        f.extend_from_slice(b"t:ab"); // topic
+        f.extend_from_slice(b"yjs"); // event
+        f.extend_from_slice(&[0, 1, 2, 255]); // payload
+        let m = decode(&Frame::Binary(Bytes::from(f))).unwrap();
+        assert_eq!(m.join_ref.as_deref(), Some("12"));
+        assert_eq!(m.msg_ref.as_deref(), Some("3"));
+        assert_eq!(m.topic, "t:ab");
+        assert_eq!(m.event, "yjs");
+        assert_eq!(
+            m.payload,
+            Payload::Binary(Bytes::from_static(&[0, 1, 2, 255]))
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_binary_frames() {
+        let cases: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0],
+            vec![0, 1, 1, 1],
+            vec![1, 0, 0, 0, 0],             // a reply kind from a client
+            vec![2, 0, 0, 0, 0],             // a broadcast kind from a client
+            vec![9, 0, 0, 0, 0],             // unknown kind
+            vec![0, 5, 0, 0, 0, b'a'],       // join_ref longer than the frame
+            vec![0, 0, 0, 2, 0, 0xff, 0xfe], // topic not UTF-8
+        ];
+        for c in cases {
+            assert!(
+                decode(&Frame::Binary(Bytes::from(c.clone()))).is_err(),
+                "{c:?} should not decode"
+            );
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..20_000 {
+            let len = rng.gen_range(0..64);
+            let bytes: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            let _ = decode(&Frame::Binary(Bytes::from(bytes.clone())));
+            let _ = decode(&Frame::Text(Bytes::from(bytes.clone())));
+            let _ = binary_to_text(&bytes);
+        }
+    }
+
+    #[test]
+    fn encodes_json_reply() {
+        let r = Reply {
+            join_ref: Some("1".into()),
+            msg_ref: Some("2".into()),
+            topic: "t".into(),
+            status: Status::Ok,
+            payload: Payload::Json(json!({"a": 1})),
+        };
+        let Frame::Text(b) = encode_reply(&r).unwrap() else {
+            panic!("text")
+        };
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(
+            v,
+            json!(["1", "2", "t", "phx_reply", {"status": "ok", "response": {"a": 1}}])
+        );
+    }
+
+    #[test]
+    fn encodes_binary_reply_as_phoenix_js_decodes_it() {
+        let r = Reply {
+            join_ref: Some("1".into()),
+            msg_ref: Some("22".into()),
+            topic: "t".into(),
+            status: Status::Error,
+            payload: Payload::Binary(Bytes::from_static(&[9, 8])),
+        };
+        let Frame::Binary(b) = encode_reply(&r).unwrap() else {
+            panic!("binary")
+        };
+        let mut want = vec![
+            1, // kind: reply
+            1, // join_ref size
+            2, // ref size
+            1, // topic size
+            5, // status size
+        ];
+        want.extend_from_slice(b"1");
+        want.extend_from_slice(b"22");
+        want.extend_from_slice(b"t");
+        want.extend_from_slice(b"error");
+        want.extend_from_slice(&[9, 8]);
+        assert_eq!(&b[..], &want[..]);
+    }
+
+    #[test]
+    fn encodes_binary_push_and_broadcast() {
+        let p = Push {
+            join_ref: Some("4".into()),
+            topic: "ab".into(),
+            event: "e".into(),
+            payload: Payload::Binary(Bytes::from_static(&[7])),
+        };
+        let Frame::Binary(b) = encode_push(&p).unwrap() else {
+            panic!()
+        };
+        // kind, join_ref size, topic size, event size, join_ref, topic, event, payload
+        assert_eq!(&b[..], &[0, 1, 2, 1, b'4', b'a', b'b', b'e', 7]);
+        let br = Broadcast {
+            topic: "ab".into(),
+            event: "e".into(),
+            payload: Payload::Binary(Bytes::from_static(&[7])),
+        };
+        let Frame::Binary(b) = encode_broadcast(&br).unwrap() else {
+            panic!()
+        };
+        // kind, topic size, event size, topic, event, payload
+        assert_eq!(&b[..], &[2, 2, 1, b'a', b'b', b'e', 7]);
+    }
+
+    #[test]
+    fn json_broadcast_has_null_refs() {
+        let br = Broadcast {
+            topic: "t".into(),
+            event: "e".into(),
+            payload: Payload::Json(json!({"x": true})),
+        };
+        let Frame::Text(b) = encode_broadcast(&br).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            std::str::from_utf8(&b).unwrap(),
+            r#"[null,null,"t","e",{"x":true}]"#
+        );
+    }
+
+    #[test]
+    fn long_fields_cannot_be_binary_encoded() {
+        let p = Push {
+            join_ref: None,
+            topic: "t".repeat(256),
+            event: "e".into(),
+            payload: Payload::Binary(Bytes::new()),
+        };
+        assert_eq!(encode_push(&p), Err(EncodeError("topic")));
+    }
+
+    #[test]
+    fn binary_frames_become_base64_json_for_long_poll() {
+        let r = Reply {
+            join_ref: Some("1".into()),
+            msg_ref: Some("2".into()),
+            topic: "t".into(),
+            status: Status::Ok,
+            payload: Payload::Binary(Bytes::from_static(b"hi")),
+        };
+        let Frame::Binary(b) = encode_reply(&r).unwrap() else {
+            panic!()
+        };
+        let v: Value = serde_json::from_slice(&binary_to_text(&b).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            json!(["1", "2", "t", "phx_reply", {"status": "ok", "response": {"binary": "aGk="}}])
+        );
+        let p = Push {
+            join_ref: Some("1".into()),
+            topic: "t".into(),
+            event: "e".into(),
+            payload: Payload::Binary(Bytes::from_static(b"hi")),
+        };
+        let Frame::Binary(b) = encode_push(&p).unwrap() else {
+            panic!()
+        };
+        let v: Value = serde_json::from_slice(&binary_to_text(&b).unwrap()).unwrap();
+        assert_eq!(v, json!(["1", null, "t", "e", {"binary": "aGk="}]));
+    }
+}

@@ -1,0 +1,347 @@
+//! The long-poll transport, as phoenix.js's `LongPoll` speaks it. The HTTP
+//! status is always 200 and the JSON body carries the protocol status:
+//! - GET without a session: authenticate, start a session, answer
+//!   `{"status": 410, "token": "lp_..."}`; refused: `{"status": 403}`.
+//! - GET with a session: wait up to the poll window for messages:
+//!   `{"status": 200, "token", "messages": [...]}` or `{"status": 204}`.
+//! - POST with a session: ndjson batch of messages; a line starting with `[`
+//!   is a JSON frame, any other line is a base64 binary frame.
+//! - A session that is gone (closed, expired): `{"status": 410}`.
+//!
+//! phoenix.js sends its `params` (the JWT `token`) and the session `token`
+//! in the same query string; session tokens start with `lp_`, which no JWT
+//! does, so the two never mix up.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use bytes::Bytes;
+use dashmap::DashMap;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Mutex};
+use tracing::{info, Instrument};
+
+use super::{origin_allowed, vsn_supported, AUTH_TOKEN_HEADER};
+use crate::channels::serializer::{binary_to_text, Frame};
+use crate::channels::socket::{CloseWith, Socket};
+use crate::channels::{ConnectInfo, Endpoint, Outbound};
+
+/// Largest POST body: phoenix.js batches up to 100 messages.
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+/// Messages returned by one poll at most.
+const MAX_MESSAGES_PER_POLL: usize = 1000;
+/// Frames a session's socket may have waiting before POSTs wait.
+const SESSION_INBOX: usize = 256;
+
+pub struct Session {
+    inbox: mpsc::Sender<Frame>,
+    outgoing: Mutex<mpsc::Receiver<Frame>>,
+    /// Milliseconds since the session started, at the last request.
+    last_seen_ms: AtomicU64,
+    started: tokio::time::Instant,
+}
+
+/// The live long-poll sessions by token.
+#[derive(Default)]
+pub struct Sessions(DashMap<String, Arc<Session>>);
+
+impl Sessions {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn status(body: Value) -> Response {
+    let mut res = axum::Json(body).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// Splits phoenix.js's query string: JWT `token`, session `token` (`lp_`), other params.
+fn parse_query(raw: Option<&str>) -> (Option<String>, Option<String>, HashMap<String, String>) {
+    let mut jwt = None;
+    let mut session = None;
+    let mut params = HashMap::new();
+    for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let k = percent_decode(k);
+        let v = percent_decode(v);
+        if k == "token" {
+            if v.starts_with("lp_") {
+                session = Some(v);
+            } else if !v.is_empty() && v != "null" {
+                jwt = Some(v);
+            }
+        } else {
+            params.insert(k, v);
+        }
+    }
+    (jwt, session, params)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub async fn preflight(headers: HeaderMap) -> Response {
+    let requested = headers
+        .get("access-control-request-headers")
+        .cloned()
+        .unwrap_or(HeaderValue::from_static(""));
+    (
+        StatusCode::OK,
+        [
+            (
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            ),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, requested),
+            (
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("get, post, options"),
+            ),
+            (
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("3600"),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+pub async fn poll(
+    State(endpoint): State<Endpoint>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if !origin_allowed(&endpoint, &headers) {
+        return status(json!({ "status": 403 }));
+    }
+    let (jwt, session_token, params) = parse_query(query.as_deref());
+    if let Some(token) = session_token {
+        let Some(session) = endpoint.longpoll.0.get(&token).map(|s| s.clone()) else {
+            return status(json!({ "status": 410 }));
+        };
+        return listen(&endpoint, &session, token).await;
+    }
+    if !vsn_supported(&params) {
+        return status(json!({ "status": 403 }));
+    }
+    let header_token = headers
+        .get(AUTH_TOKEN_HEADER)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    let token = jwt.or(header_token);
+    match endpoint.handler.connect(&ConnectInfo {
+        token: token.as_deref(),
+        params: &params,
+    }) {
+        Ok(connected) => {
+            let token = new_session(endpoint, connected);
+            status(json!({ "status": 410, "token": token }))
+        }
+        Err(why) => {
+            info!(cause = %why, "long-poll refused");
+            status(json!({ "status": 403 }))
+        }
+    }
+}
+
+async fn listen(endpoint: &Endpoint, session: &Session, token: String) -> Response {
+    session.touch();
+    let mut outgoing = session.outgoing.lock().await;
+    let first = tokio::select! {
+        f = tokio::time::timeout(endpoint.limits.longpoll_window, outgoing.recv()) => f,
+        _ = endpoint.shutdown.cancelled() => return status(json!({ "status": 410 })),
+    };
+    session.touch();
+    let first = match first {
+        Err(_) => return status(json!({ "status": 204, "token": token })),
+        Ok(None) => return status(json!({ "status": 410 })), // the socket ended
+        Ok(Some(frame)) => frame,
+    };
+    let mut messages = vec![frame_text(first)];
+    while messages.len() < MAX_MESSAGES_PER_POLL {
+        match outgoing.try_recv() {
+            Ok(frame) => messages.push(frame_text(frame)),
+            Err(_) => break,
+        }
+    }
+    let messages: Vec<Value> = messages.into_iter().flatten().map(Value::String).collect();
+    status(json!({ "status": 200, "token": token, "messages": messages }))
+}
+
+fn frame_text(frame: Frame) -> Option<String> {
+    let bytes = match frame {
+        Frame::Text(b) => b,
+        Frame::Binary(b) => binary_to_text(&b)?,
+    };
+    String::from_utf8(bytes.to_vec()).ok()
+}
+
+pub async fn publish(
+    State(endpoint): State<Endpoint>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !origin_allowed(&endpoint, &headers) {
+        return status(json!({ "status": 403 }));
+    }
+    let (_, session_token, _) = parse_query(query.as_deref());
+    let Some(session) = session_token.and_then(|t| endpoint.longpoll.0.get(&t).map(|s| s.clone()))
+    else {
+        return status(json!({ "status": 410 }));
+    };
+    session.touch();
+    let ndjson = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|c| c.as_bytes().starts_with(b"application/x-ndjson"));
+    let lines: Vec<Bytes> = if ndjson {
+        body.split(|b| *b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .filter(|l| !l.is_empty())
+            .map(|l| body.slice_ref(l))
+            .collect()
+    } else {
+        vec![body]
+    };
+    for line in lines {
+        let frame = if line.first() == Some(&b'[') {
+            Frame::Text(line)
+        } else {
+            match base64::engine::general_purpose::STANDARD.decode(&line) {
+                Ok(bytes) => Frame::Binary(bytes.into()),
+                Err(_) => Frame::Text(line), // undecodable: the socket drops it
+            }
+        };
+        if frame.len() > endpoint.limits.max_frame_bytes || session.inbox.send(frame).await.is_err()
+        {
+            return status(json!({ "status": 410 }));
+        }
+    }
+    status(json!({ "status": 200 }))
+}
+
+impl Session {
+    fn touch(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_seen_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let now = self.started.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_seen_ms.load(Ordering::Relaxed)))
+    }
+}
+
+fn new_session(endpoint: Endpoint, connected: crate::channels::Connected) -> String {
+    let mut raw = [0u8; 18];
+    rand::Rng::fill(&mut rand::thread_rng(), &mut raw[..]);
+    let token = format!(
+        "lp_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    );
+    let (outbound, out_rx, closer) =
+        Outbound::new(endpoint.limits.outbound_queue, endpoint.metrics.clone());
+    let (inbox, mut in_rx) = mpsc::channel::<Frame>(SESSION_INBOX);
+    let session = Arc::new(Session {
+        inbox,
+        outgoing: Mutex::new(out_rx),
+        last_seen_ms: AtomicU64::new(0),
+        started: tokio::time::Instant::now(),
+    });
+    endpoint.longpoll.0.insert(token.clone(), session.clone());
+    let span = tracing::info_span!(
+        "longpoll",
+        socket_id = connected.id.as_deref().unwrap_or("")
+    );
+    let mut socket = Socket::new(endpoint.clone(), connected, outbound);
+    // A client that stops polling for two windows is gone.
+    let expiry = endpoint.limits.longpoll_window * 2;
+    let key = token.clone();
+    endpoint.tracker.clone().spawn(
+        async move {
+            info!("connected");
+            let mut check = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = endpoint.shutdown.cancelled() => break,
+                    _ = closer.token().cancelled() => break,
+                    frame = in_rx.recv() => {
+                        let Some(frame) = frame else { break };
+                        if let Err(CloseWith(code)) = socket.handle_frame(frame).await {
+                            info!(code, "closing long-poll session");
+                            break;
+                        }
+                    }
+                    _ = check.tick() => {
+                        if session.idle_for() > expiry && session.outgoing.try_lock().is_ok() {
+                            break;
+                        }
+                    }
+                }
+            }
+            endpoint.longpoll.0.remove(&key);
+            drop(socket);
+            info!("disconnected");
+        }
+        .instrument(span),
+    );
+    token
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_separates_jwt_session_and_params() {
+        let (jwt, session, params) = parse_query(Some("token=eyJ.a.b&vsn=2.0.0&token=lp_xyz"));
+        assert_eq!(jwt.as_deref(), Some("eyJ.a.b"));
+        assert_eq!(session.as_deref(), Some("lp_xyz"));
+        assert_eq!(params.get("vsn").map(String::as_str), Some("2.0.0"));
+        let (jwt, session, _) = parse_query(Some("vsn=2.0.0&"));
+        assert!(jwt.is_none() && session.is_none());
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b+c%2"), "a b c%2");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}

@@ -1,0 +1,59 @@
+//! `POST/GET /api/challenges`, `GET /api/challenges/:id`, `GET /api/languages`.
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::extract::{ApiJson, AuthUser};
+use super::ApiError;
+use crate::app::AppState;
+use crate::challenges::model::{NewChallenge, LANGUAGES};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/challenges", get(list).post(create))
+        .route("/api/challenges/{id}", get(show))
+        .route("/api/languages", get(languages))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    AuthUser(user): AuthUser,
+    ApiJson(body): ApiJson<NewChallenge>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    state.api_limit.check(peer.ip())?;
+    let new = body.validate()?;
+    let challenge = state.store.create_challenge(&user.id, &new).await?;
+    tracing::info!(challenge_id = %challenge.id, user_id = %user.id, "challenge created");
+    Ok((StatusCode::CREATED, Json(json!({ "challenge": challenge }))))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<Json<Value>, ApiError> {
+    let challenges = state.store.list_challenges(&user.id).await?;
+    Ok(Json(json!({ "challenges": challenges })))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    match state.store.get_challenge(&id).await? {
+        Some(challenge) => Ok(Json(json!({ "challenge": challenge }))),
+        None => Err(ApiError::NotFound("no challenge with that id".into())),
+    }
+}
+
+async fn languages() -> Json<Value> {
+    let list: Vec<Value> = LANGUAGES
+        .iter()
+        .map(|(id, name)| json!({ "id": id, "name": name }))
+        .collect();
+    Json(json!({ "languages": list }))
+}

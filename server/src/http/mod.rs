@@ -1,0 +1,29 @@
+//! The REST API of CONTRACT §1 and the embedded web app, one router per
+//! area: [`session`] (sign-in, me), [`challenges`], [`health`] (healthz,
+//! metrics), [`assets`] (pages and static files). Errors are [`ApiError`];
+//! JSON bodies and the bearer token go through the extractors in [`extract`].
+
+pub mod assets;
+pub mod challenges;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod session;
+
+pub use error::ApiError;
+
+use axum::Router;
+
+use crate::app::AppState;
+
+/// Largest JSON body the API accepts (a 20 000-character prompt fits many times).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .merge(session::routes())
+        .merge(challenges::routes())
+        .merge(health::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .merge(assets::routes())
+}

@@ -1,0 +1,23 @@
+//! Duet: live pair-programming rooms. Phoenix Channels, Presence and a
+//! Yjs-merged shared answer, in Rust.
+//!
+//! Layout:
+//! - [`config`]: command line and environment settings.
+//! - [`app`]: `AppState`, the router, `run` (serve, drain, flush).
+//! - [`telemetry`]: logging setup and `/metrics` text.
+//! - [`auth`]: JWT keys, claims, `issue` and `verify`.
+//! - [`http`]: the REST API and the embedded web app.
+//! - [`channels`]: the generic Phoenix Channels layer (sockets, transports,
+//!   PubSub, Presence); it knows nothing of challenges.
+//! - [`challenges`]: the product: challenge model, `ChallengeChannel`, the
+//!   room task owning each yrs document.
+//! - [`store`]: SQLite: users, challenges, the document log and snapshots.
+
+pub mod app;
+pub mod auth;
+pub mod challenges;
+pub mod channels;
+pub mod config;
+pub mod http;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,179 @@
+//! The document of each challenge: an append-only log of Yjs v1 updates and
+//! snapshots. [`DocWriter`] is the group-commit writer: it takes every
+//! update queued while the previous transaction ran and commits them all in
+//! one transaction (one fsync), then tells each waiter. Snapshots go through
+//! the same queue, so a snapshot always covers exactly the updates queued
+//! before it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{timestamp, Error, Result, Store};
+use crate::telemetry::Histogram;
+
+/// Most operations committed in one transaction.
+const MAX_BATCH: usize = 1024;
+/// Operations queued before producers wait: bounds memory under overload.
+const QUEUE: usize = 8192;
+
+/// Called once the operation is committed (or failed).
+pub type Done = Box<dyn FnOnce(Result<()>) + Send + Sync>;
+
+pub enum WriteOp {
+    Append {
+        challenge_id: Arc<str>,
+        user_id: Option<String>,
+        update: Vec<u8>,
+        /// The document's text after this update: `challenge.response`.
+        text: Arc<str>,
+        done: Done,
+    },
+    Snapshot {
+        challenge_id: Arc<str>,
+        state: Vec<u8>,
+    },
+}
+
+/// What loading a room reads: the latest snapshot and the updates after it.
+pub struct StoredDoc {
+    pub snapshot: Option<Vec<u8>>,
+    pub tail: Vec<Vec<u8>>,
+}
+
+impl Store {
+    pub async fn load_doc(&self, challenge_id: &str) -> Result<StoredDoc> {
+        let snap: Option<(Vec<u8>, i64)> = sqlx::query_as(
+            "select state_v1, last_update_id from doc_snapshot where challenge_id = ?",
+        )
+        .bind(challenge_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let after = snap.as_ref().map_or(0, |(_, id)| *id);
+        let tail: Vec<(Vec<u8>,)> = sqlx::query_as(
+            "select update_v1 from doc_update where challenge_id = ? and doc_update_id > ? order by doc_update_id",
+        )
+        .bind(challenge_id)
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(StoredDoc {
+            snapshot: snap.map(|(s, _)| s),
+            tail: tail.into_iter().map(|(u,)| u).collect(),
+        })
+    }
+
+    /// Every update of a challenge, oldest first (history).
+    pub async fn doc_updates(&self, challenge_id: &str) -> Result<Vec<Vec<u8>>> {
+        let rows: Vec<(Vec<u8>,)> = sqlx::query_as(
+            "select update_v1 from doc_update where challenge_id = ? order by doc_update_id",
+        )
+        .bind(challenge_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(u,)| u).collect())
+    }
+}
+
+/// Handle to the group-commit writer task.
+#[derive(Clone)]
+pub struct DocWriter {
+    tx: mpsc::Sender<WriteOp>,
+}
+
+impl DocWriter {
+    /// Starts the writer. It ends when every handle is dropped and the queue
+    /// is drained.
+    pub fn spawn(store: Store, latency: Arc<Histogram>) -> (DocWriter, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let task = tokio::spawn(run(store, rx, latency));
+        (DocWriter { tx }, task)
+    }
+
+    pub async fn send(&self, op: WriteOp) -> Result<()> {
+        self.tx.send(op).await.map_err(|_| Error::WriterGone)
+    }
+}
+
+async fn run(store: Store, mut rx: mpsc::Receiver<WriteOp>, latency: Arc<Histogram>) {
+    let mut batch = Vec::with_capacity(64);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let result = commit(&store, &batch).await;
+        latency.observe(started.elapsed().as_secs_f64());
+        if let Err(err) = &result {
+            tracing::error!(cause = %err, ops = batch.len(), "document commit failed");
+        }
+        for op in batch.drain(..) {
+            if let WriteOp::Append { done, .. } = op {
+                done(match &result {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(Error::WriterGone),
+                });
+            }
+        }
+    }
+    tracing::debug!("document writer stopped");
+}
+
+async fn commit(store: &Store, batch: &[WriteOp]) -> Result<()> {
+    let now = timestamp();
+    let mut tx = store.pool.begin().await?;
+    let mut texts: HashMap<&str, &str> = HashMap::new();
+    for op in batch {
+        match op {
+            WriteOp::Append {
+                challenge_id,
+                user_id,
+                update,
+                text,
+                ..
+            } => {
+                sqlx::query("insert into doc_update (challenge_id, user_id, update_v1, created_at) values (?, ?, ?, ?)")
+                    .bind(&**challenge_id)
+                    .bind(user_id)
+                    .bind(update)
+                    .bind(&now)
+                    .execute(&mut *tx)
+                    .await?;
+                texts.insert(challenge_id, text);
+            }
+            WriteOp::Snapshot {
+                challenge_id,
+                state,
+            } => {
+                sqlx::query(
+                    "insert into doc_snapshot (challenge_id, state_v1, last_update_id, created_at)
+                     values (?1, ?2, coalesce((select max(doc_update_id) from doc_update where challenge_id = ?1), 0), ?3)
+                     on conflict (challenge_id) do update set state_v1 = excluded.state_v1,
+                        last_update_id = excluded.last_update_id, created_at = excluded.created_at",
+                )
+                .bind(&**challenge_id)
+                .bind(state)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+    }
+    for (challenge_id, text) in texts {
+        sqlx::query("update challenge set response = ?, updated_at = ? where challenge_id = ?")
+            .bind(text)
+            .bind(&now)
+            .bind(challenge_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

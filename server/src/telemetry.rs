@@ -1,0 +1,153 @@
+//! Logging setup (tracing with `EnvFilter`) and the `/metrics` text in
+//! Prometheus format, built from the counters the other layers keep.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tracing_subscriber::EnvFilter;
+
+use crate::channels::Metrics;
+
+/// Logs to stderr; `RUST_LOG` overrides the default filter.
+pub fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("duet=info,tower_http=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// A fixed-bucket histogram of seconds, lock-free.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+/// Buckets for persistence latency: 100 µs to 2.5 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, secs: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_micros
+            .fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cumulative += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// Renders every metric in Prometheus text format.
+pub fn render(
+    channels: &Metrics,
+    rooms_loaded: usize,
+    longpoll_sessions: usize,
+    persist: &Histogram,
+) -> String {
+    let mut out = String::with_capacity(2048);
+    let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
+    };
+    gauge(
+        "duet_sockets",
+        "Connected sockets (WebSocket and long-poll).",
+        "gauge",
+        Metrics::get(&channels.sockets),
+    );
+    gauge(
+        "duet_channels",
+        "Joined channels.",
+        "gauge",
+        Metrics::get(&channels.channels),
+    );
+    gauge(
+        "duet_rooms_loaded",
+        "Challenge rooms loaded in memory.",
+        "gauge",
+        rooms_loaded as u64,
+    );
+    gauge(
+        "duet_longpoll_sessions",
+        "Live long-poll sessions.",
+        "gauge",
+        longpoll_sessions as u64,
+    );
+    gauge(
+        "duet_messages_in_total",
+        "Messages received from clients.",
+        "counter",
+        Metrics::get(&channels.messages_in),
+    );
+    gauge(
+        "duet_messages_out_total",
+        "Frames queued to clients.",
+        "counter",
+        Metrics::get(&channels.messages_out),
+    );
+    gauge(
+        "duet_slow_disconnects_total",
+        "Clients disconnected for not keeping up.",
+        "counter",
+        Metrics::get(&channels.slow_disconnects),
+    );
+    persist.render(
+        &mut out,
+        "duet_persist_seconds",
+        "Time to commit one batch of document updates.",
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative() {
+        let h = Histogram::new(&[0.001, 0.01]);
+        h.observe(0.0005);
+        h.observe(0.005);
+        h.observe(5.0);
+        let mut s = String::new();
+        h.render(&mut s, "x", "help");
+        assert!(s.contains("x_bucket{le=\"0.001\"} 1"));
+        assert!(s.contains("x_bucket{le=\"0.01\"} 2"));
+        assert!(s.contains("x_bucket{le=\"+Inf\"} 3"));
+        assert!(s.contains("x_count 3"));
+    }
+}

@@ -1,0 +1,413 @@
+//! The socket life cycle over a real loopback server, with the `echo:*`
+//! test channel.
+
+mod common;
+
+use common::{Received, TestServer};
+use futures_util::SinkExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+fn is_event(v: &Value, event: &str) -> bool {
+    v[3] == json!(event)
+}
+
+#[tokio::test]
+async fn refuses_connect_without_or_with_bad_token() {
+    let server = TestServer::start().await;
+    for query in [
+        "vsn=2.0.0",
+        "vsn=2.0.0&token=nope",
+        "vsn=2.0.0&token=eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.",
+    ] {
+        let url = format!("ws://{}/socket/websocket?{query}", server.addr);
+        match tokio_tungstenite::connect_async(url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 403),
+            other => panic!("{query}: expected 403, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn accepts_auth_token_subprotocol_and_echoes_phoenix() {
+    use base64::Engine as _;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let server = TestServer::start().await;
+    let (token, _) = server.sign_in("Sophie").await;
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&token);
+    let mut req = format!("ws://{}/socket/websocket?vsn=2.0.0", server.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("phoenix, base64url.bearer.phx.{b64}")
+            .parse()
+            .unwrap(),
+    );
+    let (_ws, res) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connects with authToken");
+    assert_eq!(
+        res.headers().get("sec-websocket-protocol").unwrap(),
+        "phoenix"
+    );
+}
+
+#[tokio::test]
+async fn check_origin_refuses_foreign_origins() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let server =
+        TestServer::start_with(|c| c.allowed_origins = vec!["https://allowed.example".into()])
+            .await;
+    let (token, _) = server.sign_in("Sophie").await;
+    let url = format!(
+        "ws://{}/socket/websocket?vsn=2.0.0&token={token}",
+        server.addr
+    );
+    for (origin, ok) in [
+        ("https://evil.example", false),
+        ("https://allowed.example", true),
+        (&*format!("http://{}", server.addr), true),
+    ] {
+        let mut req = url.clone().into_client_request().unwrap();
+        req.headers_mut().insert("origin", origin.parse().unwrap());
+        let result = tokio_tungstenite::connect_async(req).await;
+        assert_eq!(result.is_ok(), ok, "{origin}");
+    }
+}
+
+#[tokio::test]
+async fn heartbeat_join_reply_error_and_unmatched_topic() {
+    let server = TestServer::start().await;
+    let (token, _) = server.sign_in("Sophie").await;
+    let mut c = server.connect(&token).await;
+    let r = c.push(None, "phoenix", "heartbeat", json!({})).await;
+    assert_eq!(
+        c.reply(&r).await[4],
+        json!({"status": "ok", "response": {}})
+    );
+
+    let (_, reply) = c.join("echo:a", json!({"x": 1})).await;
+    assert_eq!(
+        reply,
+        json!({"status": "ok", "response": {"topic": "echo:a", "params": {"x": 1}}})
+    );
+    let (_, reply) = c.join("echo:b", json!({"fail": true})).await;
+    assert_eq!(
+        reply,
+        json!({"status": "error", "response": {"reason": "join refused"}})
+    );
+    let (_, reply) = c.join("nowhere:1", json!({})).await;
+    assert_eq!(reply["status"], json!("error"));
+
+    let r = c.push(Some("9"), "echo:nojoin", "ping", json!({})).await;
+    assert_eq!(
+        c.reply(&r).await[4],
+        json!({"status": "error", "response": {"reason": "unmatched topic"}})
+    );
+}
+
+#[tokio::test]
+async fn push_reply_ok_error_and_unknown_event() {
+    let server = TestServer::start().await;
+    let (token, _) = server.sign_in("Sophie").await;
+    let mut c = server.connect(&token).await;
+    let (jr, _) = c.join("echo:a", json!({})).await;
+    let r = c.push(Some(&jr), "echo:a", "ping", json!({"n": 42})).await;
+    assert_eq!(
+        c.reply(&r).await[4],
+        json!({"status": "ok", "response": {"n": 42}})
+    );
+    let r = c.push(Some(&jr), "echo:a", "fail", json!({})).await;
+    assert_eq!(
+        c.reply(&r).await[4],
+        json!({"status": "error", "response": {"reason": "requested failure"}})
+    );
+    let r = c.push(Some(&jr), "echo:a", "what", json!({})).await;
+    assert_eq!(
+        c.reply(&r).await[4]["response"]["reason"],
+        json!("unknown event")
+    );
+}
+
+#[tokio::test]
+async fn binary_push_gets_binary_reply_and_push() {
+    let server = TestServer::start().await;
+    let (token, _) = server.sign_in("Sophie").await;
+    let mut c = server.connect(&token).await;
+    let (jr, _) = c.join("echo:bin", json!({})).await;
+    c.push_binary(&jr, "echo:bin", "binary", &[1, 2, 3, 250])
+        .await;
+    let push = c.expect_binary(|b| b[0] == 0).await;
+    assert!(push.ends_with(&[1, 2, 3, 250]));
+    let reply = c.expect_binary(|b| b[0] == 1).await;
+    assert!(reply.ends_with(b"ok\x01\x02\x03\xfa"));
+}
+
+#[tokio::test]
+async fn broadcast_reaches_all_and_broadcast_from_skips_sender() {
+    let server = TestServer::start().await;
+    let (token, _) = server.sign_in("Sophie").await;
+    let mut a = server.connect(&token).await;
+    let mut b = server.connect(&token).await;
+    let (ja, _) = a.join("echo:room", json!({})).await;
+    b.join("echo:room", json!({})).await;
+    let r = a
+        .push(Some(&ja), "echo:room", "broadcast_from", json!({"n": 1}))
+        .await;
+    a.reply(&r).await;
+    let got = b.expect(|v| is_event(v, "broadcast")).await;
+    assert_eq!(got, json!([null, null, "echo:room", "broadcast", {"n": 1}]));
+    let r = a
+        .push(Some(&ja), "echo:room", "broadcast", json!({"n": 2}))
+        .await;
+    // The sender gets the n=2 broadcast and never the n=1 one.
+    let mine = a.expect(|v| is_event(v, "broadcast")).await;
+    assert_eq!(mine[4], json!({"n": 2}));
+    a.reply(&r).await;
+    b.expect(|v| is_event(v, "broadcast") && v[4] == json!({"n": 2}))
+        .await;
+}
+
+#[tokio::test]
+async fn leave_replies_then_closes_and_duplicate_join_closes_previous_channel() {
+    let server = TestServer::start().await;
+    let (token, _) = server.sign_in("Sophie").await;
+    let mut c = server.connect(&token).await;
+    let (j1, _) = c.join("echo:a", json!({})).await;
+    let (j2, reply) = c.join("echo:a", json!({})).await;
+    assert_eq!(reply["status"], json!("ok"));
+    let close = c.expect(|v| is_event(v, "phx_close")).await;
+    assert_eq!(close, json!([j1, j1, "echo:a", "phx_close", {}]));
+    let r = c.push(Some(&j2), "echo:a", "phx_leave", json!({})).await;
+    assert_eq!(c.reply(&r).await[4]["status"], json!("ok"));
+    let close = c.expect(|v| is_event(v, "phx_close")).await;
+    assert_eq!(close[0], json!(j2));
+    let r = c.push(Some(&j2), "echo:a", "ping", json!({})).await;
+    assert_eq!(
+        c.reply(&r).await[4]["response"]["reason"],
+        json!("unmatched topic")
+    );
+}
+
+#[tokio::test]
+async fn crash_sends_phx_error_and_socket_survives() {
+    let server = TestServer::start().await;
+    let (token, _) = server.sign_in("Sophie").await;
+    let mut c = server.connect(&token).await;
+    let (jr, _) = c.join("echo:a", json!({})).await;
+    c.push(Some(&jr), "echo:a", "crash", json!({})).await;
+    let err = c.expect(|v| is_event(v, "phx_error")).await;
+    assert_eq!(err, json!([jr, jr, "echo:a", "phx_error", {}]));
+    let (_, reply) = c.join("echo:a", json!({})).await;
+    assert_eq!(reply["status"], json!("ok"));
+}
+
+#[tokio::test]
+async fn rejects_101st_join() {
+    let server = TestServer::start().await;
+    let (token, _) = server.sign_in("Sophie").await;
+    let mut c = server.connect(&token).await;
+    for i in 0..100 {
+        let (_, reply) = c.join(&format!("echo:{i}"), json!({})).await;
+        assert_eq!(reply["status"], json!("ok"), "join {i}");
+    }
+    let (_, reply) = c.join("echo:100", json!({})).await;
+    assert_eq!(reply["status"], json!("error"));
+    assert!(reply["response"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("too many"));
+}
+
+#[tokio::test]
+async fn oversized_frame_closes_with_1009_and_others_keep_working() {
+    let server = TestServer::start().await;
+    let (token, _) = server.sign_in("Sophie").await;
+    let mut big = server.connect(&token).await;
+    big.send_raw(Message::binary(vec![0u8; 2 << 20])).await;
+    assert_eq!(big.closed().await, Some(1009));
+    let mut c = server.connect(&token).await;
+    let r = c.push(None, "phoenix", "heartbeat", json!({})).await;
+    c.reply(&r).await;
+}
+
+#[tokio::test]
+async fn flood_beyond_rate_limit_closes_with_1008() {
+    let server = TestServer::start().await;
+    let (token, _) = server.sign_in("Sophie").await;
+    let mut flooder = server.connect(&token).await;
+    for i in 0..2000 {
+        let msg =
+            Message::text(json!([null, i.to_string(), "phoenix", "heartbeat", {}]).to_string());
+        if flooder.ws.feed(msg).await.is_err() {
+            break;
+        }
+    }
+    let _ = flooder.ws.flush().await;
+    assert_eq!(flooder.closed().await, Some(1008));
+    let mut c = server.connect(&token).await;
+    let r = c.push(None, "phoenix", "heartbeat", json!({})).await;
+    c.reply(&r).await;
+}
+
+#[tokio::test]
+async fn garbage_frames_are_survived() {
+    let server = TestServer::start().await;
+    let (token, _) = server.sign_in("Sophie").await;
+    let mut c = server.connect(&token).await;
+    for m in [
+        Message::text("not json"),
+        Message::text("[1,2,3]"),
+        Message::text("{\"topic\":\"x\"}"),
+        Message::binary(vec![7, 7, 7]),
+        Message::binary((0..255u8).collect::<Vec<_>>()),
+    ] {
+        c.send_raw(m).await;
+    }
+    let r = c.push(None, "phoenix", "heartbeat", json!({})).await;
+    assert_eq!(c.reply(&r).await[4]["status"], json!("ok"));
+}
+
+#[tokio::test]
+async fn disconnect_broadcast_closes_every_socket_of_that_user_only() {
+    let server = TestServer::start().await;
+    let (token, _) = server.sign_in("Sophie").await;
+    let (other, _) = server.sign_in("Antoin").await;
+    let mut a = server.connect(&token).await;
+    let mut b = server.connect(&token).await;
+    let mut o = server.connect(&other).await;
+    let (ja, _) = a.join("echo:a", json!({})).await;
+    a.push(Some(&ja), "echo:a", "disconnect_me", json!({}))
+        .await;
+    assert!(matches!(a.closed().await, Some(1000) | None));
+    assert!(matches!(b.closed().await, Some(1000) | None));
+    let r = o.push(None, "phoenix", "heartbeat", json!({})).await;
+    o.reply(&r).await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_disconnected() {
+    let server = TestServer::start_with(|c| {
+        c.outbound_queue = 8;
+        c.socket_rate = 100_000;
+        c.socket_burst = 100_000;
+    })
+    .await;
+    let (token, _) = server.sign_in("Sophie").await;
+    let mut sleeper = server.connect(&token).await;
+    sleeper.join("echo:flood", json!({})).await;
+    let mut flooder = server.connect(&token).await;
+    let (jf, _) = flooder.join("echo:flood", json!({})).await;
+    let chunk = "x".repeat(64 * 1024);
+    // The sleeper never reads: its TCP buffers fill, then its queue, then it is dropped.
+    for _ in 0..400 {
+        flooder
+            .push(
+                Some(&jf),
+                "echo:flood",
+                "broadcast_from",
+                json!({ "data": chunk }),
+            )
+            .await;
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let body = reqwest::get(server.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if body.contains("duet_slow_disconnects_total 1") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slow client not disconnected:\n{body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The flooder is still served.
+    let r = flooder.push(None, "phoenix", "heartbeat", json!({})).await;
+    flooder.reply(&r).await;
+    drop(sleeper);
+}
+
+#[tokio::test]
+async fn shutdown_closes_sockets_with_1001() {
+    let server = TestServer::start().await;
+    let (token, _) = server.sign_in("Sophie").await;
+    let mut c = server.connect(&token).await;
+    c.join("echo:a", json!({})).await;
+    let stopping = tokio::spawn(server.stop());
+    assert_eq!(c.closed().await, Some(1001));
+    stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn longpoll_session_join_and_push() {
+    let server = TestServer::start().await;
+    let (token, _) = server.sign_in("Sophie").await;
+    let http = reqwest::Client::new();
+    let base = format!("{}?vsn=2.0.0&token={token}", server.url("/socket/longpoll"));
+    let refused: Value = http
+        .get(server.url("/socket/longpoll?vsn=2.0.0&token=bad"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(refused["status"], json!(403));
+    let first: Value = http
+        .get(format!("{base}&"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["status"], json!(410));
+    let session = first["token"].as_str().unwrap().to_owned();
+    let url = format!("{base}&token={session}");
+    let body = [
+        json!(["1", "1", "echo:lp", "phx_join", {}]).to_string(),
+        json!(["1", "2", "echo:lp", "ping", {"hello": "lp"}]).to_string(),
+    ]
+    .join("\n");
+    let posted: Value = http
+        .post(&url)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(posted["status"], json!(200));
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let polled: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+        assert_eq!(polled["status"], json!(200), "{polled}");
+        for m in polled["messages"].as_array().unwrap() {
+            seen.push(serde_json::from_str::<Value>(m.as_str().unwrap()).unwrap());
+        }
+    }
+    assert_eq!(seen[0][4]["status"], json!("ok"));
+    assert_eq!(
+        seen[1],
+        json!(["1", "2", "echo:lp", "phx_reply", {"status": "ok", "response": {"hello": "lp"}}])
+    );
+    let gone: Value = http
+        .get(format!("{base}&token=lp_unknown"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(gone["status"], json!(410));
+    let _ = Received::Closed(None);
+}

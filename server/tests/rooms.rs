@@ -1,0 +1,453 @@
+//! Challenge rooms against a real SQLite file: migrations, REST validation,
+//! JWT attacks, room load/unload, compaction, group commit, Yjs sync.
+
+mod common;
+
+use common::TestServer;
+use duet::challenges::doc;
+use serde_json::{json, Value};
+
+fn is_event(v: &Value, event: &str) -> bool {
+    v[3] == json!(event)
+}
+
+async fn metric(server: &TestServer, name: &str) -> f64 {
+    let body = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    body.lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{name} "))
+                .map(|v| v.parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("{name} missing"))
+}
+
+async fn eventually(mut f: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !f().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached in time"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn rest_validation_answers_every_4xx_with_an_error_body() {
+    let server = TestServer::start().await;
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: String, token: Option<&str>| {
+        let mut req = http
+            .post(server.url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let cases: Vec<(&str, String, u16)> = vec![
+        ("/api/session", r#"{"first_name": ""}"#.into(), 422),
+        ("/api/session", r#"{"first_name": "   "}"#.into(), 422),
+        (
+            "/api/session",
+            json!({"first_name": "a".repeat(41)}).to_string(),
+            422,
+        ),
+        ("/api/session", r#"{"first_name": "a\u0007b"}"#.into(), 422),
+        ("/api/session", r#"{"first_name": 5}"#.into(), 422),
+        ("/api/session", r#"{}"#.into(), 422),
+        ("/api/session", r#"{"first_name": "#.into(), 400),
+        ("/api/session", "x".repeat(2 << 20), 413),
+    ];
+    for (path, body, status) in cases {
+        let res = post(path, body.clone(), None).await.unwrap();
+        assert_eq!(
+            res.status().as_u16(),
+            status,
+            "{path} {}",
+            &body[..body.len().min(40)]
+        );
+        let err: Value = res.json().await.unwrap();
+        assert!(
+            err["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{err}"
+        );
+    }
+    let (token, _) = server.sign_in("Sophie").await;
+    let bad = [
+        (
+            json!({"title": "", "prompt": "", "language": "python"}),
+            422,
+        ),
+        (
+            json!({"title": "t".repeat(121), "prompt": "", "language": "python"}),
+            422,
+        ),
+        (
+            json!({"title": "ok", "prompt": "p".repeat(20_001), "language": "python"}),
+            422,
+        ),
+        (
+            json!({"title": "ok", "prompt": "", "language": "cobol"}),
+            422,
+        ),
+        (json!({"title": "ok"}), 422),
+    ];
+    for (body, status) in bad {
+        let res = post("/api/challenges", body.to_string(), Some(&token))
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), status, "{body}");
+    }
+    let res = post(
+        "/api/challenges",
+        json!({"title": "ok", "prompt": "", "language": "python"}).to_string(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = http
+        .get(server.url("/api/challenges/doesnotexist"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(res.json::<Value>().await.unwrap()["error"].is_string());
+    let langs: Value = reqwest::get(server.url("/api/languages"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(langs["languages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["id"] == json!("python")));
+    let health: Value = reqwest::get(server.url("/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health, json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn jwt_attacks_are_refused_on_http_and_socket() {
+    use base64::Engine as _;
+    let server = TestServer::start().await;
+    let (_token, user_id) = server.sign_in("Sophie").await;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let now = duet::auth::now();
+    let claims =
+        json!({"sub": user_id, "name": "Sophie", "iat": now, "exp": now + 3600}).to_string();
+    let forged = duet::auth::Keys::new(b"not the server key", 3600).issue(&user_id, "Sophie", now);
+    let expired = {
+        let secret = std::fs::read(server.dir.path().join("secret.key")).unwrap();
+        duet::auth::Keys::new(&secret, 10).issue(&user_id, "Sophie", now - 3600)
+    };
+    let attacks = [
+        format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&claims)),
+        format!(
+            "{}.{}.c2ln",
+            b64(r#"{"alg":"HS512","typ":"JWT"}"#),
+            b64(&claims)
+        ),
+        forged,
+        expired,
+        "garbage".into(),
+    ];
+    for token in attacks {
+        let res = reqwest::Client::new()
+            .get(server.url("/api/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "{token}");
+        let url = format!(
+            "ws://{}/socket/websocket?vsn=2.0.0&token={token}",
+            server.addr
+        );
+        assert!(
+            tokio_tungstenite::connect_async(url).await.is_err(),
+            "socket accepted {token}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn restart_keeps_challenges_and_text_and_compaction_keeps_it_identical() {
+    let server = TestServer::start_with(|c| c.snapshot_every = 3).await;
+    let (token, _) = server.sign_in("Sophie").await;
+    let id = server.create_challenge(&token).await;
+    let mut c = server.connect(&token).await;
+    let topic = format!("challenges:{id}");
+    let (jr, reply) = c.join(&topic, json!({})).await;
+    assert_eq!(reply["response"]["challenge"]["id"], json!(id));
+    let mut text = String::new();
+    for i in 0..10 {
+        text.push_str(&format!("line {i} é🎉\n"));
+        let r = c
+            .push(
+                Some(&jr),
+                &topic,
+                "response:update",
+                json!({ "response": text }),
+            )
+            .await;
+        assert_eq!(c.reply(&r).await[4]["status"], json!("ok"));
+    }
+    assert_eq!(
+        server.get_challenge(&token, &id).await["response"],
+        json!(text)
+    );
+    drop(c);
+    let dir = server.stop().await;
+    let snapshots: i64 = {
+        let url = format!("sqlite://{}", dir.path().join("duet.db").display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let n = sqlx::query_scalar("select count(*) from doc_snapshot")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    };
+    assert_eq!(snapshots, 1, "compaction wrote a snapshot");
+    let server = TestServer::start_in(dir, |_| {}).await;
+    let list: Value = reqwest::Client::new()
+        .get(server.url("/api/challenges"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["challenges"][0]["id"], json!(id));
+    let mut c = server.connect(&token).await;
+    let (_, reply) = c.join(&topic, json!({})).await;
+    assert_eq!(
+        reply["response"]["challenge"]["response"],
+        json!(text),
+        "loaded from snapshot + tail"
+    );
+}
+
+#[tokio::test]
+async fn rooms_load_on_join_and_unload_after_the_last_member_leaves() {
+    let server = TestServer::start_with(|c| c.room_grace_ms = 50).await;
+    let (token, _) = server.sign_in("Sophie").await;
+    let id = server.create_challenge(&token).await;
+    let topic = format!("challenges:{id}");
+    assert_eq!(metric(&server, "duet_rooms_loaded").await, 0.0);
+    let mut c = server.connect(&token).await;
+    let (_, reply) = c.join(&topic, json!({})).await;
+    assert_eq!(reply["status"], json!("ok"));
+    assert_eq!(metric(&server, "duet_rooms_loaded").await, 1.0);
+    let (_, reply) = c.join("challenges:nope", json!({})).await;
+    assert_eq!(
+        reply,
+        json!({"status": "error", "response": {"reason": "not found"}})
+    );
+    drop(c);
+    eventually(async || metric(&server, "duet_rooms_loaded").await == 0.0).await;
+}
+
+#[tokio::test]
+async fn seed_flow_response_updated_and_typing() {
+    let server = TestServer::start().await;
+    let (ta, ua) = server.sign_in("Sophie").await;
+    let (tb, ub) = server.sign_in("Antoin").await;
+    let id = server.create_challenge(&ta).await;
+    let topic = format!("challenges:{id}");
+    let mut a = server.connect(&ta).await;
+    let mut b = server.connect(&tb).await;
+    let (ja, _) = a.join(&topic, json!({})).await;
+    let state = a.expect(|v| is_event(v, "presence_state")).await;
+    assert_eq!(state[4][&ua]["metas"][0]["typing"], json!(false));
+    b.join(&topic, json!({})).await;
+    let state = b.expect(|v| is_event(v, "presence_state")).await;
+    assert!(state[4][&ua].is_object() && state[4][&ub].is_object());
+    a.expect(|v| is_event(v, "presence_diff") && v[4]["joins"][&ub].is_object())
+        .await;
+
+    let r = a
+        .push(
+            Some(&ja),
+            &topic,
+            "response:update",
+            json!({"response": "print(1)"}),
+        )
+        .await;
+    assert_eq!(
+        a.reply(&r).await[4],
+        json!({"status": "ok", "response": {}})
+    );
+    for c in [&mut a, &mut b] {
+        let up = c.expect(|v| is_event(v, "response:updated")).await;
+        assert_eq!(up[4]["challenge"]["response"], json!("print(1)"));
+        assert_eq!(up[4]["user_id"], json!(ua));
+    }
+    b.expect(|v| {
+        is_event(v, "presence_diff") && v[4]["joins"][&ua]["metas"][0]["typing"] == json!(true)
+    })
+    .await;
+    let r = a
+        .push(
+            Some(&ja),
+            &topic,
+            "current_participant_typing:remove",
+            json!({}),
+        )
+        .await;
+    a.reply(&r).await;
+    b.expect(|v| {
+        is_event(v, "presence_diff") && v[4]["joins"][&ua]["metas"][0]["typing"] == json!(false)
+    })
+    .await;
+    // Typing clears by itself 3 s after the last edit.
+    let r = a
+        .push(
+            Some(&ja),
+            &topic,
+            "response:update",
+            json!({"response": "print(2)"}),
+        )
+        .await;
+    a.reply(&r).await;
+    b.expect(|v| {
+        is_event(v, "presence_diff") && v[4]["joins"][&ua]["metas"][0]["typing"] == json!(true)
+    })
+    .await;
+    let started = std::time::Instant::now();
+    b.expect(|v| {
+        is_event(v, "presence_diff") && v[4]["joins"][&ua]["metas"][0]["typing"] == json!(false)
+    })
+    .await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(2500));
+}
+
+#[tokio::test]
+async fn yjs_sync_relays_updates_and_refuses_invalid_ones() {
+    let server = TestServer::start().await;
+    let (ta, _) = server.sign_in("Sophie").await;
+    let (tb, _) = server.sign_in("Antoin").await;
+    let id = server.create_challenge(&ta).await;
+    let topic = format!("challenges:{id}");
+    let mut a = server.connect(&ta).await;
+    let mut b = server.connect(&tb).await;
+    let (ja, _) = a.join(&topic, json!({})).await;
+    let (jb, _) = b.join(&topic, json!({})).await;
+
+    // A client doc syncs: it gets step 2 then the server's step 1.
+    let local = doc::new_doc();
+    a.push_binary(
+        &ja,
+        &topic,
+        "yjs_sync",
+        &doc::sync_step1(&doc::state_vector(&local)),
+    )
+    .await;
+    let step2 = a.expect_binary(|f| f[0] == 0 && f.ends_with(&[])).await;
+    assert!(step2.len() > 4);
+
+    let update = doc::replace_text(&local, "hello from yjs").unwrap();
+    let msg = doc::sync_update(&update);
+    let r = a.push_binary(&ja, &topic, "yjs", &msg).await;
+    a.reply(&r).await;
+    let relayed = b.expect_binary(|f| f[0] == 2 && f.ends_with(&msg)).await;
+    assert!(!relayed.is_empty());
+    assert_eq!(
+        server.get_challenge(&ta, &id).await["response"],
+        json!("hello from yjs")
+    );
+
+    // Truncated update inside valid framing, and garbage: refused, nothing changes.
+    let more = doc::replace_text(&local, "hello from yjs, more").unwrap();
+    for bad in [
+        doc::sync_update(&more[..more.len() - 4]),
+        vec![0, 2, 200],
+        vec![9, 9, 9],
+    ] {
+        let r = b.push_binary(&jb, &topic, "yjs", &bad).await;
+        assert_eq!(
+            b.reply(&r).await[4],
+            json!({"status": "error", "response": {"reason": "invalid update"}})
+        );
+    }
+    assert_eq!(
+        server.get_challenge(&ta, &id).await["response"],
+        json!("hello from yjs")
+    );
+}
+
+#[tokio::test]
+async fn group_commit_puts_many_edits_in_few_transactions() {
+    let server = TestServer::start_with(|c| {
+        c.socket_rate = 10_000;
+        c.socket_burst = 10_000;
+    })
+    .await;
+    let mut clients = Vec::new();
+    let mut tokens = Vec::new();
+    for i in 0..4 {
+        let (token, _) = server.sign_in(&format!("User{i}")).await;
+        let id = server.create_challenge(&token).await;
+        let mut c = server.connect(&token).await;
+        let topic = format!("challenges:{id}");
+        let (jr, _) = c.join(&topic, json!({})).await;
+        clients.push((c, topic, jr));
+        tokens.push((token, id));
+    }
+    let before = metric(&server, "duet_persist_seconds_count").await;
+    const EDITS: usize = 100;
+    let mut refs = Vec::new();
+    for n in 0..EDITS {
+        for (c, topic, jr) in clients.iter_mut() {
+            let r = c
+                .push(
+                    Some(jr),
+                    topic,
+                    "response:update",
+                    json!({ "response": format!("edit {n}") }),
+                )
+                .await;
+            refs.push(r);
+        }
+    }
+    for (c, _, _) in clients.iter_mut() {
+        let last = (EDITS * 4).to_string();
+        let _ = last;
+        c.expect(|v| {
+            v[3] == json!("phx_reply")
+                && v[4]["status"] == json!("ok")
+                && v[1]
+                    .as_str()
+                    .is_some_and(|r| r.parse::<usize>().unwrap() == EDITS + 1)
+        })
+        .await;
+    }
+    let commits = metric(&server, "duet_persist_seconds_count").await - before;
+    assert!(
+        commits < (EDITS * 4) as f64,
+        "{commits} transactions for {} edits",
+        EDITS * 4
+    );
+    for (token, id) in &tokens {
+        assert_eq!(
+            server.get_challenge(token, id).await["response"],
+            json!(format!("edit {}", EDITS - 1))
+        );
+    }
+}
