@@ -313,7 +313,9 @@ async fn seed_flow_response_updated_and_typing() {
         .await;
     a.reply(&r).await;
     b.expect(|v| {
-        is_event(v, "presence_diff") && v[4]["joins"][&ua]["metas"][0]["typing"] == json!(false)
+        is_event(v, "presence_diff")
+            && v[4]["joins"][&ua]["metas"][0]["typing"] == json!(false)
+            && v[4]["joins"][&ua]["metas"][0]["phx_ref_prev"].is_string()
     })
     .await;
     // Typing clears by itself 3 s after the last edit.
@@ -332,7 +334,9 @@ async fn seed_flow_response_updated_and_typing() {
     .await;
     let started = std::time::Instant::now();
     b.expect(|v| {
-        is_event(v, "presence_diff") && v[4]["joins"][&ua]["metas"][0]["typing"] == json!(false)
+        is_event(v, "presence_diff")
+            && v[4]["joins"][&ua]["metas"][0]["typing"] == json!(false)
+            && v[4]["joins"][&ua]["metas"][0]["phx_ref_prev"].is_string()
     })
     .await;
     assert!(started.elapsed() >= std::time::Duration::from_millis(2500));
@@ -427,8 +431,6 @@ async fn group_commit_puts_many_edits_in_few_transactions() {
         }
     }
     for (c, _, _) in clients.iter_mut() {
-        let last = (EDITS * 4).to_string();
-        let _ = last;
         c.expect(|v| {
             v[3] == json!("phx_reply")
                 && v[4]["status"] == json!("ok")

@@ -119,7 +119,11 @@ impl TestServer {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("websocket connects");
-        Client { ws, next_ref: 0 }
+        Client {
+            ws,
+            next_ref: 0,
+            backlog: Default::default(),
+        }
     }
 }
 
@@ -142,6 +146,8 @@ pub enum Received {
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     next_ref: u64,
+    /// Messages skipped by `expect`, seen again by later calls.
+    backlog: std::collections::VecDeque<Value>,
 }
 
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -220,12 +226,16 @@ impl Client {
 
     /// Receives until a JSON message matches `pred`; panics on timeout.
     pub async fn expect(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.backlog.iter().position(&pred) {
+            return self.backlog.remove(i).expect("index is in range");
+        }
         let deadline = tokio::time::Instant::now() + TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match tokio::time::timeout(left, self.recv()).await {
                 Err(_) => panic!("expected message not received"),
                 Ok(Received::Json(v)) if pred(&v) => return v,
+                Ok(Received::Json(v)) => self.backlog.push_back(v),
                 Ok(Received::Closed(c)) => panic!("closed ({c:?}) while waiting"),
                 Ok(_) => continue,
             }

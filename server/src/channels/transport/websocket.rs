@@ -24,6 +24,8 @@ const READ_BUFFER: usize = 4 * 1024;
 /// Bytes written before tungstenite flushes on its own; we flush after each
 /// batch anyway.
 const WRITE_BUFFER: usize = 8 * 1024;
+/// How long the closing handshake may take.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Frames written per batch before flushing.
 const WRITE_BATCH: usize = 64;
 
@@ -135,8 +137,20 @@ async fn serve(ws: WebSocket, endpoint: Endpoint, connected: Connected) {
         drop(socket); // ends the channels: presence leaves now
         if let Some((code, reason)) = close {
             let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
-            // A client that stopped reading cannot take a close frame: don't wait on it.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), sink.send(WsMessage::Close(Some(frame)))).await;
+            // The closing handshake: send our close, then read (and drop) what
+            // the client still sends until its close arrives, so the kernel
+            // does not reset a connection with unread data before the client
+            // has seen our code. A client that stopped reading gets 1 s.
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                if sink.send(WsMessage::Close(Some(frame))).await.is_ok() {
+                    while let Some(Ok(msg)) = stream.next().await {
+                        if matches!(msg, WsMessage::Close(_)) {
+                            break;
+                        }
+                    }
+                }
+            })
+            .await;
         }
         info!(code = close.map(|c| c.0), "disconnected");
     }
