@@ -189,7 +189,8 @@ fn group_commit(c: &mut Criterion) {
         let hist = Arc::new(duet::telemetry::Histogram::new(
             duet::telemetry::LATENCY_BUCKETS,
         ));
-        let (writer, _task) = duet::store::doc_log::DocWriter::spawn(store, hist);
+        let (writer, _task) =
+            duet::store::doc_log::DocWriter::spawn(store, hist, Default::default());
         (writer, Arc::<str>::from(ch.id))
     });
     let mut g = c.benchmark_group("group_commit");

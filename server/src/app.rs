@@ -117,7 +117,7 @@ impl ApiLimit {
 pub struct App {
     pub state: AppState,
     writer_task: tokio::task::JoinHandle<()>,
-    writer: Option<DocWriter>,
+    writer_stop: CancellationToken,
 }
 
 impl App {
@@ -140,7 +140,9 @@ impl App {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let persist_latency = Arc::new(Histogram::new(LATENCY_BUCKETS));
-        let (writer, writer_task) = DocWriter::spawn(store.clone(), persist_latency.clone());
+        let writer_stop = CancellationToken::new();
+        let (writer, writer_task) =
+            DocWriter::spawn(store.clone(), persist_latency.clone(), writer_stop.clone());
         let rooms = Rooms::new(
             store.clone(),
             writer.clone(),
@@ -181,11 +183,7 @@ impl App {
             api_limit,
             persist_latency,
         };
-        Ok(App {
-            state,
-            writer_task,
-            writer: Some(writer),
-        })
+        Ok(App { state, writer_task, writer_stop })
     }
 
     pub fn router(&self) -> Router {
@@ -210,7 +208,7 @@ impl App {
     }
 
     /// Stops everything that runs, in order, once HTTP has stopped.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
         let endpoint = &self.state.endpoint;
         endpoint.shutdown.cancel();
         endpoint.tracker.close();
@@ -220,21 +218,15 @@ impl App {
         {
             tracing::warn!("some sockets or rooms did not stop in time");
         }
-        // Rooms queued their last snapshots; dropping the last writer handles
-        // lets the writer drain its queue and stop.
-        drop(self.writer.take());
-        let rooms = self.state.rooms.clone();
-        drop(rooms);
-        let writer_task = self.writer_task;
-        let state = self.state;
-        drop(state.rooms);
-        if tokio::time::timeout(DRAIN_TIMEOUT, writer_task)
+        // Rooms have queued their last snapshots: commit what is queued, stop.
+        self.writer_stop.cancel();
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.writer_task)
             .await
             .is_err()
         {
             tracing::warn!("the document writer did not finish in time");
         }
-        state.store.close().await;
+        self.state.store.close().await;
     }
 }
 

@@ -63,7 +63,8 @@ pub enum ExitReason {
 
 /// A message from the socket to its channel task.
 pub enum ChannelInput {
-    Message(Message),
+    /// Boxed: the inbox's slots stay small for idle channels.
+    Message(Box<Message>),
     Leave {
         msg_ref: Option<String>,
     },
@@ -478,9 +479,10 @@ async fn serve<C: Channel>(
                     return ExitReason::Left;
                 }
                 Some(ChannelInput::Message(msg)) => {
-                    debug!(event = %msg.event, "handle_in");
-                    let reply = ctx.reply_handle(msg.msg_ref);
-                    match chan.handle_in(msg.event, msg.payload, reply.clone(), ctx).await {
+                    let Message { msg_ref, event, payload, .. } = *msg;
+                    debug!(event = %event, "handle_in");
+                    let reply = ctx.reply_handle(msg_ref);
+                    match chan.handle_in(event, payload, reply.clone(), ctx).await {
                         HandleResult::Reply(status, payload) => reply.reply(status, payload),
                         HandleResult::NoReply => {}
                         HandleResult::Stop(why, r) => {

@@ -136,8 +136,10 @@ impl Socket {
             }
             return;
         }
-        if let Err(mpsc::error::SendError(ChannelInput::Message(msg))) =
-            joined.inbox.send(ChannelInput::Message(msg)).await
+        if let Err(mpsc::error::SendError(ChannelInput::Message(msg))) = joined
+            .inbox
+            .send(ChannelInput::Message(Box::new(msg)))
+            .await
         {
             // The channel task ended (crashed or stopped) since: forget it.
             self.channels.remove(&msg.topic);

@@ -26,4 +26,15 @@ pub fn routes() -> Router<AppState> {
         .merge(health::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(assets::routes())
+        .fallback(not_found)
+}
+
+/// Unknown paths: a JSON error under `/api`, plain text elsewhere.
+async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if uri.path().starts_with("/api/") {
+        ApiError::NotFound(format!("no route for {}", uri.path())).into_response()
+    } else {
+        (axum::http::StatusCode::NOT_FOUND, "not found").into_response()
+    }
 }

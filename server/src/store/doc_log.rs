@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::{timestamp, Error, Result, Store};
 use crate::telemetry::Histogram;
@@ -85,11 +86,15 @@ pub struct DocWriter {
 }
 
 impl DocWriter {
-    /// Starts the writer. It ends when every handle is dropped and the queue
-    /// is drained.
-    pub fn spawn(store: Store, latency: Arc<Histogram>) -> (DocWriter, JoinHandle<()>) {
+    /// Starts the writer. It ends when `stop` is cancelled (or every handle
+    /// is dropped), after committing everything already queued.
+    pub fn spawn(
+        store: Store,
+        latency: Arc<Histogram>,
+        stop: CancellationToken,
+    ) -> (DocWriter, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(store, rx, latency));
+        let task = tokio::spawn(run(store, rx, latency, stop));
         (DocWriter { tx }, task)
     }
 
@@ -98,9 +103,25 @@ impl DocWriter {
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<WriteOp>, latency: Arc<Histogram>) {
+async fn run(
+    store: Store,
+    mut rx: mpsc::Receiver<WriteOp>,
+    latency: Arc<Histogram>,
+    stop: CancellationToken,
+) {
     let mut batch = Vec::with_capacity(64);
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = tokio::select! {
+            op = rx.recv() => match op {
+                Some(op) => op,
+                None => break,
+            },
+            // Refuse new work; what is queued is still received, then `None`.
+            _ = stop.cancelled(), if !rx.is_closed() => {
+                rx.close();
+                continue;
+            }
+        };
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
