@@ -1,0 +1,45 @@
+// HTTP API client: JSON in, JSON out, Bearer token from auth storage.
+import { getToken } from "./auth-store.js";
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export async function api(method, path, body) {
+  const headers = { accept: "application/json" };
+  const token = getToken();
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, "Cannot reach the server. Check your connection and try again.");
+  }
+  let data = null;
+  try {
+    data = await res.json();
+  } catch {
+    /* empty or non-JSON body */
+  }
+  if (!res.ok) {
+    const msg = (data && typeof data.error === "string" && data.error) || `Request failed (${res.status})`;
+    throw new ApiError(res.status, msg);
+  }
+  return data;
+}
+
+export const getMe = () => api("GET", "/api/me").then((d) => d.user);
+export const createSession = (first_name) => api("POST", "/api/session", { first_name });
+export const listLanguages = () => api("GET", "/api/languages").then((d) => d.languages);
+export const listChallenges = () => api("GET", "/api/challenges").then((d) => d.challenges);
+export const getChallenge = (id) =>
+  api("GET", `/api/challenges/${encodeURIComponent(id)}`).then((d) => d.challenge);
+export const createChallenge = (fields) => api("POST", "/api/challenges", fields).then((d) => d.challenge);

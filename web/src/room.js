@@ -1,0 +1,277 @@
+// The room: prompt, shared editor, participants, typing line, connection badge.
+import { Socket, Presence } from "phoenix";
+import * as Y from "yjs";
+import { PhoenixChannelProvider } from "y-phoenix-channel";
+import { h, mount } from "./dom.js";
+import { getChallenge, getMe, ApiError } from "./api.js";
+import { getToken, tokenExpired } from "./auth-store.js";
+import { createEditor } from "./editor.js";
+import { people, renderPresence } from "./presence-view.js";
+
+const LANGUAGE_NAMES = {
+  python: "Python",
+  javascript: "JavaScript",
+  typescript: "TypeScript",
+  rust: "Rust",
+  go: "Go",
+  java: "Java",
+  c: "C",
+  cpp: "C++",
+  ruby: "Ruby",
+  sql: "SQL",
+  plaintext: "Plain text",
+};
+
+const TYPING_IDLE_MS = 1000;
+const AUTH_CHECK_MIN_INTERVAL_MS = 3000;
+
+export function mountRoom(root, id, user, { onAuthLost }) {
+  let alive = true;
+  let myId = String(user.id);
+  let challengeShown = false;
+  let joined = false;
+  let online = navigator.onLine !== false;
+  let typingTimer = null;
+  let lastAuthCheck = 0;
+  const cleanups = [];
+
+  // ---------- layout
+  const title = h("h1", { class: "title" }, "Loading…");
+  const langTag = h("span", { class: "tag", hidden: true });
+  const prompt = h("div", { class: "prompt" });
+  const participants = h("ul", { class: "participants", "aria-label": "Participants" });
+  const typingLine = h("p", { class: "typing-line", role: "status", "aria-live": "polite" });
+  const badge = h("span", { class: "badge", "data-state": "reconnecting", "aria-live": "polite", title: "Connection" }, "Reconnecting…");
+  const copyButton = h("button", { type: "button", class: "secondary copy" }, "Copy link");
+  const copyFallback = h("input", { type: "text", class: "copy-fallback", readonly: true, hidden: true, "aria-label": "Room link" });
+  const editorHost = h("div", { class: "editor-host" });
+  const myDot = h("span", { class: "dot", "aria-hidden": "true" });
+
+  mount(
+    root,
+    h(
+      "header",
+      { class: "topbar" },
+      h("a", { class: "brand", href: "/", "data-link": true, title: "Back to the lobby" }, "Duet"),
+      h("div", { class: "spacer" }),
+      badge,
+      copyFallback,
+      copyButton,
+      h("span", { class: "who", title: "You" }, myDot, h("strong", null, user.first_name)),
+    ),
+    h(
+      "main",
+      { class: "room" },
+      h(
+        "aside",
+        { class: "brief" },
+        h("div", { class: "brief-head" }, title, langTag),
+        prompt,
+        h("h2", { class: "section-title" }, "Participants"),
+        participants,
+      ),
+      h("section", { class: "editor-pane" }, editorHost, h("div", { class: "statusbar" }, typingLine)),
+    ),
+  );
+
+  // ---------- Yjs document, socket, provider
+  const ydoc = new Y.Doc();
+  const ytext = ydoc.getText("response");
+  const socket = new Socket("/socket", { params: () => ({ token: getToken() }) });
+  const provider = new PhoenixChannelProvider(socket, `challenges:${id}`, ydoc, { connect: false });
+  const awareness = provider.awareness;
+  awareness.setLocalStateField("user", userField(user.first_name, "#6b7280"));
+
+  const editor = createEditor(editorHost, {
+    ytext,
+    awareness,
+    onLocalEdit() {
+      clearTimeout(typingTimer);
+      typingTimer = setTimeout(() => {
+        const ch = provider.channel;
+        if (ch && ch.state === "joined") ch.push("current_participant_typing:remove", {});
+      }, TYPING_IDLE_MS);
+    },
+  });
+
+  provider.connect(); // creates provider.channel and queues the join
+  const channel = provider.channel;
+  const presence = new Presence(channel);
+  presence.onSync(() => alive && renderPresence(participants, typingLine, people(presence), myId));
+
+  channel.joinPush.receive("ok", (resp) => {
+    if (!alive) return;
+    joined = true;
+    renderBadge();
+    if (resp && resp.me) {
+      if (resp.me.user_id != null) myId = String(resp.me.user_id);
+      awareness.setLocalStateField("user", userField(resp.me.first_name || user.first_name, resp.me.color || "#6b7280"));
+      if (resp.me.color) myDot.style.backgroundColor = resp.me.color;
+    }
+    if (resp && resp.challenge) showChallenge(resp.challenge);
+    renderPresence(participants, typingLine, people(presence), myId);
+  });
+  channel.joinPush.receive("error", (resp) => {
+    if (!alive) return;
+    if (resp && resp.reason === "not found") showNotFound();
+  });
+  channel.onError(() => {
+    joined = false;
+    renderBadge();
+  });
+  channel.onClose(() => {
+    joined = false;
+    renderBadge();
+  });
+  socket.onError(() => {
+    joined = false;
+    renderBadge();
+    checkAuth();
+  });
+  socket.onClose(() => {
+    joined = false;
+    renderBadge();
+  });
+  if (online) socket.connect();
+
+  // ---------- the challenge itself (REST answers before the socket is up)
+  getChallenge(id)
+    .then((c) => alive && showChallenge(c))
+    .catch((e) => {
+      if (!alive) return;
+      if (e instanceof ApiError && e.status === 404) showNotFound();
+      else if (e instanceof ApiError && e.status === 401) authLost();
+    });
+
+  function showChallenge(c) {
+    if (!c) return;
+    title.textContent = c.title;
+    document.title = `${c.title} · Duet`;
+    langTag.textContent = LANGUAGE_NAMES[c.language] || c.language;
+    langTag.hidden = false;
+    prompt.textContent = c.prompt || "";
+    prompt.classList.toggle("empty", !c.prompt);
+    if (!challengeShown) {
+      challengeShown = true;
+      editor.setLanguage(c.language);
+    }
+  }
+
+  // ---------- connection badge
+  function renderBadge() {
+    if (!alive) return;
+    const [state, text] = !online ? ["offline", "Offline"] : joined ? ["connected", "Connected"] : ["reconnecting", "Reconnecting…"];
+    if (badge.textContent !== text) badge.textContent = text;
+    badge.dataset.state = state;
+  }
+  const onOffline = () => {
+    online = false;
+    joined = false;
+    renderBadge();
+    // Stop talking to a dead network; edits stay in the Y.Doc and are merged
+    // by the sync handshake when the channel rejoins.
+    socket.disconnect();
+  };
+  const onOnline = () => {
+    online = true;
+    renderBadge();
+    socket.connect();
+  };
+  window.addEventListener("offline", onOffline);
+  window.addEventListener("online", onOnline);
+  cleanups.push(() => {
+    window.removeEventListener("offline", onOffline);
+    window.removeEventListener("online", onOnline);
+  });
+
+  // A refused socket (bad or expired token) looks like a plain connection
+  // error to the browser: ask the HTTP API whether the token is still good.
+  function checkAuth() {
+    if (!alive) return;
+    if (tokenExpired()) return authLost();
+    const now = Date.now();
+    if (now - lastAuthCheck < AUTH_CHECK_MIN_INTERVAL_MS) return;
+    lastAuthCheck = now;
+    getMe().catch((e) => {
+      if (alive && e instanceof ApiError && e.status === 401) authLost();
+    });
+  }
+  function authLost() {
+    if (!alive) return;
+    teardown();
+    onAuthLost();
+  }
+
+  // ---------- copy link
+  let copyTimer = null;
+  copyButton.addEventListener("click", async () => {
+    const url = location.href;
+    let ok = false;
+    try {
+      await navigator.clipboard.writeText(url);
+      ok = true;
+    } catch {
+      copyFallback.value = url;
+      copyFallback.hidden = false;
+      copyFallback.focus();
+      copyFallback.select();
+      try {
+        ok = document.execCommand("copy");
+      } catch {
+        ok = false;
+      }
+    }
+    copyButton.textContent = ok ? "Copied!" : "Press Ctrl+C";
+    clearTimeout(copyTimer);
+    copyTimer = setTimeout(() => {
+      copyButton.textContent = "Copy link";
+    }, 1600);
+  });
+
+  // ---------- not found
+  function showNotFound() {
+    if (!alive) return;
+    teardown();
+    document.title = "Challenge not found · Duet";
+    mount(
+      root,
+      h(
+        "header",
+        { class: "topbar" },
+        h("a", { class: "brand", href: "/", "data-link": true }, "Duet"),
+      ),
+      h(
+        "main",
+        { class: "center" },
+        h(
+          "div",
+          { class: "card" },
+          h("h1", null, "Challenge not found"),
+          h("p", { class: "muted" }, "This room does not exist, or its link is incomplete."),
+          h("a", { href: "/", "data-link": true, class: "button primary" }, "Back to the lobby"),
+        ),
+      ),
+    );
+  }
+
+  function teardown() {
+    if (!alive) return;
+    alive = false;
+    clearTimeout(typingTimer);
+    clearTimeout(copyTimer);
+    for (const c of cleanups) c();
+    provider.destroy();
+    socket.disconnect();
+    editor.destroy();
+    ydoc.destroy();
+    document.title = "Duet";
+  }
+
+  return teardown;
+}
+
+/** The awareness "user" field y-codemirror.next reads for remote carets. */
+function userField(name, color) {
+  const colorLight = /^#[0-9a-f]{6}$/i.test(color) ? `${color}33` : `color-mix(in srgb, ${color} 20%, transparent)`;
+  return { name, color, colorLight };
+}
