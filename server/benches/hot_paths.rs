@@ -64,7 +64,8 @@ fn fanout(c: &mut Criterion) {
         let metrics = Arc::new(Metrics::default());
         let mut receivers = Vec::new();
         for i in 0..members {
-            let (outbound, rx, _closer) = Outbound::new(1 << 20, metrics.clone());
+            let (outbound, rx, _closer) =
+                Outbound::new(1 << 20, metrics.clone(), &Default::default());
             pubsub.subscribe(
                 "room",
                 i as u64,
@@ -88,7 +89,7 @@ fn fanout(c: &mut Criterion) {
                     Some(0),
                 );
                 for rx in receivers.iter_mut() {
-                    while rx.try_recv().is_ok() {}
+                    while rx.try_recv().is_some() {}
                 }
             })
         });

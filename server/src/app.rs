@@ -183,7 +183,11 @@ impl App {
             api_limit,
             persist_latency,
         };
-        Ok(App { state, writer_task, writer_stop })
+        Ok(App {
+            state,
+            writer_task,
+            writer_stop,
+        })
     }
 
     pub fn router(&self) -> Router {
@@ -246,6 +250,23 @@ pub async fn run(
     println!("duet listening on http://{local}");
     tracing::info!(addr = %local, "listening");
     serve(app, listener, shutdown).await
+}
+
+/// Pending connections the kernel queues for us. The default (128)
+/// overflows when thousands of clients connect at once (a reconnect storm),
+/// and each overflow costs the client a 1 s SYN retry.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the listening socket with a deep accept queue.
+pub fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves on a bound listener (tests bind port 0 themselves).

@@ -68,16 +68,20 @@ pub enum RoomCmd {
     },
 }
 
+/// Commands travel boxed: the queue's slots stay one pointer wide.
+type CmdTx = mpsc::Sender<Box<RoomCmd>>;
+type CmdRx = mpsc::Receiver<Box<RoomCmd>>;
+
 /// Sends commands to one room.
 #[derive(Clone)]
 pub struct RoomHandle {
-    tx: mpsc::Sender<RoomCmd>,
+    tx: CmdTx,
 }
 
 impl RoomHandle {
     /// Sends a command; false when the room is gone.
     pub async fn send(&self, cmd: RoomCmd) -> bool {
-        self.tx.send(cmd).await.is_ok()
+        self.tx.send(Box::new(cmd)).await.is_ok()
     }
 }
 
@@ -89,7 +93,7 @@ pub struct RoomConfig {
 }
 
 struct RoomsInner {
-    map: Mutex<HashMap<String, mpsc::Sender<RoomCmd>>>,
+    map: Mutex<HashMap<String, CmdTx>>,
     store: Store,
     writer: DocWriter,
     pubsub: Arc<dyn PubSub>,
@@ -130,11 +134,11 @@ impl Rooms {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<RoomCmd>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CmdTx>> {
         self.inner.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn handle(&self, challenge_id: &str) -> mpsc::Sender<RoomCmd> {
+    fn handle(&self, challenge_id: &str) -> CmdTx {
         let mut map = self.lock();
         if let Some(tx) = map.get(challenge_id).filter(|tx| !tx.is_closed()) {
             return tx.clone();
@@ -170,7 +174,7 @@ impl Rooms {
                 pusher: pusher.clone(),
                 reply,
             };
-            if tx.send(cmd).await.is_err() {
+            if tx.send(Box::new(cmd)).await.is_err() {
                 continue;
             }
             match rx.await {
@@ -193,8 +197,8 @@ struct AwarenessState {
 struct RoomTask {
     rooms: Rooms,
     id: Arc<str>,
-    rx: mpsc::Receiver<RoomCmd>,
-    tx: mpsc::Sender<RoomCmd>,
+    rx: CmdRx,
+    tx: CmdTx,
 }
 
 struct Room {
@@ -230,7 +234,7 @@ impl RoomTask {
                 // Answer what is queued, then leave the map.
                 self.forget();
                 while let Ok(cmd) = self.rx.try_recv() {
-                    if let RoomCmd::Join { reply, .. } = cmd {
+                    if let RoomCmd::Join { reply, .. } = *cmd {
                         let _ = reply.send(Err(error.clone()));
                     }
                 }
@@ -246,7 +250,7 @@ impl RoomTask {
                 _ = inner.shutdown.cancelled() => break,
                 cmd = self.rx.recv() => {
                     let Some(cmd) = cmd else { break };
-                    room.handle(cmd, &inner).await;
+                    room.handle(*cmd, &inner).await;
                     unload_at = room.members.is_empty().then(|| unload_at.unwrap_or_else(|| Instant::now() + inner.config.grace));
                 }
                 _ = sleep_until_opt(notice_at) => room.send_notice(&inner),

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn, Instrument};
 
+use super::mailbox::{mailbox, Mailbox, Receiver};
 use super::message::{
     Broadcast, Message, Payload, Push, Reply, Status, PHX_CLOSE, PHX_ERROR, PRESENCE_STATE,
 };
@@ -208,7 +209,7 @@ pub struct ChannelCtx<I> {
     pub sub_id: SubId,
     endpoint: Endpoint,
     outbound: Outbound,
-    info_tx: mpsc::UnboundedSender<I>,
+    info_tx: Mailbox<I>,
 }
 
 impl<I: Send + 'static> ChannelCtx<I> {
@@ -311,11 +312,11 @@ impl<I: Send + 'static> ChannelCtx<I> {
 
     /// Sends a message to this channel's own `handle_info`.
     pub fn send_info(&self, info: I) {
-        let _ = self.info_tx.send(info);
+        let _ = self.info_tx.try_send(info);
     }
 
     /// A sender other tasks can use to reach `handle_info`.
-    pub fn info_sender(&self) -> mpsc::UnboundedSender<I> {
+    pub fn info_sender(&self) -> Mailbox<I> {
         self.info_tx.clone()
     }
 
@@ -324,7 +325,7 @@ impl<I: Send + 'static> ChannelCtx<I> {
         let tx = self.info_tx.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let _ = tx.send(info);
+            let _ = tx.try_send(info);
         });
     }
 }
@@ -338,7 +339,7 @@ pub struct JoinArgs {
     pub assigns: Assigns,
     pub endpoint: Endpoint,
     pub outbound: Outbound,
-    pub inbox: mpsc::Receiver<ChannelInput>,
+    pub inbox: Receiver<ChannelInput>,
 }
 
 /// The per-join task: join, then serve the inbox, intercepted broadcasts and
@@ -356,7 +357,7 @@ pub async fn run<C: Channel>(state: C::State, args: JoinArgs) {
         mut inbox,
     } = args;
     let sub_id = endpoint.pubsub.next_id();
-    let (info_tx, mut info_rx) = mpsc::unbounded_channel();
+    let (info_tx, mut info_rx) = mailbox(usize::MAX);
     let topic: Arc<str> = topic.into();
     let span = tracing::info_span!("channel", topic = %topic, join_ref = join_ref.as_deref().unwrap_or(""));
     let mut ctx = ChannelCtx {
@@ -370,21 +371,25 @@ pub async fn run<C: Channel>(state: C::State, args: JoinArgs) {
     };
     let join_reply = ctx.reply_handle(msg_ref);
 
-    let joined = AssertUnwindSafe(C::join(&state, params, &mut ctx))
+    let joined = AssertUnwindSafe(Box::pin(C::join(&state, params, &mut ctx)))
         .catch_unwind()
         .instrument(span.clone())
         .await;
     let mut channel = match joined {
         Ok(Ok((channel, reply))) => {
-            let (tx, rx) = mpsc::channel::<Arc<Broadcast>>(endpoint.limits.outbound_queue);
-            let closer = ctx.outbound.closer().clone();
-            let on_intercept = (!C::INTERCEPTS.is_empty()).then(|| {
-                Arc::new(move |b: &Arc<Broadcast>| {
+            // Only channels that intercept events get an inbox for them.
+            let (on_intercept, rx) = if C::INTERCEPTS.is_empty() {
+                (None, None)
+            } else {
+                let (tx, rx) = mpsc::channel::<Arc<Broadcast>>(endpoint.limits.outbound_queue);
+                let closer = ctx.outbound.closer().clone();
+                let f = Arc::new(move |b: &Arc<Broadcast>| {
                     if tx.try_send(b.clone()).is_err() {
                         closer.close(super::close_code::POLICY);
                     }
-                }) as super::pubsub::InterceptFn
-            });
+                }) as super::pubsub::InterceptFn;
+                (Some(f), Some(rx))
+            };
             endpoint.pubsub.subscribe(
                 &topic,
                 sub_id,
@@ -461,12 +466,14 @@ pub async fn run<C: Channel>(state: C::State, args: JoinArgs) {
 async fn serve<C: Channel>(
     chan: &mut C,
     ctx: &mut ChannelCtx<C::Info>,
-    inbox: &mut mpsc::Receiver<ChannelInput>,
-    intercepted: &mut mpsc::Receiver<Arc<Broadcast>>,
-    info_rx: &mut mpsc::UnboundedReceiver<C::Info>,
+    inbox: &mut Receiver<ChannelInput>,
+    intercepted: &mut Option<mpsc::Receiver<Arc<Broadcast>>>,
+    info_rx: &mut Receiver<C::Info>,
     endpoint: &Endpoint,
 ) -> ExitReason {
-    chan.after_join(ctx).await;
+    // Callbacks are boxed: they are large and rare, and an idle channel's
+    // task should only hold the loop's own state.
+    Box::pin(chan.after_join(ctx)).await;
     loop {
         tokio::select! {
             biased;
@@ -482,7 +489,7 @@ async fn serve<C: Channel>(
                     let Message { msg_ref, event, payload, .. } = *msg;
                     debug!(event = %event, "handle_in");
                     let reply = ctx.reply_handle(msg_ref);
-                    match chan.handle_in(event, payload, reply.clone(), ctx).await {
+                    match Box::pin(chan.handle_in(event, payload, reply.clone(), ctx)).await {
                         HandleResult::Reply(status, payload) => reply.reply(status, payload),
                         HandleResult::NoReply => {}
                         HandleResult::Stop(why, r) => {
@@ -494,12 +501,21 @@ async fn serve<C: Channel>(
                     }
                 }
             },
-            Some(b) = intercepted.recv() => chan.handle_out(b, ctx).await,
+            Some(b) = recv_intercepted(intercepted) => Box::pin(chan.handle_out(b, ctx)).await,
             Some(info) = info_rx.recv() => {
-                if let Some(why) = chan.handle_info(info, ctx).await {
+                if let Some(why) = Box::pin(chan.handle_info(info, ctx)).await {
                     return ExitReason::Closed(why);
                 }
             }
         }
+    }
+}
+
+async fn recv_intercepted(
+    rx: &mut Option<mpsc::Receiver<Arc<Broadcast>>>,
+) -> Option<Arc<Broadcast>> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }

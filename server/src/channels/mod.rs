@@ -12,6 +12,7 @@
 //! - [`transport`]: WebSocket and long-poll, auth at connect, `check_origin`.
 
 pub mod channel;
+pub mod mailbox;
 pub mod message;
 pub mod presence;
 pub mod pubsub;
@@ -26,7 +27,6 @@ use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -139,10 +139,13 @@ pub mod close_code {
 /// the client cannot keep up, and the socket is closed instead of buffering.
 #[derive(Clone)]
 pub struct Outbound {
-    tx: mpsc::Sender<Frame>,
+    queue: mailbox::Mailbox<Frame>,
     closer: Arc<Closer>,
     metrics: Arc<Metrics>,
 }
+
+/// The transport's end of an [`Outbound`] queue.
+pub type OutboundRx = mailbox::Receiver<Frame>;
 
 /// Asks a socket's transport to close it, with a code and reason.
 #[derive(Debug, Default)]
@@ -172,15 +175,21 @@ impl Closer {
 }
 
 impl Outbound {
+    /// A queue of `capacity` frames; its closer is cancelled with `parent`
+    /// (the server's shutdown) too.
     pub fn new(
         capacity: usize,
         metrics: Arc<Metrics>,
-    ) -> (Self, mpsc::Receiver<Frame>, Arc<Closer>) {
-        let (tx, rx) = mpsc::channel(capacity);
-        let closer = Arc::new(Closer::default());
+        parent: &CancellationToken,
+    ) -> (Self, OutboundRx, Arc<Closer>) {
+        let (queue, rx) = mailbox::mailbox(capacity);
+        let closer = Arc::new(Closer {
+            token: parent.child_token(),
+            code: AtomicU16::new(0),
+        });
         (
             Outbound {
-                tx,
+                queue,
                 closer: closer.clone(),
                 metrics,
             },
@@ -191,12 +200,12 @@ impl Outbound {
 
     /// Queues a frame; returns false when the socket is gone or was too slow.
     pub fn send(&self, frame: Frame) -> bool {
-        match self.tx.try_send(frame) {
+        match self.queue.try_send(frame) {
             Ok(()) => {
                 self.metrics.messages_out.fetch_add(1, Ordering::Relaxed);
                 true
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(mailbox::SendError::Full(_)) => {
                 if !self.closer.token.is_cancelled() {
                     self.metrics
                         .slow_disconnects
@@ -206,7 +215,7 @@ impl Outbound {
                 self.closer.close(close_code::POLICY);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mailbox::SendError::Closed(_)) => false,
         }
     }
 
@@ -215,6 +224,6 @@ impl Outbound {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed() || self.closer.token.is_cancelled()
+        self.closer.token.is_cancelled() || self.queue.is_closed()
     }
 }

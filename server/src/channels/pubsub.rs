@@ -122,8 +122,9 @@ mod tests {
     use crate::channels::Metrics;
     use serde_json::json;
 
-    fn sub(cap: usize) -> (Subscriber, tokio::sync::mpsc::Receiver<Frame>) {
-        let (outbound, rx, _closer) = Outbound::new(cap, Arc::new(Metrics::default()));
+    fn sub(cap: usize) -> (Subscriber, crate::channels::OutboundRx) {
+        let (outbound, rx, _closer) =
+            Outbound::new(cap, Arc::new(Metrics::default()), &Default::default());
         (
             Subscriber {
                 outbound,
@@ -148,7 +149,7 @@ mod tests {
             payload: Payload::Json(json!({})),
         };
         ps.broadcast(msg.clone(), Some(ia));
-        assert!(ra.try_recv().is_err());
+        assert!(ra.try_recv().is_none());
         let Frame::Text(fb) = rb.try_recv().unwrap() else {
             panic!()
         };

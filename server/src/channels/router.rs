@@ -16,7 +16,11 @@ struct ChannelRoute<C: Channel>(C::State);
 impl<C: Channel> Route for ChannelRoute<C> {
     fn spawn(&self, args: JoinArgs) {
         let tracker = args.endpoint.tracker.clone();
-        tracker.spawn(run::<C>(self.0.clone(), args));
+        let fut = run::<C>(self.0.clone(), args);
+        if std::env::var_os("DUET_DEBUG_SIZES").is_some() {
+            eprintln!("SIZE channel run future {}", std::mem::size_of_val(&fut));
+        }
+        tracker.spawn(fut);
     }
 }
 

@@ -3,16 +3,15 @@
 //! topic limit, and the socket-id subscription that lets a `disconnect`
 //! broadcast close it. Transports feed it frames; it never sees a WebSocket.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::channel::{ChannelInput, JoinArgs};
+use super::mailbox::{mailbox, Mailbox};
 use super::message::{
     Message, Payload, Reply, Status, DISCONNECT, HEARTBEAT, PHOENIX_TOPIC, PHX_JOIN, PHX_LEAVE,
 };
@@ -26,8 +25,9 @@ const CHANNEL_INBOX: usize = 64;
 const MAX_TOPIC_BYTES: usize = 255;
 
 struct Joined {
+    topic: String,
     join_ref: Option<String>,
-    inbox: mpsc::Sender<ChannelInput>,
+    inbox: Mailbox<ChannelInput>,
 }
 
 /// Per-connection state.
@@ -37,7 +37,8 @@ pub struct Socket {
     id: Option<String>,
     id_sub: Option<SubId>,
     outbound: Outbound,
-    channels: HashMap<String, Joined>,
+    /// Joined channels; a short list (at most `max_topics`), so a Vec.
+    channels: Vec<Joined>,
     bucket: TokenBucket,
 }
 
@@ -69,13 +70,17 @@ impl Socket {
             id: connected.id,
             id_sub,
             outbound,
-            channels: HashMap::new(),
+            channels: Vec::new(),
             bucket,
         }
     }
 
     pub fn outbound(&self) -> &Outbound {
         &self.outbound
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// Handles one frame from the client. `Err` means: close the connection.
@@ -110,7 +115,7 @@ impl Socket {
         if msg.event == PHX_JOIN {
             return self.join(msg).await;
         }
-        let Some(joined) = self.channels.get(&msg.topic) else {
+        let Some(joined) = self.joined(&msg.topic) else {
             if msg.event == PHX_LEAVE {
                 // Leaving a topic one is not in succeeds, as in Phoenix.
                 return self.reply(&msg, Status::Ok, json!({}));
@@ -129,33 +134,34 @@ impl Socket {
                 })
                 .await
                 .is_ok();
-            self.channels.remove(&msg.topic);
+            self.remove(&msg.topic);
             if !sent {
                 // The channel had already ended: leaving still succeeds.
                 self.reply(&msg, Status::Ok, json!({}));
             }
             return;
         }
-        if let Err(mpsc::error::SendError(ChannelInput::Message(msg))) = joined
+        if let Err(ChannelInput::Message(msg)) = joined
             .inbox
             .send(ChannelInput::Message(Box::new(msg)))
             .await
         {
             // The channel task ended (crashed or stopped) since: forget it.
-            self.channels.remove(&msg.topic);
+            self.remove(&msg.topic);
             self.reply(&msg, Status::Error, json!({ "reason": "unmatched topic" }));
         }
     }
 
     async fn join(&mut self, msg: Message) {
-        if let Some(old) = self.channels.remove(&msg.topic) {
+        if let Some(old) = self.remove(&msg.topic) {
             debug!(topic = %msg.topic, "duplicate join, closing the previous channel");
             let _ = old.inbox.send(ChannelInput::Close).await;
+            old.inbox.close();
         }
         if msg.topic.len() > MAX_TOPIC_BYTES {
             return self.reply(&msg, Status::Error, json!({ "reason": "topic too long" }));
         }
-        self.channels.retain(|_, j| !j.inbox.is_closed());
+        self.channels.retain(|j| !j.inbox.is_closed());
         let max = self.endpoint.limits.max_topics;
         if self.channels.len() >= max {
             return self.reply(
@@ -178,7 +184,7 @@ impl Socket {
                 )
             }
         };
-        let (tx, inbox) = mpsc::channel(CHANNEL_INBOX);
+        let (tx, inbox) = mailbox(CHANNEL_INBOX);
         route.spawn(JoinArgs {
             topic: msg.topic.clone(),
             join_ref: msg.join_ref.clone(),
@@ -189,13 +195,20 @@ impl Socket {
             outbound: self.outbound.clone(),
             inbox,
         });
-        self.channels.insert(
-            msg.topic,
-            Joined {
-                join_ref: msg.join_ref,
-                inbox: tx,
-            },
-        );
+        self.channels.push(Joined {
+            topic: msg.topic,
+            join_ref: msg.join_ref,
+            inbox: tx,
+        });
+    }
+
+    fn joined(&self, topic: &str) -> Option<&Joined> {
+        self.channels.iter().find(|j| j.topic == topic)
+    }
+
+    fn remove(&mut self, topic: &str) -> Option<Joined> {
+        let i = self.channels.iter().position(|j| j.topic == topic)?;
+        Some(self.channels.swap_remove(i))
     }
 
     fn reply(&self, msg: &Message, status: Status, payload: Value) {
@@ -217,8 +230,10 @@ impl Socket {
 
 impl Drop for Socket {
     fn drop(&mut self) {
-        // Dropping the inboxes ends every channel task (ExitReason::SocketGone).
-        self.channels.clear();
+        // Closing the inboxes ends every channel task (ExitReason::SocketGone).
+        for joined in self.channels.drain(..) {
+            joined.inbox.close();
+        }
         if let (Some(id), Some(sub)) = (&self.id, self.id_sub) {
             self.endpoint.pubsub.unsubscribe(id, sub);
         }

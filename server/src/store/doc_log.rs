@@ -147,32 +147,54 @@ async fn run(
     tracing::debug!("document writer stopped");
 }
 
+/// Rows per multi-row statement: few statements per batch (each one is a
+/// round trip to sqlx's SQLite thread), well under SQLite's variable limit.
+const ROWS_PER_STATEMENT: usize = 128;
+
 async fn commit(store: &Store, batch: &[WriteOp]) -> Result<()> {
     let now = timestamp();
     let mut tx = store.pool.begin().await?;
+    // Every op in order; consecutive appends go in as one multi-row insert.
     let mut texts: HashMap<&str, &str> = HashMap::new();
-    for op in batch {
-        match op {
-            WriteOp::Append {
-                challenge_id,
-                user_id,
-                update,
-                text,
-                ..
-            } => {
-                sqlx::query("insert into doc_update (challenge_id, user_id, update_v1, created_at) values (?, ?, ?, ?)")
-                    .bind(&**challenge_id)
-                    .bind(user_id)
-                    .bind(update)
-                    .bind(&now)
-                    .execute(&mut *tx)
-                    .await?;
-                texts.insert(challenge_id, text);
+    let mut i = 0;
+    while i < batch.len() {
+        match &batch[i] {
+            WriteOp::Append { .. } => {
+                let run: Vec<&WriteOp> = batch[i..]
+                    .iter()
+                    .take_while(|op| matches!(op, WriteOp::Append { .. }))
+                    .take(ROWS_PER_STATEMENT)
+                    .collect();
+                i += run.len();
+                let mut sql = String::from(
+                    "insert into doc_update (challenge_id, user_id, update_v1, created_at) values ",
+                );
+                sql.push_str(&vec!["(?, ?, ?, ?)"; run.len()].join(", "));
+                let mut query = sqlx::query(&sql);
+                for op in run {
+                    if let WriteOp::Append {
+                        challenge_id,
+                        user_id,
+                        update,
+                        text,
+                        ..
+                    } = op
+                    {
+                        query = query
+                            .bind(&**challenge_id)
+                            .bind(user_id)
+                            .bind(update)
+                            .bind(&now);
+                        texts.insert(challenge_id, text);
+                    }
+                }
+                query.execute(&mut *tx).await?;
             }
             WriteOp::Snapshot {
                 challenge_id,
                 state,
             } => {
+                i += 1;
                 sqlx::query(
                     "insert into doc_snapshot (challenge_id, state_v1, last_update_id, created_at)
                      values (?1, ?2, coalesce((select max(doc_update_id) from doc_update where challenge_id = ?1), 0), ?3)
@@ -187,13 +209,19 @@ async fn commit(store: &Store, batch: &[WriteOp]) -> Result<()> {
             }
         }
     }
-    for (challenge_id, text) in texts {
-        sqlx::query("update challenge set response = ?, updated_at = ? where challenge_id = ?")
-            .bind(text)
-            .bind(&now)
-            .bind(challenge_id)
-            .execute(&mut *tx)
-            .await?;
+    // `challenge.response` follows the document: one statement per chunk of rooms.
+    let texts: Vec<(&str, &str)> = texts.into_iter().collect();
+    for chunk in texts.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = String::from(
+            "update challenge set response = v.column2, updated_at = v.column3 from (values ",
+        );
+        sql.push_str(&vec!["(?, ?, ?)"; chunk.len()].join(", "));
+        sql.push_str(") as v where challenge.challenge_id = v.column1");
+        let mut query = sqlx::query(&sql);
+        for (challenge_id, text) in chunk {
+            query = query.bind(*challenge_id).bind(*text).bind(&now);
+        }
+        query.execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -13,6 +13,16 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps_have_a_fixed_width() {
+        let t = super::timestamp();
+        assert_eq!(t.len(), "2026-11-21T23:52:22.221Z".len(), "{t}");
+        assert!(t.ends_with('Z'));
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("database error: {0}")]
@@ -62,14 +72,21 @@ impl Store {
     }
 }
 
-/// Now as RFC 3339 with milliseconds, UTC: how every `*_at` column is stored.
+/// Now as RFC 3339 with exactly three fractional digits, UTC
+/// (`2026-11-21T23:52:22.221Z`): how every `*_at` column is stored. The
+/// fixed width makes text order the same as time order.
 pub fn timestamp() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let now = now
-        .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
-        .unwrap_or(now);
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
 }
 
 /// A random URL-safe id with `bytes` bytes of randomness.

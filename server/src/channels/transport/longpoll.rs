@@ -30,7 +30,7 @@ use tracing::{info, Instrument};
 use super::{origin_allowed, vsn_supported, AUTH_TOKEN_HEADER};
 use crate::channels::serializer::{binary_to_text, Frame};
 use crate::channels::socket::{CloseWith, Socket};
-use crate::channels::{ConnectInfo, Endpoint, Outbound};
+use crate::channels::{ConnectInfo, Endpoint, Outbound, OutboundRx};
 
 /// Largest POST body: phoenix.js batches up to 100 messages.
 pub const MAX_BODY_BYTES: usize = 16 << 20;
@@ -41,7 +41,7 @@ const SESSION_INBOX: usize = 256;
 
 pub struct Session {
     inbox: mpsc::Sender<Frame>,
-    outgoing: Mutex<mpsc::Receiver<Frame>>,
+    outgoing: Mutex<OutboundRx>,
     /// Milliseconds since the session started, at the last request.
     last_seen_ms: AtomicU64,
     started: tokio::time::Instant,
@@ -196,8 +196,8 @@ async fn listen(endpoint: &Endpoint, session: &Session, token: String) -> Respon
     let mut messages = vec![frame_text(first)];
     while messages.len() < MAX_MESSAGES_PER_POLL {
         match outgoing.try_recv() {
-            Ok(frame) => messages.push(frame_text(frame)),
-            Err(_) => break,
+            Some(frame) => messages.push(frame_text(frame)),
+            None => break,
         }
     }
     let messages: Vec<Value> = messages.into_iter().flatten().map(Value::String).collect();
@@ -275,8 +275,11 @@ fn new_session(endpoint: Endpoint, connected: crate::channels::Connected) -> Str
         "lp_{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
     );
-    let (outbound, out_rx, closer) =
-        Outbound::new(endpoint.limits.outbound_queue, endpoint.metrics.clone());
+    let (outbound, out_rx, closer) = Outbound::new(
+        endpoint.limits.outbound_queue,
+        endpoint.metrics.clone(),
+        &endpoint.shutdown,
+    );
     let (inbox, mut in_rx) = mpsc::channel::<Frame>(SESSION_INBOX);
     let session = Arc::new(Session {
         inbox,

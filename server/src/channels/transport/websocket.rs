@@ -20,7 +20,7 @@ use crate::channels::{close_code, ConnectInfo, Connected, Endpoint, Outbound};
 
 /// Read buffer per connection. tungstenite's default (128 KiB) would cost
 /// more than everything else an idle socket holds; it grows when needed.
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 512;
 /// Bytes written before tungstenite flushes on its own; we flush after each
 /// batch anyway.
 const WRITE_BUFFER: usize = 8 * 1024;
@@ -74,33 +74,44 @@ pub async fn upgrade(
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
-        .on_upgrade(move |socket| tracker.track_future(serve(socket, endpoint, connected)))
+        .on_upgrade(move |socket| {
+            let fut = serve(socket, endpoint, connected);
+            if std::env::var_os("DUET_DEBUG_SIZES").is_some() {
+                eprintln!("SIZE serve future {}", std::mem::size_of_val(&fut));
+            }
+            tracker.track_future(fut)
+        })
 }
 
 async fn serve(ws: WebSocket, endpoint: Endpoint, connected: Connected) {
     let span = tracing::info_span!("socket", socket_id = connected.id.as_deref().unwrap_or(""));
     async move {
         info!("connected");
-        let (outbound, mut out_rx, closer) = Outbound::new(endpoint.limits.outbound_queue, endpoint.metrics.clone());
-        let mut socket = Socket::new(endpoint.clone(), connected, outbound);
-        let (mut sink, mut stream) = ws.split();
+        // The closer is a child of the shutdown token: one future covers both.
+        let (outbound, mut out_rx, closer) =
+            Outbound::new(endpoint.limits.outbound_queue, endpoint.metrics.clone(), &endpoint.shutdown);
         let idle = endpoint.limits.idle_timeout;
+        let mut socket = Socket::new(endpoint, connected, outbound);
+        let (mut sink, mut stream) = ws.split();
         let deadline = tokio::time::sleep(idle);
         tokio::pin!(deadline);
 
         let close: Option<(u16, &'static str)> = loop {
             tokio::select! {
                 biased;
-                _ = endpoint.shutdown.cancelled() => break Some((close_code::GOING_AWAY, "server shutting down")),
-                _ = closer.token().cancelled() => break Some((closer.code(), "closed by server")),
+                _ = closer.token().cancelled() => break Some(if socket.endpoint().shutdown.is_cancelled() {
+                    (close_code::GOING_AWAY, "server shutting down")
+                } else {
+                    (closer.code(), "closed by server")
+                }),
                 frame = out_rx.recv() => {
                     let Some(frame) = frame else { break None };
                     let mut ok = sink.feed(to_ws(frame)).await.is_ok();
                     let mut n = 1;
                     while ok && n < WRITE_BATCH {
                         match out_rx.try_recv() {
-                            Ok(frame) => ok = sink.feed(to_ws(frame)).await.is_ok(),
-                            Err(_) => break,
+                            Some(frame) => ok = sink.feed(to_ws(frame)).await.is_ok(),
+                            None => break,
                         }
                         n += 1;
                     }
@@ -127,7 +138,9 @@ async fn serve(ws: WebSocket, endpoint: Endpoint, connected: Connected) {
                         }
                     };
                     deadline.as_mut().reset(tokio::time::Instant::now() + idle);
-                    if let Err(CloseWith(code)) = socket.handle_frame(frame).await {
+                    // Boxed: the join and dispatch futures are large and rare,
+                    // and an idle socket's task should not carry their space.
+                    if let Err(CloseWith(code)) = Box::pin(socket.handle_frame(frame)).await {
                         break Some((code, "message rate limit exceeded"));
                     }
                 }
@@ -136,26 +149,38 @@ async fn serve(ws: WebSocket, endpoint: Endpoint, connected: Connected) {
         };
         drop(socket); // ends the channels: presence leaves now
         if let Some((code, reason)) = close {
-            let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
-            // The closing handshake: send our close, then read (and drop) what
-            // the client still sends until its close arrives, so the kernel
-            // does not reset a connection with unread data before the client
-            // has seen our code. A client that stopped reading gets 1 s.
-            let _ = tokio::time::timeout(CLOSE_GRACE, async {
-                if sink.send(WsMessage::Close(Some(frame))).await.is_ok() {
-                    while let Some(Ok(msg)) = stream.next().await {
-                        if matches!(msg, WsMessage::Close(_)) {
-                            break;
-                        }
-                    }
-                }
-            })
-            .await;
+            Box::pin(close_handshake(&mut sink, &mut stream, code, reason)).await;
         }
         info!(code = close.map(|c| c.0), "disconnected");
     }
     .instrument(span)
     .await
+}
+
+/// The closing handshake: send our close, then read (and drop) what the
+/// client still sends until its close arrives, so the kernel does not reset
+/// a connection with unread data before the client has seen our code. A
+/// client that stopped reading gets [`CLOSE_GRACE`].
+async fn close_handshake(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, WsMessage>,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    code: u16,
+    reason: &'static str,
+) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        if sink.send(WsMessage::Close(Some(frame))).await.is_ok() {
+            while let Some(Ok(msg)) = stream.next().await {
+                if matches!(msg, WsMessage::Close(_)) {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
 }
 
 fn to_ws(frame: Frame) -> WsMessage {
