@@ -1,7 +1,9 @@
 // Starts a real `duet` server on a loopback port with its own temp data dir.
 // Every e2e test (protocol and browser) launches servers through this file.
+// Environment: DUET_BIN overrides the binary; E2E_SERVER_LOG=<file> appends every
+// server's output (and how it exited) to that file, for debugging.
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, createWriteStream } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,6 +20,7 @@ export const DUET_BIN =
  * Resolves to {url, wsUrl, port, dataDir, proc, stop(), kill(), output()}.
  */
 export async function startServer({ dataDir, port = 0, env = {} } = {}) {
+  const ownDir = !dataDir;
   dataDir = dataDir || mkdtempSync(join(tmpdir(), "duet-e2e-"));
   const proc = spawn(DUET_BIN, [], {
     env: {
@@ -31,19 +34,37 @@ export async function startServer({ dataDir, port = 0, env = {} } = {}) {
   });
   let out = "";
   proc.stderr.on("data", (d) => (out += d));
+  if (process.env.E2E_SERVER_LOG) {
+    // debugging aid: append every server's output to this file
+    const log = createWriteStream(process.env.E2E_SERVER_LOG, { flags: "a" });
+    log.write(`\n=== duet pid ${proc.pid} data ${dataDir} env ${JSON.stringify(env)}\n`);
+    proc.stdout.pipe(log, { end: false });
+    proc.stderr.pipe(log, { end: false });
+    proc.on("exit", (code, signal) => log.end(`=== duet pid ${proc.pid} exited code=${code} signal=${signal}\n`));
+  }
   const addr = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`duet did not start:\n${out}`)), 20000);
+    let settled = false;
+    const fail = (err) => {
+      if (settled) return;
+      settled = true;
+      // a server that never listened leaves nothing worth keeping in a temp dir we made
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+      if (ownDir) rmSync(dataDir, { recursive: true, force: true });
+      reject(err);
+    };
+    const timer = setTimeout(() => fail(new Error(`duet did not start:\n${out}`)), 20000);
     proc.stdout.on("data", (d) => {
       out += d;
       const m = /duet listening on http:\/\/([\d.]+:\d+)/.exec(out);
-      if (m) {
+      if (m && !settled) {
+        settled = true;
         clearTimeout(timer);
         resolve(m[1]);
       }
     });
     proc.on("exit", (code) => {
       clearTimeout(timer);
-      reject(new Error(`duet exited with ${code} before listening:\n${out}`));
+      fail(new Error(`duet exited with ${code} before listening:\n${out}`));
     });
   });
   const exited = new Promise((resolve) => proc.on("exit", resolve));

@@ -81,8 +81,8 @@ pub struct Config {
     #[arg(long, env = "DUET_ROOM_GRACE_MS", default_value_t = 5000)]
     pub room_grace_ms: u64,
 
-    /// Enable the `echo:*` test channel (protocol tests only).
-    #[arg(long, env = "DUET_TEST_CHANNELS")]
+    /// Enable the `echo:*` test channel (protocol tests only); `1`/`true`.
+    #[arg(long, env = "DUET_TEST_CHANNELS", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub test_channels: bool,
 }
 

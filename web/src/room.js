@@ -27,7 +27,7 @@ const AUTH_CHECK_MIN_INTERVAL_MS = 3000;
 
 export function mountRoom(root, id, user, { onAuthLost }) {
   let alive = true;
-  let myId = String(user.id);
+  const myId = String(user.id);
   let challengeShown = false;
   let joined = false;
   let online = navigator.onLine !== false;
@@ -97,17 +97,24 @@ export function mountRoom(root, id, user, { onAuthLost }) {
   provider.connect(); // creates provider.channel and queues the join
   const channel = provider.channel;
   const presence = new Presence(channel);
-  presence.onSync(() => alive && renderPresence(participants, typingLine, people(presence), myId));
+  let myColor = null;
+  presence.onSync(() => {
+    if (!alive) return;
+    // My colour comes from my own presence meta (the server picks it).
+    const mine = presence.state[myId];
+    const color = mine && mine.metas && mine.metas[0] && mine.metas[0].color;
+    if (color && color !== myColor) {
+      myColor = color;
+      awareness.setLocalStateField("user", userField(user.first_name, color));
+      myDot.style.backgroundColor = color;
+    }
+    renderPresence(participants, typingLine, people(presence), myId);
+  });
 
   channel.joinPush.receive("ok", (resp) => {
     if (!alive) return;
     joined = true;
     renderBadge();
-    if (resp && resp.me) {
-      if (resp.me.user_id != null) myId = String(resp.me.user_id);
-      awareness.setLocalStateField("user", userField(resp.me.first_name || user.first_name, resp.me.color || "#6b7280"));
-      if (resp.me.color) myDot.style.backgroundColor = resp.me.color;
-    }
     if (resp && resp.challenge) showChallenge(resp.challenge);
     renderPresence(participants, typingLine, people(presence), myId);
   });

@@ -87,10 +87,7 @@ impl Channel for ChallengeChannel {
         match rooms.join(&id, ctx.sub_id, &user.id, ctx.pusher()).await {
             Ok((room, challenge)) => {
                 let color = color_for(&user.id);
-                let reply = json!({
-                    "challenge": challenge,
-                    "me": { "user_id": user.id, "first_name": user.first_name, "color": color },
-                });
+                let reply = json!({ "challenge": challenge });
                 let channel = ChallengeChannel {
                     room,
                     user,

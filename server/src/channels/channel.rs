@@ -345,7 +345,12 @@ pub struct JoinArgs {
 /// The per-join task: join, then serve the inbox, intercepted broadcasts and
 /// info messages until the channel ends; then untrack, unsubscribe and tell
 /// the client (`phx_close` or `phx_error`).
-pub async fn run<C: Channel>(state: C::State, args: JoinArgs) {
+pub fn run<C: Channel>(
+    state: C::State,
+    args: JoinArgs,
+) -> impl std::future::Future<Output = ()> + Send {
+    // Set up synchronously, so the task's future keeps only what the
+    // channel's life needs (an async fn keeps its arguments for good).
     let JoinArgs {
         topic,
         join_ref,
@@ -354,23 +359,37 @@ pub async fn run<C: Channel>(state: C::State, args: JoinArgs) {
         assigns,
         endpoint,
         outbound,
-        mut inbox,
+        inbox,
     } = args;
     let sub_id = endpoint.pubsub.next_id();
-    let (info_tx, mut info_rx) = mailbox(usize::MAX);
+    let (info_tx, info_rx) = mailbox(usize::MAX);
     let topic: Arc<str> = topic.into();
     let span = tracing::info_span!("channel", topic = %topic, join_ref = join_ref.as_deref().unwrap_or(""));
-    let mut ctx = ChannelCtx {
-        topic: topic.clone(),
+    let ctx = ChannelCtx {
+        topic,
         join_ref,
         assigns,
         sub_id,
-        endpoint: endpoint.clone(),
+        endpoint,
         outbound,
         info_tx,
     };
-    let join_reply = ctx.reply_handle(msg_ref);
+    live::<C>(state, params, msg_ref, ctx, inbox, info_rx).instrument(span)
+}
 
+async fn live<C: Channel>(
+    state: C::State,
+    params: Value,
+    msg_ref: Option<String>,
+    mut ctx: ChannelCtx<C::Info>,
+    mut inbox: Receiver<ChannelInput>,
+    mut info_rx: Receiver<C::Info>,
+) {
+    let span = tracing::Span::current();
+    let shutdown = ctx.endpoint.shutdown.clone();
+    let topic = ctx.topic.clone();
+    let sub_id = ctx.sub_id;
+    let join_reply = ctx.reply_handle(msg_ref);
     let joined = AssertUnwindSafe(Box::pin(C::join(&state, params, &mut ctx)))
         .catch_unwind()
         .instrument(span.clone())
@@ -381,7 +400,7 @@ pub async fn run<C: Channel>(state: C::State, args: JoinArgs) {
             let (on_intercept, rx) = if C::INTERCEPTS.is_empty() {
                 (None, None)
             } else {
-                let (tx, rx) = mpsc::channel::<Arc<Broadcast>>(endpoint.limits.outbound_queue);
+                let (tx, rx) = mpsc::channel::<Arc<Broadcast>>(ctx.endpoint.limits.outbound_queue);
                 let closer = ctx.outbound.closer().clone();
                 let f = Arc::new(move |b: &Arc<Broadcast>| {
                     if tx.try_send(b.clone()).is_err() {
@@ -390,7 +409,7 @@ pub async fn run<C: Channel>(state: C::State, args: JoinArgs) {
                 }) as super::pubsub::InterceptFn;
                 (Some(f), Some(rx))
             };
-            endpoint.pubsub.subscribe(
+            ctx.endpoint.pubsub.subscribe(
                 &topic,
                 sub_id,
                 Subscriber {
@@ -399,7 +418,10 @@ pub async fn run<C: Channel>(state: C::State, args: JoinArgs) {
                     on_intercept,
                 },
             );
-            endpoint.metrics.channels.fetch_add(1, Ordering::Relaxed);
+            ctx.endpoint
+                .metrics
+                .channels
+                .fetch_add(1, Ordering::Relaxed);
             join_reply.ok(reply);
             span.in_scope(|| info!("joined"));
             (channel, rx)
@@ -423,7 +445,7 @@ pub async fn run<C: Channel>(state: C::State, args: JoinArgs) {
         &mut inbox,
         intercepted,
         &mut info_rx,
-        &endpoint,
+        &shutdown,
     ))
     .catch_unwind()
     .instrument(span.clone())
@@ -442,9 +464,12 @@ pub async fn run<C: Channel>(state: C::State, args: JoinArgs) {
         Err(_) => ExitReason::Crashed("handler panicked".into()),
     };
 
-    endpoint.pubsub.unsubscribe(&topic, sub_id);
-    endpoint.presence.untrack_owner(&topic, ctx.owner());
-    endpoint.metrics.channels.fetch_sub(1, Ordering::Relaxed);
+    ctx.endpoint.pubsub.unsubscribe(&topic, sub_id);
+    ctx.endpoint.presence.untrack_owner(&topic, ctx.owner());
+    ctx.endpoint
+        .metrics
+        .channels
+        .fetch_sub(1, Ordering::Relaxed);
     let notify = |event: &str| {
         ctx.outbound.send(super::serializer::encode_exit(
             ctx.join_ref.as_deref(),
@@ -469,7 +494,7 @@ async fn serve<C: Channel>(
     inbox: &mut Receiver<ChannelInput>,
     intercepted: &mut Option<mpsc::Receiver<Arc<Broadcast>>>,
     info_rx: &mut Receiver<C::Info>,
-    endpoint: &Endpoint,
+    shutdown: &tokio_util::sync::CancellationToken,
 ) -> ExitReason {
     // Callbacks are boxed: they are large and rare, and an idle channel's
     // task should only hold the loop's own state.
@@ -477,7 +502,7 @@ async fn serve<C: Channel>(
     loop {
         tokio::select! {
             biased;
-            _ = endpoint.shutdown.cancelled() => return ExitReason::Shutdown,
+            _ = shutdown.cancelled() => return ExitReason::Shutdown,
             input = inbox.recv() => match input {
                 None => return ExitReason::SocketGone,
                 Some(ChannelInput::Close) => return ExitReason::Closed("duplicate join".into()),

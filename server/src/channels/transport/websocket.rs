@@ -83,16 +83,36 @@ pub async fn upgrade(
         })
 }
 
-async fn serve(ws: WebSocket, endpoint: Endpoint, connected: Connected) {
+fn serve(
+    ws: WebSocket,
+    endpoint: Endpoint,
+    connected: Connected,
+) -> impl std::future::Future<Output = ()> + Send {
+    // Set up synchronously: an async fn would keep `ws`, `endpoint` and
+    // `connected` in its future for the socket's whole life.
     let span = tracing::info_span!("socket", socket_id = connected.id.as_deref().unwrap_or(""));
-    async move {
+    // The closer is a child of the shutdown token: one future covers both.
+    let (outbound, out_rx, closer) = Outbound::new(
+        endpoint.limits.outbound_queue,
+        endpoint.metrics.clone(),
+        &endpoint.shutdown,
+    );
+    let idle = endpoint.limits.idle_timeout;
+    let socket = Socket::new(endpoint, connected, outbound);
+    let (sink, stream) = ws.split();
+    live(socket, sink, stream, out_rx, closer, idle).instrument(span)
+}
+
+async fn live(
+    mut socket: Socket,
+    mut sink: futures_util::stream::SplitSink<WebSocket, WsMessage>,
+    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    mut out_rx: crate::channels::OutboundRx,
+    closer: std::sync::Arc<crate::channels::Closer>,
+    idle: std::time::Duration,
+) {
+    {
         info!("connected");
-        // The closer is a child of the shutdown token: one future covers both.
-        let (outbound, mut out_rx, closer) =
-            Outbound::new(endpoint.limits.outbound_queue, endpoint.metrics.clone(), &endpoint.shutdown);
-        let idle = endpoint.limits.idle_timeout;
-        let mut socket = Socket::new(endpoint, connected, outbound);
-        let (mut sink, mut stream) = ws.split();
         let deadline = tokio::time::sleep(idle);
         tokio::pin!(deadline);
 
@@ -153,30 +173,33 @@ async fn serve(ws: WebSocket, endpoint: Endpoint, connected: Connected) {
         }
         info!(code = close.map(|c| c.0), "disconnected");
     }
-    .instrument(span)
-    .await
 }
 
 /// The closing handshake: send our close, then read (and drop) what the
 /// client still sends until its close arrives, so the kernel does not reset
 /// a connection with unread data before the client has seen our code. A
-/// client that stopped reading gets [`CLOSE_GRACE`].
+/// client that stopped reading gets [`CLOSE_GRACE`]. After a read error
+/// (an oversized frame) tokio-tungstenite has ended the stream: then we only
+/// wait, so the client reads our close before the connection goes.
 async fn close_handshake(
     sink: &mut futures_util::stream::SplitSink<WebSocket, WsMessage>,
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
     code: u16,
     reason: &'static str,
 ) {
-    let frame = CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    };
+    let stream_broken = code == close_code::TOO_BIG;
+    let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        if sink.send(WsMessage::Close(Some(frame))).await.is_ok() {
-            while let Some(Ok(msg)) = stream.next().await {
-                if matches!(msg, WsMessage::Close(_)) {
-                    break;
-                }
+        if sink.send(WsMessage::Close(Some(frame))).await.is_err() {
+            return;
+        }
+        if stream_broken {
+            tokio::time::sleep(CLOSE_GRACE / 2).await;
+            return;
+        }
+        while let Some(msg) = stream.next().await {
+            if matches!(msg, Ok(WsMessage::Close(_)) | Err(_)) {
+                break;
             }
         }
     })
