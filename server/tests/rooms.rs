@@ -366,6 +366,17 @@ async fn yjs_sync_relays_updates_and_refuses_invalid_ones() {
     let step2 = a.expect_binary(|f| f[0] == 0 && f.ends_with(&[])).await;
     assert!(step2.len() > 4);
 
+    // B speaks Yjs too (only Yjs members get `yjs` relays).
+    let b_doc = doc::new_doc();
+    b.push_binary(
+        &jb,
+        &topic,
+        "yjs_sync",
+        &doc::sync_step1(&doc::state_vector(&b_doc)),
+    )
+    .await;
+    b.expect_binary(|f| f[0] == 0).await;
+
     let update = doc::replace_text(&local, "hello from yjs").unwrap();
     let msg = doc::sync_update(&update);
     let r = a.push_binary(&ja, &topic, "yjs", &msg).await;

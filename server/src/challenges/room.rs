@@ -22,6 +22,7 @@ use super::model::Challenge;
 use crate::channels::channel::{Pusher, ReplyHandle};
 use crate::channels::message::{Broadcast, Payload};
 use crate::channels::pubsub::{PubSub, SubId};
+use crate::channels::serializer::encode_broadcast;
 use crate::store::doc_log::{DocWriter, WriteOp};
 use crate::store::Store;
 
@@ -186,6 +187,14 @@ impl Rooms {
     }
 }
 
+/// A member of the room.
+struct Member {
+    pusher: Pusher,
+    /// Speaks Yjs (sent a sync step 1): gets `yjs` relays; the others get
+    /// `response:updated` notices for Yjs edits instead.
+    yjs: bool,
+}
+
 /// One awareness client's last known state.
 struct AwarenessState {
     clock: u64,
@@ -207,7 +216,7 @@ struct Room {
     challenge: Challenge,
     doc: yrs::Doc,
     text: Arc<str>,
-    members: HashMap<SubId, Pusher>,
+    members: HashMap<SubId, Member>,
     awareness: HashMap<u64, AwarenessState>,
     since_snapshot: u32,
     /// Editor of the latest Yjs edit not yet announced as `response:updated`.
@@ -253,7 +262,7 @@ impl RoomTask {
                     room.handle(*cmd, &inner).await;
                     unload_at = room.members.is_empty().then(|| unload_at.unwrap_or_else(|| Instant::now() + inner.config.grace));
                 }
-                _ = sleep_until_opt(notice_at) => room.send_notice(&inner),
+                _ = sleep_until_opt(notice_at) => room.send_notice(),
                 _ = sleep_until_opt(unload_at) => {
                     if self.try_unload(&room) {
                         break;
@@ -262,7 +271,7 @@ impl RoomTask {
                 }
             }
         }
-        room.send_notice(&inner);
+        room.send_notice();
         if room.since_snapshot > 0 {
             let op = WriteOp::Snapshot {
                 challenge_id: room.id.clone(),
@@ -345,12 +354,12 @@ impl Room {
                 pusher,
                 reply,
             } => {
-                self.members.insert(member, pusher);
+                self.members.insert(member, Member { pusher, yjs: false });
                 let _ = reply.send(Ok(self.challenge_json()));
             }
             RoomCmd::Leave { member } => {
                 self.members.remove(&member);
-                self.remove_awareness_of(member, inner);
+                self.remove_awareness_of(member);
             }
             RoomCmd::Yjs {
                 member,
@@ -367,7 +376,7 @@ impl Room {
                 Some(update) => {
                     self.text = doc::text(&self.doc).into();
                     self.challenge.updated_at = crate::store::timestamp();
-                    let relay = Bytes::from(doc::sync_update(&update));
+                    let relay = self.relay(member, doc::sync_update(&update));
                     let notice = json!({ "challenge": self.challenge_json(), "user_id": user_id });
                     let (pubsub, topic) = (inner.pubsub.clone(), self.topic.clone());
                     let done = Box::new(move |result: crate::store::Result<()>| match result {
@@ -375,20 +384,13 @@ impl Room {
                             reply.ok(json!({}));
                             pubsub.broadcast(
                                 Broadcast {
-                                    topic: topic.clone(),
+                                    topic,
                                     event: RESPONSE_UPDATED.into(),
                                     payload: Payload::Json(notice),
                                 },
                                 None,
                             );
-                            pubsub.broadcast(
-                                Broadcast {
-                                    topic,
-                                    event: YJS.into(),
-                                    payload: Payload::Binary(relay),
-                                },
-                                Some(member),
-                            );
+                            relay.send();
                         }
                         Err(_) => reply.error("not saved"),
                     });
@@ -420,9 +422,11 @@ impl Room {
     ) {
         match msg {
             YMessage::SyncStep1(sv) => {
-                let Some(pusher) = self.members.get(&member) else {
+                let Some(m) = self.members.get_mut(&member) else {
                     return;
                 };
+                m.yjs = true;
+                let pusher = m.pusher.clone();
                 match doc::diff(&self.doc, &sv) {
                     Ok(update) => {
                         pusher.push(YJS, Payload::Binary(doc::sync_step2(&update).into()));
@@ -456,19 +460,11 @@ impl Room {
                             Some((self.last_notice + NOTICE_EVERY).max(Instant::now()));
                     }
                 }
-                let relay = Bytes::from(doc::sync_update(&update));
-                let (pubsub, topic) = (inner.pubsub.clone(), self.topic.clone());
+                let relay = self.relay(member, doc::sync_update(&update));
                 let done = Box::new(move |result: crate::store::Result<()>| match result {
                     Ok(()) => {
                         reply.ok(json!({}));
-                        pubsub.broadcast(
-                            Broadcast {
-                                topic,
-                                event: YJS.into(),
-                                payload: Payload::Binary(relay),
-                            },
-                            Some(member),
-                        );
+                        relay.send();
                     }
                     Err(_) => reply.error("not saved"),
                 });
@@ -495,22 +491,14 @@ impl Room {
                         );
                     }
                 }
-                let framed = doc::frame_awareness(&raw);
-                inner.pubsub.broadcast(
-                    Broadcast {
-                        topic: self.topic.clone(),
-                        event: YJS.into(),
-                        payload: Payload::Binary(framed.into()),
-                    },
-                    Some(member),
-                );
+                self.relay(member, doc::frame_awareness(&raw)).send();
                 reply.ok(json!({}));
             }
             YMessage::QueryAwareness => {
-                if let (Some(pusher), Some(states)) =
+                if let (Some(m), Some(states)) =
                     (self.members.get(&member), self.awareness_message(|_| true))
                 {
-                    pusher.push(YJS, Payload::Binary(states.into()));
+                    m.pusher.push(YJS, Payload::Binary(states.into()));
                 }
                 reply.ok(json!({}));
             }
@@ -563,7 +551,7 @@ impl Room {
 
     /// A member left: its awareness states go, and the others are told (as
     /// y-websocket's server does).
-    fn remove_awareness_of(&mut self, member: SubId, inner: &RoomsInner) {
+    fn remove_awareness_of(&mut self, member: SubId) {
         let mut gone = Vec::new();
         self.awareness.retain(|id, s| {
             if s.owner == member {
@@ -580,33 +568,75 @@ impl Room {
             }
         });
         if !gone.is_empty() {
-            let msg = doc::encode_awareness(&gone);
-            inner.pubsub.broadcast(
-                Broadcast {
-                    topic: self.topic.clone(),
-                    event: YJS.into(),
-                    payload: Payload::Binary(msg.into()),
-                },
-                Some(member),
-            );
+            self.relay(member, doc::encode_awareness(&gone)).send();
         }
     }
 
-    fn send_notice(&mut self, inner: &RoomsInner) {
+    /// A `yjs` broadcast to every Yjs member but `from`, encoded once now
+    /// and sent when [`Relay::send`] is called (once the edit is durable).
+    fn relay(&self, from: SubId, message: Vec<u8>) -> Relay {
+        let targets: Vec<Pusher> = self
+            .members
+            .iter()
+            .filter(|(id, m)| **id != from && m.yjs)
+            .map(|(_, m)| m.pusher.clone())
+            .collect();
+        let frame = (!targets.is_empty()).then(|| {
+            encode_broadcast(&Broadcast {
+                topic: self.topic.clone(),
+                event: YJS.into(),
+                payload: Payload::Binary(Bytes::from(message)),
+            })
+        });
+        Relay { targets, frame }
+    }
+
+    /// `response:updated` for Yjs edits, to the members that do not speak
+    /// Yjs (Yjs members already have the edit).
+    fn send_notice(&mut self) {
         self.notice_at = None;
         let Some(user_id) = self.notice_user.take() else {
             return;
         };
         self.last_notice = Instant::now();
+        let targets: Vec<&Pusher> = self
+            .members
+            .values()
+            .filter(|m| !m.yjs)
+            .map(|m| &m.pusher)
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
         let notice = json!({ "challenge": self.challenge_json(), "user_id": user_id });
-        inner.pubsub.broadcast(
-            Broadcast {
-                topic: self.topic.clone(),
-                event: RESPONSE_UPDATED.into(),
-                payload: Payload::Json(notice),
-            },
-            None,
-        );
+        let b = Broadcast {
+            topic: self.topic.clone(),
+            event: RESPONSE_UPDATED.into(),
+            payload: Payload::Json(notice),
+        };
+        if let Ok(frame) = encode_broadcast(&b) {
+            for pusher in targets {
+                pusher.send_frame(frame.clone());
+            }
+        }
+    }
+}
+
+/// A pre-encoded `yjs` broadcast and who gets it.
+struct Relay {
+    targets: Vec<Pusher>,
+    frame: Option<
+        Result<crate::channels::serializer::Frame, crate::channels::serializer::EncodeError>,
+    >,
+}
+
+impl Relay {
+    fn send(self) {
+        if let Some(Ok(frame)) = self.frame {
+            for pusher in &self.targets {
+                pusher.send_frame(frame.clone());
+            }
+        }
     }
 }
 

@@ -184,6 +184,11 @@ pub struct Pusher {
 }
 
 impl Pusher {
+    /// Queues an already encoded frame (a broadcast encoded once for many).
+    pub fn send_frame(&self, frame: super::serializer::Frame) {
+        self.outbound.send(frame);
+    }
+
     pub fn push(&self, event: &str, payload: Payload) {
         let push = Push {
             join_ref: self.join_ref.clone(),

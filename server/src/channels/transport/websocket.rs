@@ -188,7 +188,10 @@ async fn close_handshake(
     reason: &'static str,
 ) {
     let stream_broken = code == close_code::TOO_BIG;
-    let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         if sink.send(WsMessage::Close(Some(frame))).await.is_err() {
             return;
