@@ -127,6 +127,13 @@ impl App {
         let store = Store::open(&config.database_url())
             .await
             .with_context(|| format!("opening {}", config.database_url()))?;
+        let repaired = store
+            .repair_responses()
+            .await
+            .context("repairing responses from the update log")?;
+        if repaired > 0 {
+            tracing::info!(repaired, "rebuilt challenge responses from the update log");
+        }
         let secret = match &config.secret {
             Some(s) if !s.is_empty() => s.as_bytes().to_vec(),
             _ => crate::auth::load_or_create_secret(&config.data_dir)?,

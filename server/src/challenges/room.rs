@@ -131,6 +131,11 @@ impl Rooms {
         }
     }
 
+    /// The durable text of a challenge if its `response` column lags behind.
+    pub fn waiting_response(&self, challenge_id: &str) -> Option<Arc<str>> {
+        self.inner.writer.waiting_response(challenge_id)
+    }
+
     pub fn loaded(&self) -> usize {
         self.lock().len()
     }

@@ -35,7 +35,12 @@ async fn list(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
 ) -> Result<Json<Value>, ApiError> {
-    let challenges = state.store.list_challenges(&user.id).await?;
+    let mut challenges = state.store.list_challenges(&user.id).await?;
+    for c in &mut challenges {
+        if let Some(text) = state.rooms.waiting_response(&c.id) {
+            c.response = text.to_string();
+        }
+    }
     Ok(Json(json!({ "challenges": challenges })))
 }
 
@@ -45,7 +50,12 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     match state.store.get_challenge(&id).await? {
-        Some(challenge) => Ok(Json(json!({ "challenge": challenge }))),
+        Some(mut challenge) => {
+            if let Some(text) = state.rooms.waiting_response(&id) {
+                challenge.response = text.to_string();
+            }
+            Ok(Json(json!({ "challenge": challenge })))
+        }
         None => Err(ApiError::NotFound("no challenge with that id".into())),
     }
 }

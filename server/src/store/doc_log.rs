@@ -67,6 +67,38 @@ impl Store {
         })
     }
 
+    /// After a crash, `challenge.response` may lag behind the update log
+    /// (see `Responses`): rebuild the text of those challenges from the log.
+    pub async fn repair_responses(&self) -> Result<usize> {
+        let ids: Vec<(String,)> = sqlx::query_as(
+            "select c.challenge_id from challenge c
+             where c.updated_at < (select max(d.created_at) from doc_update d where d.challenge_id = c.challenge_id)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut repaired = 0;
+        for (id,) in ids {
+            let stored = self.load_doc(&id).await?;
+            match crate::challenges::doc::load(stored.snapshot.as_deref(), &stored.tail) {
+                Ok(doc) => {
+                    sqlx::query(
+                        "update challenge set response = ?, updated_at = ? where challenge_id = ?",
+                    )
+                    .bind(crate::challenges::doc::text(&doc))
+                    .bind(timestamp())
+                    .bind(&id)
+                    .execute(&self.pool)
+                    .await?;
+                    repaired += 1;
+                }
+                Err(err) => {
+                    tracing::error!(challenge_id = %id, cause = %err, "document does not load")
+                }
+            }
+        }
+        Ok(repaired)
+    }
+
     /// Every update of a challenge, oldest first (history).
     pub async fn doc_updates(&self, challenge_id: &str) -> Result<Vec<Vec<u8>>> {
         let rows: Vec<(Vec<u8>,)> = sqlx::query_as(
@@ -83,7 +115,27 @@ impl Store {
 #[derive(Clone)]
 pub struct DocWriter {
     tx: mpsc::Sender<WriteOp>,
+    responses: Arc<Responses>,
 }
+
+/// `challenge.response` is written at most every [`RESPONSE_EVERY`] per
+/// room: a busy room's text is rewritten in full on each write, which at
+/// thousands of edits/s across many rooms would dominate the commit. The
+/// texts waiting (all of them durable in the update log) are kept here, so
+/// reads see them; a crash is repaired at start-up from the log.
+#[derive(Default)]
+pub struct Responses {
+    waiting: std::sync::Mutex<HashMap<Arc<str>, Arc<str>>>,
+}
+
+impl Responses {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Arc<str>>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// How often one room's `challenge.response` is rewritten at most.
+const RESPONSE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl DocWriter {
     /// Starts the writer. It ends when `stop` is cancelled (or every handle
@@ -94,8 +146,14 @@ impl DocWriter {
         stop: CancellationToken,
     ) -> (DocWriter, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(store, rx, latency, stop));
-        (DocWriter { tx }, task)
+        let responses = Arc::new(Responses::default());
+        let task = tokio::spawn(run(store, rx, latency, stop, responses.clone()));
+        (DocWriter { tx, responses }, task)
+    }
+
+    /// The durable text of a challenge whose `response` column lags behind.
+    pub fn waiting_response(&self, challenge_id: &str) -> Option<Arc<str>> {
+        self.responses.lock().get(challenge_id).cloned()
     }
 
     pub async fn send(&self, op: WriteOp) -> Result<()> {
@@ -108,8 +166,12 @@ async fn run(
     mut rx: mpsc::Receiver<WriteOp>,
     latency: Arc<Histogram>,
     stop: CancellationToken,
+    responses: Arc<Responses>,
 ) {
     let mut batch = Vec::with_capacity(64);
+    let mut written: HashMap<Arc<str>, Instant> = HashMap::new();
+    let mut tick = tokio::time::interval(RESPONSE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
             op = rx.recv() => match op {
@@ -121,6 +183,10 @@ async fn run(
                 rx.close();
                 continue;
             }
+            _ = tick.tick() => {
+                flush_responses(&store, &responses, &mut written).await;
+                continue;
+            }
         };
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -130,7 +196,7 @@ async fn run(
             }
         }
         let started = Instant::now();
-        let result = commit(&store, &batch).await;
+        let result = commit(&store, &batch, &mut written, &responses).await;
         latency.observe(started.elapsed().as_secs_f64());
         if let Err(err) = &result {
             tracing::error!(cause = %err, ops = batch.len(), "document commit failed");
@@ -144,18 +210,83 @@ async fn run(
             }
         }
     }
+    flush_responses(&store, &responses, &mut written).await;
     tracing::debug!("document writer stopped");
+}
+
+/// Writes the responses that waited, in one transaction.
+async fn flush_responses(
+    store: &Store,
+    responses: &Responses,
+    written: &mut HashMap<Arc<str>, Instant>,
+) {
+    let waiting: Vec<(Arc<str>, Arc<str>)> = responses
+        .lock()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let now = Instant::now();
+    written.retain(|_, at| now.duration_since(*at) < RESPONSE_EVERY * 4);
+    if waiting.is_empty() {
+        return;
+    }
+    let pairs: Vec<(&str, &str)> = waiting.iter().map(|(k, v)| (&**k, &**v)).collect();
+    let result = async {
+        let mut tx = store.pool.begin().await?;
+        write_responses(&mut tx, &pairs, &timestamp()).await?;
+        tx.commit().await?;
+        Ok::<(), Error>(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            let mut map = responses.lock();
+            for (id, text) in &waiting {
+                // Only if no newer text arrived meanwhile.
+                if map.get(id).is_some_and(|t| Arc::ptr_eq(t, text)) {
+                    map.remove(id);
+                }
+                written.insert(id.clone(), now);
+            }
+        }
+        Err(err) => tracing::error!(cause = %err, "writing responses failed"),
+    }
+}
+
+async fn write_responses(
+    tx: &mut sqlx::SqliteConnection,
+    texts: &[(&str, &str)],
+    now: &str,
+) -> Result<()> {
+    for chunk in texts.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = String::from(
+            "update challenge set response = v.column2, updated_at = v.column3 from (values ",
+        );
+        sql.push_str(&vec!["(?, ?, ?)"; chunk.len()].join(", "));
+        sql.push_str(") as v where challenge.challenge_id = v.column1");
+        let mut query = sqlx::query(&sql);
+        for (challenge_id, text) in chunk {
+            query = query.bind(*challenge_id).bind(*text).bind(now);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    Ok(())
 }
 
 /// Rows per multi-row statement: few statements per batch (each one is a
 /// round trip to sqlx's SQLite thread), well under SQLite's variable limit.
 const ROWS_PER_STATEMENT: usize = 128;
 
-async fn commit(store: &Store, batch: &[WriteOp]) -> Result<()> {
+async fn commit(
+    store: &Store,
+    batch: &[WriteOp],
+    written: &mut HashMap<Arc<str>, Instant>,
+    responses: &Responses,
+) -> Result<()> {
     let now = timestamp();
     let mut tx = store.pool.begin().await?;
     // Every op in order; consecutive appends go in as one multi-row insert.
-    let mut texts: HashMap<&str, &str> = HashMap::new();
+    let mut texts: HashMap<&Arc<str>, &Arc<str>> = HashMap::new();
     let mut i = 0;
     while i < batch.len() {
         match &batch[i] {
@@ -209,20 +340,24 @@ async fn commit(store: &Store, batch: &[WriteOp]) -> Result<()> {
             }
         }
     }
-    // `challenge.response` follows the document: one statement per chunk of rooms.
-    let texts: Vec<(&str, &str)> = texts.into_iter().collect();
-    for chunk in texts.chunks(ROWS_PER_STATEMENT) {
-        let mut sql = String::from(
-            "update challenge set response = v.column2, updated_at = v.column3 from (values ",
-        );
-        sql.push_str(&vec!["(?, ?, ?)"; chunk.len()].join(", "));
-        sql.push_str(") as v where challenge.challenge_id = v.column1");
-        let mut query = sqlx::query(&sql);
-        for (challenge_id, text) in chunk {
-            query = query.bind(*challenge_id).bind(*text).bind(&now);
-        }
-        query.execute(&mut *tx).await?;
-    }
+    // `challenge.response` follows the document: now for rooms not written
+    // lately, in a moment (see `Responses`) for the busy ones.
+    let started = Instant::now();
+    let (now_texts, later): (Vec<_>, Vec<_>) = texts.into_iter().partition(|(id, _)| {
+        written
+            .get(*id)
+            .is_none_or(|at| started.duration_since(*at) >= RESPONSE_EVERY)
+    });
+    let pairs: Vec<(&str, &str)> = now_texts.iter().map(|(k, v)| (&***k, &***v)).collect();
+    write_responses(&mut tx, &pairs, &now).await?;
     tx.commit().await?;
+    let mut waiting = responses.lock();
+    for (id, _) in &now_texts {
+        written.insert((*id).clone(), started);
+        waiting.remove(&***id);
+    }
+    for (id, text) in later {
+        waiting.insert(id.clone(), text.clone());
+    }
     Ok(())
 }
