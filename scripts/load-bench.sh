@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
-# A short load run of every scenario, each against a fresh server (bounded
-# in time; loopback only). Full-size runs and the figures are in
-# docs/BENCHMARKS.md. SCALE=full runs the sizes of the targets.
+# Load runs of every scenario, each against a fresh server (bounded in time;
+# loopback only). `SCALE=full` runs the sizes of docs/BENCHMARKS.md and the
+# fan-out sweep behind its chart; the default is a short run of each.
+# Reports go to stdout; JSON lines also to $OUT (default target/bench.jsonl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p duet-load
 L=target/release/duet-load
-run() { scripts/with-server.sh bash -c "$L --url \"\$DUET_URL\" --server-pid \"\$DUET_PID\" --max-duration 170s $*"; }
+OUT="${OUT:-target/bench.jsonl}"
+: >"$OUT"
 ulimit -n 20000 2>/dev/null || true
+run() {
+  scripts/with-server.sh bash -c "$L --url \"\$DUET_URL\" --server-pid \"\$DUET_PID\" --max-duration 170s --json $*" |
+    tee /dev/stderr | grep '^{' >>"$OUT" || true
+}
 if [ "${SCALE:-short}" = full ]; then
+  run connections --sockets 10000 --room-size 4 --idle 20s
   run connections --sockets 19500 --room-size 4 --idle 20s
-  run fanout --rooms 1000 --room-size 4 --rate 5 --duration 20s
-  run fanout --rooms 1000 --room-size 4 --rate 5 --duration 20s --yjs
+  for rate in 2 5 10 20; do
+    run fanout --rooms 1000 --room-size 4 --rate "$rate" --duration 20s
+  done
+  for rate in 2 5 10; do
+    run fanout --rooms 1000 --room-size 4 --rate "$rate" --duration 20s --yjs
+  done
   run bigroom --members 1000 --rate 10 --duration 20s
+  run churn --rooms 200 --rate 2 --duration 20s
   run churn --rooms 200 --rate 10 --duration 20s
+  python3 scripts/chart.py "$OUT" >docs/fanout-latency.svg
+  echo "chart: docs/fanout-latency.svg"
 else
   run connections --sockets 2000 --room-size 4 --idle 5s
   run fanout --rooms 200 --room-size 4 --rate 5 --duration 5s
@@ -21,3 +35,4 @@ else
   run bigroom --members 200 --rate 10 --duration 5s
   run churn --rooms 50 --rate 5 --duration 5s
 fi
+echo "reports: $OUT"

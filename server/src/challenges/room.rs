@@ -233,7 +233,9 @@ struct Room {
 impl RoomTask {
     async fn run(mut self) {
         let inner = self.rooms.inner.clone();
-        let loaded = load(&inner.store, &self.id).await;
+        // Boxed (as below): the load and command futures are large, and an
+        // idle room's task should hold only its own state.
+        let loaded = Box::pin(load(&inner.store, &self.id)).await;
         let mut room = match loaded {
             Ok(Some(room)) => room,
             Ok(None) | Err(_) => {
@@ -264,7 +266,7 @@ impl RoomTask {
                 _ = inner.shutdown.cancelled() => break,
                 cmd = self.rx.recv() => {
                     let Some(cmd) = cmd else { break };
-                    room.handle(*cmd, &inner).await;
+                    Box::pin(room.handle(*cmd, &inner)).await;
                     unload_at = room.members.is_empty().then(|| unload_at.unwrap_or_else(|| Instant::now() + inner.config.grace));
                 }
                 _ = sleep_until_opt(notice_at) => room.send_notice(),

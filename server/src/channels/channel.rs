@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn, Instrument};
 
-use super::mailbox::{mailbox, Mailbox, Receiver};
+use super::mailbox::{Mailbox, Receiver};
 use super::message::{
     Broadcast, Message, Payload, Push, Reply, Status, PHX_CLOSE, PHX_ERROR, PRESENCE_STATE,
 };
@@ -71,6 +71,9 @@ pub enum ChannelInput {
     },
     /// Close this join (a second join of the same topic arrived).
     Close,
+    /// A message of the channel's own (`Channel::Info`) for `handle_info`;
+    /// it shares the inbox so an idle channel holds one queue, not two.
+    Info(Box<dyn std::any::Any + Send>),
 }
 
 /// Phoenix's channel behaviour. A channel value lives in its own task.
@@ -214,7 +217,7 @@ pub struct ChannelCtx<I> {
     pub sub_id: SubId,
     endpoint: Endpoint,
     outbound: Outbound,
-    info_tx: Mailbox<I>,
+    info_tx: InfoSender<I>,
 }
 
 impl<I: Send + 'static> ChannelCtx<I> {
@@ -317,11 +320,11 @@ impl<I: Send + 'static> ChannelCtx<I> {
 
     /// Sends a message to this channel's own `handle_info`.
     pub fn send_info(&self, info: I) {
-        let _ = self.info_tx.try_send(info);
+        self.info_tx.send(info);
     }
 
     /// A sender other tasks can use to reach `handle_info`.
-    pub fn info_sender(&self) -> Mailbox<I> {
+    pub fn info_sender(&self) -> InfoSender<I> {
         self.info_tx.clone()
     }
 
@@ -330,8 +333,30 @@ impl<I: Send + 'static> ChannelCtx<I> {
         let tx = self.info_tx.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let _ = tx.try_send(info);
+            tx.send(info);
         });
+    }
+}
+
+/// Sends messages to a channel's `handle_info` from any task.
+pub struct InfoSender<I> {
+    inbox: Mailbox<ChannelInput>,
+    _info: std::marker::PhantomData<fn(I)>,
+}
+
+impl<I> Clone for InfoSender<I> {
+    fn clone(&self) -> Self {
+        InfoSender {
+            inbox: self.inbox.clone(),
+            _info: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<I: Send + 'static> InfoSender<I> {
+    /// Queues `info`; dropped when the channel has ended.
+    pub fn send(&self, info: I) {
+        let _ = self.inbox.force_send(ChannelInput::Info(Box::new(info)));
     }
 }
 
@@ -345,6 +370,8 @@ pub struct JoinArgs {
     pub endpoint: Endpoint,
     pub outbound: Outbound,
     pub inbox: Receiver<ChannelInput>,
+    /// The sending side of `inbox` (for the channel's own info messages).
+    pub inbox_tx: Mailbox<ChannelInput>,
 }
 
 /// The per-join task: join, then serve the inbox, intercepted broadcasts and
@@ -365,9 +392,13 @@ pub fn run<C: Channel>(
         endpoint,
         outbound,
         inbox,
+        inbox_tx,
     } = args;
     let sub_id = endpoint.pubsub.next_id();
-    let (info_tx, info_rx) = mailbox(usize::MAX);
+    let info_tx = InfoSender {
+        inbox: inbox_tx,
+        _info: std::marker::PhantomData,
+    };
     let topic: Arc<str> = topic.into();
     let span = tracing::info_span!("channel", topic = %topic, join_ref = join_ref.as_deref().unwrap_or(""));
     let ctx = ChannelCtx {
@@ -379,7 +410,7 @@ pub fn run<C: Channel>(
         outbound,
         info_tx,
     };
-    live::<C>(state, params, msg_ref, ctx, inbox, info_rx).instrument(span)
+    live::<C>(state, params, msg_ref, ctx, inbox).instrument(span)
 }
 
 async fn live<C: Channel>(
@@ -388,7 +419,6 @@ async fn live<C: Channel>(
     msg_ref: Option<String>,
     mut ctx: ChannelCtx<C::Info>,
     mut inbox: Receiver<ChannelInput>,
-    mut info_rx: Receiver<C::Info>,
 ) {
     let span = tracing::Span::current();
     let shutdown = ctx.endpoint.shutdown.clone();
@@ -444,17 +474,10 @@ async fn live<C: Channel>(
     };
 
     let (ref mut chan, ref mut intercepted) = channel;
-    let outcome = AssertUnwindSafe(serve(
-        chan,
-        &mut ctx,
-        &mut inbox,
-        intercepted,
-        &mut info_rx,
-        &shutdown,
-    ))
-    .catch_unwind()
-    .instrument(span.clone())
-    .await;
+    let outcome = AssertUnwindSafe(serve(chan, &mut ctx, &mut inbox, intercepted, &shutdown))
+        .catch_unwind()
+        .instrument(span.clone())
+        .await;
     let reason = match outcome {
         Ok(reason) => {
             let terminated = AssertUnwindSafe(chan.terminate(&reason, &mut ctx))
@@ -498,7 +521,6 @@ async fn serve<C: Channel>(
     ctx: &mut ChannelCtx<C::Info>,
     inbox: &mut Receiver<ChannelInput>,
     intercepted: &mut Option<mpsc::Receiver<Arc<Broadcast>>>,
-    info_rx: &mut Receiver<C::Info>,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> ExitReason {
     // Callbacks are boxed: they are large and rare, and an idle channel's
@@ -511,6 +533,13 @@ async fn serve<C: Channel>(
             input = inbox.recv() => match input {
                 None => return ExitReason::SocketGone,
                 Some(ChannelInput::Close) => return ExitReason::Closed("duplicate join".into()),
+                Some(ChannelInput::Info(any)) => {
+                    if let Ok(info) = any.downcast::<C::Info>() {
+                        if let Some(why) = Box::pin(chan.handle_info(*info, ctx)).await {
+                            return ExitReason::Closed(why);
+                        }
+                    }
+                }
                 Some(ChannelInput::Leave { msg_ref }) => {
                     ctx.reply_handle(msg_ref).ok(serde_json::json!({}));
                     return ExitReason::Left;
@@ -532,11 +561,6 @@ async fn serve<C: Channel>(
                 }
             },
             Some(b) = recv_intercepted(intercepted) => Box::pin(chan.handle_out(b, ctx)).await,
-            Some(info) = info_rx.recv() => {
-                if let Some(why) = Box::pin(chan.handle_info(info, ctx)).await {
-                    return ExitReason::Closed(why);
-                }
-            }
         }
     }
 }

@@ -94,6 +94,20 @@ impl<T> Mailbox<T> {
         Ok(())
     }
 
+    /// Queues an item even when the mailbox is full (for a channel's own
+    /// messages to itself, which must not be lost); `Err` when closed.
+    pub fn force_send(&self, item: T) -> Result<(), T> {
+        {
+            let mut state = self.inner.lock();
+            if state.receiver_gone || state.closed {
+                return Err(item);
+            }
+            state.items.push_back(item);
+        }
+        self.inner.ready.notify_one();
+        Ok(())
+    }
+
     /// Queues an item, waiting for space; `Err` gives it back when the
     /// receiver is gone.
     pub async fn send(&self, mut item: T) -> Result<(), T> {

@@ -194,6 +194,7 @@ impl Socket {
             endpoint: self.endpoint.clone(),
             outbound: self.outbound.clone(),
             inbox,
+            inbox_tx: tx.clone(),
         });
         self.channels.push(Joined {
             topic: msg.topic,
