@@ -211,7 +211,7 @@ fn group_commit(c: &mut Criterion) {
                                 challenge_id: challenge_id.clone(),
                                 user_id: None,
                                 update: vec![0u8; 64],
-                                text: Arc::from("text"),
+                                text: Some(Arc::from("text")),
                                 done: Box::new(move |r| {
                                     let _ = tx.send(r.is_ok());
                                 }),

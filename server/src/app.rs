@@ -124,7 +124,7 @@ impl App {
     pub async fn new(config: Config) -> anyhow::Result<App> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
-        let store = Store::open(&config.database_url())
+        let store = Store::open_with(&config.database_url(), config.durability)
             .await
             .with_context(|| format!("opening {}", config.database_url()))?;
         let repaired = store

@@ -81,6 +81,11 @@ pub struct Config {
     #[arg(long, env = "DUET_ROOM_GRACE_MS", default_value_t = 5000)]
     pub room_grace_ms: u64,
 
+    /// What an acknowledged edit survives: `fsync` (a power cut; default) or
+    /// `commit` (a server crash; faster on slow disks).
+    #[arg(long, env = "DUET_DURABILITY", value_enum, default_value = "fsync")]
+    pub durability: crate::store::Durability,
+
     /// Enable the `echo:*` test channel (protocol tests only); `1`/`true`.
     #[arg(long, env = "DUET_TEST_CHANNELS", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub test_channels: bool,
@@ -109,7 +114,7 @@ impl Config {
     /// A one-line summary for the start-up log, without the secret.
     pub fn redacted(&self) -> String {
         format!(
-            "addr={} data_dir={} database={} secret={} allowed_origins={:?} token_ttl_hours={} max_frame_bytes={} max_topics={} socket_rate={}/s burst={} outbound_queue={} idle_timeout={}s snapshot_every={} room_grace={}ms test_channels={}",
+            "addr={} data_dir={} database={} secret={} allowed_origins={:?} token_ttl_hours={} max_frame_bytes={} max_topics={} socket_rate={}/s burst={} outbound_queue={} idle_timeout={}s snapshot_every={} room_grace={}ms durability={:?} test_channels={}",
             self.addr,
             self.data_dir.display(),
             self.database_url(),
@@ -124,6 +129,7 @@ impl Config {
             self.idle_timeout_secs,
             self.snapshot_every,
             self.room_grace_ms,
+            self.durability,
             self.test_channels,
         )
     }

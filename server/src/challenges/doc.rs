@@ -107,11 +107,13 @@ pub fn state_vector(doc: &Doc) -> Vec<u8> {
 /// and suffix kept, in UTF-16 units, never splitting a surrogate pair).
 /// Returns the v1 update, or `None` when the text is already `new`.
 pub fn replace_text(doc: &Doc, new: &str) -> Option<Vec<u8>> {
+    let old = text(doc);
+    replace_text_from(doc, &old, new)
+}
+
+/// [`replace_text`] when the current text (`old`) is already known.
+pub fn replace_text_from(doc: &Doc, old: &str, new: &str) -> Option<Vec<u8>> {
     let text = doc.get_or_insert_text(TEXT_NAME);
-    let old = {
-        let txn = doc.transact();
-        text.get_string(&txn)
-    };
     if old == new {
         return None;
     }

@@ -220,12 +220,19 @@ struct Room {
     topic: String,
     challenge: Challenge,
     doc: yrs::Doc,
+    /// The document's text; stale after a Yjs edit until [`Room::refresh`]
+    /// (computing it walks the whole document, so not once per keystroke).
     text: Arc<str>,
+    text_stale: bool,
+    /// The text changed since `challenge.response` was last queued.
+    response_dirty: bool,
     members: HashMap<SubId, Member>,
     awareness: HashMap<u64, AwarenessState>,
     since_snapshot: u32,
     /// Editor of the latest Yjs edit not yet announced as `response:updated`.
     notice_user: Option<String>,
+    /// When to refresh the text (and announce it): at most every
+    /// [`NOTICE_EVERY`], right away when the room is quiet.
     notice_at: Option<Instant>,
     last_notice: Instant,
 }
@@ -269,7 +276,7 @@ impl RoomTask {
                     Box::pin(room.handle(*cmd, &inner)).await;
                     unload_at = room.members.is_empty().then(|| unload_at.unwrap_or_else(|| Instant::now() + inner.config.grace));
                 }
-                _ = sleep_until_opt(notice_at) => room.send_notice(),
+                _ = sleep_until_opt(notice_at) => Box::pin(room.refresh(&inner)).await,
                 _ = sleep_until_opt(unload_at) => {
                     if self.try_unload(&room) {
                         break;
@@ -278,7 +285,7 @@ impl RoomTask {
                 }
             }
         }
-        room.send_notice();
+        Box::pin(room.refresh(&inner)).await;
         if room.since_snapshot > 0 {
             let op = WriteOp::Snapshot {
                 challenge_id: room.id.clone(),
@@ -336,12 +343,14 @@ async fn load(store: &Store, id: &Arc<str>) -> anyhow::Result<Option<Room>> {
         challenge,
         doc,
         text,
+        text_stale: false,
+        response_dirty: false,
         members: HashMap::new(),
         awareness: HashMap::new(),
         since_snapshot: stored.tail.len() as u32,
         notice_user: None,
         notice_at: None,
-        last_notice: Instant::now(),
+        last_notice: Instant::now().checked_sub(NOTICE_EVERY).unwrap_or_else(Instant::now),
     }))
 }
 
@@ -362,6 +371,7 @@ impl Room {
                 reply,
             } => {
                 self.members.insert(member, Member { pusher, yjs: false });
+                self.fresh_text();
                 let _ = reply.send(Ok(self.challenge_json()));
             }
             RoomCmd::Leave { member } => {
@@ -379,9 +389,13 @@ impl Room {
                 user_id,
                 text,
                 reply,
-            } => match doc::replace_text(&self.doc, &text) {
+            } => match {
+                self.fresh_text();
+                doc::replace_text_from(&self.doc, &self.text, &text)
+            } {
                 Some(update) => {
-                    self.text = doc::text(&self.doc).into();
+                    // The document now reads exactly `text`.
+                    self.text = text.into();
                     self.challenge.updated_at = crate::store::timestamp();
                     let relay = self.relay(member, doc::sync_update(&update));
                     let notice = json!({ "challenge": self.challenge_json(), "user_id": user_id });
@@ -457,15 +471,16 @@ impl Room {
                     tracing::debug!(cause = %err, "update refused");
                     return reply.error("invalid update");
                 }
-                let text: Arc<str> = doc::text(&self.doc).into();
-                if text != self.text {
-                    self.text = text;
-                    self.challenge.updated_at = crate::store::timestamp();
-                    self.notice_user = Some(user_id.clone());
-                    if self.notice_at.is_none() {
-                        self.notice_at =
-                            Some((self.last_notice + NOTICE_EVERY).max(Instant::now()));
-                    }
+                self.text_stale = true;
+                self.notice_user = Some(user_id.clone());
+                let now = Instant::now();
+                if now >= self.last_notice + NOTICE_EVERY {
+                    // A quiet room: the text goes with this edit.
+                    self.fresh_text();
+                    self.response_dirty = false;
+                }
+                if self.notice_at.is_none() {
+                    self.notice_at = Some((self.last_notice + NOTICE_EVERY).max(now));
                 }
                 let relay = self.relay(member, doc::sync_update(&update));
                 let done = Box::new(move |result: crate::store::Result<()>| match result {
@@ -523,7 +538,7 @@ impl Room {
             challenge_id: self.id.clone(),
             user_id,
             update,
-            text: self.text.clone(),
+            text: (!self.text_stale).then(|| self.text.clone()),
             done,
         };
         if let Err(err) = inner.writer.send(op).await {
@@ -598,14 +613,39 @@ impl Room {
         Relay { targets, frame }
     }
 
-    /// `response:updated` for Yjs edits, to the members that do not speak
-    /// Yjs (Yjs members already have the edit).
-    fn send_notice(&mut self) {
+    /// Computes the text if a Yjs edit made it stale.
+    fn fresh_text(&mut self) -> bool {
+        if !self.text_stale {
+            return false;
+        }
+        self.text_stale = false;
+        let text: Arc<str> = doc::text(&self.doc).into();
+        let changed = text != self.text;
+        if changed {
+            self.text = text;
+            self.challenge.updated_at = crate::store::timestamp();
+            self.response_dirty = true;
+        }
+        changed
+    }
+
+    /// After Yjs edits: refresh the text, queue it for `challenge.response`
+    /// (after the edits it reflects), and send `response:updated` to the
+    /// members that do not speak Yjs (Yjs members already have the edit).
+    async fn refresh(&mut self, inner: &RoomsInner) {
         self.notice_at = None;
-        let Some(user_id) = self.notice_user.take() else {
-            return;
-        };
         self.last_notice = Instant::now();
+        self.fresh_text();
+        let user_id = self.notice_user.take();
+        if !std::mem::take(&mut self.response_dirty) {
+            return;
+        }
+        let op = WriteOp::Response {
+            challenge_id: self.id.clone(),
+            text: self.text.clone(),
+        };
+        let _ = inner.writer.send(op).await;
+        let Some(user_id) = user_id else { return };
         let targets: Vec<&Pusher> = self
             .members
             .values()

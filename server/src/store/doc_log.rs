@@ -29,13 +29,19 @@ pub enum WriteOp {
         challenge_id: Arc<str>,
         user_id: Option<String>,
         update: Vec<u8>,
-        /// The document's text after this update: `challenge.response`.
-        text: Arc<str>,
+        /// The document's text after this update (`challenge.response`), when
+        /// the room has it at hand; otherwise a `Response` follows.
+        text: Option<Arc<str>>,
         done: Done,
     },
     Snapshot {
         challenge_id: Arc<str>,
         state: Vec<u8>,
+    },
+    /// The document's text after the updates queued before it.
+    Response {
+        challenge_id: Arc<str>,
+        text: Arc<str>,
     },
 }
 
@@ -72,7 +78,7 @@ impl Store {
     pub async fn repair_responses(&self) -> Result<usize> {
         let ids: Vec<(String,)> = sqlx::query_as(
             "select c.challenge_id from challenge c
-             where c.updated_at < (select max(d.created_at) from doc_update d where d.challenge_id = c.challenge_id)",
+             where c.response_update_id < (select max(d.doc_update_id) from doc_update d where d.challenge_id = c.challenge_id)",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -125,11 +131,11 @@ pub struct DocWriter {
 /// reads see them; a crash is repaired at start-up from the log.
 #[derive(Default)]
 pub struct Responses {
-    waiting: std::sync::Mutex<HashMap<Arc<str>, Arc<str>>>,
+    waiting: std::sync::Mutex<HashMap<Arc<str>, (Arc<str>, i64)>>,
 }
 
 impl Responses {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Arc<str>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, (Arc<str>, i64)>> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -153,7 +159,10 @@ impl DocWriter {
 
     /// The durable text of a challenge whose `response` column lags behind.
     pub fn waiting_response(&self, challenge_id: &str) -> Option<Arc<str>> {
-        self.responses.lock().get(challenge_id).cloned()
+        self.responses
+            .lock()
+            .get(challenge_id)
+            .map(|(text, _)| text.clone())
     }
 
     pub async fn send(&self, op: WriteOp) -> Result<()> {
@@ -170,6 +179,8 @@ async fn run(
 ) {
     let mut batch = Vec::with_capacity(64);
     let mut written: HashMap<Arc<str>, Instant> = HashMap::new();
+    // The latest update id of each room, for the response that reflects it.
+    let mut last_ids: HashMap<Arc<str>, i64> = HashMap::new();
     let mut tick = tokio::time::interval(RESPONSE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -185,6 +196,7 @@ async fn run(
             }
             _ = tick.tick() => {
                 flush_responses(&store, &responses, &mut written).await;
+                last_ids.retain(|id, _| written.contains_key(id));
                 continue;
             }
         };
@@ -196,7 +208,7 @@ async fn run(
             }
         }
         let started = Instant::now();
-        let result = commit(&store, &batch, &mut written, &responses).await;
+        let result = commit(&store, &batch, &mut written, &mut last_ids, &responses).await;
         latency.observe(started.elapsed().as_secs_f64());
         if let Err(err) = &result {
             tracing::error!(cause = %err, ops = batch.len(), "document commit failed");
@@ -220,7 +232,7 @@ async fn flush_responses(
     responses: &Responses,
     written: &mut HashMap<Arc<str>, Instant>,
 ) {
-    let waiting: Vec<(Arc<str>, Arc<str>)> = responses
+    let waiting: Vec<(Arc<str>, (Arc<str>, i64))> = responses
         .lock()
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
@@ -230,10 +242,13 @@ async fn flush_responses(
     if waiting.is_empty() {
         return;
     }
-    let pairs: Vec<(&str, &str)> = waiting.iter().map(|(k, v)| (&**k, &**v)).collect();
+    let rows: Vec<(&str, &str, i64)> = waiting
+        .iter()
+        .map(|(k, (t, id))| (&**k, &**t, *id))
+        .collect();
     let result = async {
         let mut tx = store.pool.begin().await?;
-        write_responses(&mut tx, &pairs, &timestamp()).await?;
+        write_responses(&mut tx, &rows, &timestamp()).await?;
         tx.commit().await?;
         Ok::<(), Error>(())
     }
@@ -241,9 +256,9 @@ async fn flush_responses(
     match result {
         Ok(()) => {
             let mut map = responses.lock();
-            for (id, text) in &waiting {
+            for (id, (text, _)) in &waiting {
                 // Only if no newer text arrived meanwhile.
-                if map.get(id).is_some_and(|t| Arc::ptr_eq(t, text)) {
+                if map.get(id).is_some_and(|(t, _)| Arc::ptr_eq(t, text)) {
                     map.remove(id);
                 }
                 written.insert(id.clone(), now);
@@ -253,20 +268,25 @@ async fn flush_responses(
     }
 }
 
+/// Writes (challenge id, text, id of the last update it reflects) rows.
 async fn write_responses(
     tx: &mut sqlx::SqliteConnection,
-    texts: &[(&str, &str)],
+    rows: &[(&str, &str, i64)],
     now: &str,
 ) -> Result<()> {
-    for chunk in texts.chunks(ROWS_PER_STATEMENT) {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let mut sql = String::from(
-            "update challenge set response = v.column2, updated_at = v.column3 from (values ",
+            "update challenge set response = v.column2, response_update_id = v.column3, updated_at = v.column4 from (values ",
         );
-        sql.push_str(&vec!["(?, ?, ?)"; chunk.len()].join(", "));
+        sql.push_str(&vec!["(?, ?, ?, ?)"; chunk.len()].join(", "));
         sql.push_str(") as v where challenge.challenge_id = v.column1");
         let mut query = sqlx::query(&sql);
-        for (challenge_id, text) in chunk {
-            query = query.bind(*challenge_id).bind(*text).bind(now);
+        for (challenge_id, text, update_id) in chunk {
+            query = query
+                .bind(*challenge_id)
+                .bind(*text)
+                .bind(*update_id)
+                .bind(now);
         }
         query.execute(&mut *tx).await?;
     }
@@ -281,12 +301,14 @@ async fn commit(
     store: &Store,
     batch: &[WriteOp],
     written: &mut HashMap<Arc<str>, Instant>,
+    last_ids: &mut HashMap<Arc<str>, i64>,
     responses: &Responses,
 ) -> Result<()> {
     let now = timestamp();
     let mut tx = store.pool.begin().await?;
     // Every op in order; consecutive appends go in as one multi-row insert.
-    let mut texts: HashMap<&Arc<str>, &Arc<str>> = HashMap::new();
+    // `texts`: the newest text of each room and the last update it reflects.
+    let mut texts: HashMap<&Arc<str>, (&Arc<str>, i64)> = HashMap::new();
     let mut i = 0;
     while i < batch.len() {
         match &batch[i] {
@@ -302,12 +324,11 @@ async fn commit(
                 );
                 sql.push_str(&vec!["(?, ?, ?, ?)"; run.len()].join(", "));
                 let mut query = sqlx::query(&sql);
-                for op in run {
+                for op in &run {
                     if let WriteOp::Append {
                         challenge_id,
                         user_id,
                         update,
-                        text,
                         ..
                     } = op
                     {
@@ -316,10 +337,28 @@ async fn commit(
                             .bind(user_id)
                             .bind(update)
                             .bind(&now);
-                        texts.insert(challenge_id, text);
                     }
                 }
-                query.execute(&mut *tx).await?;
+                // One statement's rows get consecutive ids, ending here.
+                let last = query.execute(&mut *tx).await?.last_insert_rowid();
+                let first = last - run.len() as i64 + 1;
+                for (k, op) in run.iter().enumerate() {
+                    if let WriteOp::Append {
+                        challenge_id, text, ..
+                    } = op
+                    {
+                        let id = first + k as i64;
+                        last_ids.insert(challenge_id.clone(), id);
+                        if let Some(text) = text {
+                            texts.insert(challenge_id, (text, id));
+                        }
+                    }
+                }
+            }
+            WriteOp::Response { challenge_id, text } => {
+                i += 1;
+                let id = last_ids.get(challenge_id).copied().unwrap_or(0);
+                texts.insert(challenge_id, (text, id));
             }
             WriteOp::Snapshot {
                 challenge_id,
@@ -348,16 +387,19 @@ async fn commit(
             .get(*id)
             .is_none_or(|at| started.duration_since(*at) >= RESPONSE_EVERY)
     });
-    let pairs: Vec<(&str, &str)> = now_texts.iter().map(|(k, v)| (&***k, &***v)).collect();
-    write_responses(&mut tx, &pairs, &now).await?;
+    let rows: Vec<(&str, &str, i64)> = now_texts
+        .iter()
+        .map(|(k, (t, id))| (&***k, &***t, *id))
+        .collect();
+    write_responses(&mut tx, &rows, &now).await?;
     tx.commit().await?;
     let mut waiting = responses.lock();
     for (id, _) in &now_texts {
         written.insert((*id).clone(), started);
         waiting.remove(&***id);
     }
-    for (id, text) in later {
-        waiting.insert(id.clone(), text.clone());
+    for (id, (text, update_id)) in later {
+        waiting.insert(id.clone(), (text.clone(), update_id));
     }
     Ok(())
 }
