@@ -10,9 +10,12 @@ L=target/release/duet-load
 OUT="${OUT:-target/bench.jsonl}"
 : >"$OUT"
 ulimit -n 20000 2>/dev/null || true
+REPORT="$(mktemp)"
+trap 'rm -f "$REPORT"' EXIT
 run() {
-  scripts/with-server.sh bash -c "$L --url \"\$DUET_URL\" --server-pid \"\$DUET_PID\" --max-duration 170s --json $*" |
-    tee /dev/stderr | grep '^{' >>"$OUT" || true
+  scripts/with-server.sh bash -c "$L --url \"\$DUET_URL\" --server-pid \"\$DUET_PID\" --max-duration 170s --json $*" >"$REPORT" || true
+  grep -v '^{' "$REPORT" || true
+  grep '^{' "$REPORT" >>"$OUT" || true
 }
 if [ "${SCALE:-short}" = full ]; then
   run connections --sockets 10000 --room-size 4 --idle 20s
