@@ -350,7 +350,9 @@ async fn load(store: &Store, id: &Arc<str>) -> anyhow::Result<Option<Room>> {
         since_snapshot: stored.tail.len() as u32,
         notice_user: None,
         notice_at: None,
-        last_notice: Instant::now().checked_sub(NOTICE_EVERY).unwrap_or_else(Instant::now),
+        last_notice: Instant::now()
+            .checked_sub(NOTICE_EVERY)
+            .unwrap_or_else(Instant::now),
     }))
 }
 
@@ -389,47 +391,61 @@ impl Room {
                 user_id,
                 text,
                 reply,
-            } => match {
+            } => {
                 self.fresh_text();
-                doc::replace_text_from(&self.doc, &self.text, &text)
-            } {
-                Some(update) => {
-                    // The document now reads exactly `text`.
-                    self.text = text.into();
-                    self.challenge.updated_at = crate::store::timestamp();
-                    let relay = self.relay(member, doc::sync_update(&update));
-                    let notice = json!({ "challenge": self.challenge_json(), "user_id": user_id });
-                    let (pubsub, topic) = (inner.pubsub.clone(), self.topic.clone());
-                    let done = Box::new(move |result: crate::store::Result<()>| match result {
-                        Ok(()) => {
-                            reply.ok(json!({}));
-                            pubsub.broadcast(
-                                Broadcast {
-                                    topic,
-                                    event: RESPONSE_UPDATED.into(),
-                                    payload: Payload::Json(notice),
-                                },
-                                None,
-                            );
-                            relay.send();
-                        }
-                        Err(_) => reply.error("not saved"),
-                    });
-                    self.persist(Some(user_id), update, done, inner).await;
-                }
-                None => {
-                    reply.ok(json!({}));
-                    let notice = json!({ "challenge": self.challenge_json(), "user_id": user_id });
-                    inner.pubsub.broadcast(
-                        Broadcast {
-                            topic: self.topic.clone(),
-                            event: RESPONSE_UPDATED.into(),
-                            payload: Payload::Json(notice),
-                        },
-                        None,
-                    );
-                }
-            },
+                let edit = doc::replace_text_from(&self.doc, &self.text, &text);
+                self.replace_text(member, user_id, text, edit, reply, inner)
+                    .await;
+            }
+        }
+    }
+
+    async fn replace_text(
+        &mut self,
+        member: SubId,
+        user_id: String,
+        text: String,
+        edit: Option<Vec<u8>>,
+        reply: ReplyHandle,
+        inner: &RoomsInner,
+    ) {
+        match edit {
+            Some(update) => {
+                // The document now reads exactly `text`.
+                self.text = text.into();
+                self.challenge.updated_at = crate::store::timestamp();
+                let relay = self.relay(member, doc::sync_update(&update));
+                let notice = json!({ "challenge": self.challenge_json(), "user_id": user_id });
+                let (pubsub, topic) = (inner.pubsub.clone(), self.topic.clone());
+                let done = Box::new(move |result: crate::store::Result<()>| match result {
+                    Ok(()) => {
+                        reply.ok(json!({}));
+                        pubsub.broadcast(
+                            Broadcast {
+                                topic,
+                                event: RESPONSE_UPDATED.into(),
+                                payload: Payload::Json(notice),
+                            },
+                            None,
+                        );
+                        relay.send();
+                    }
+                    Err(_) => reply.error("not saved"),
+                });
+                self.persist(Some(user_id), update, done, inner).await;
+            }
+            None => {
+                reply.ok(json!({}));
+                let notice = json!({ "challenge": self.challenge_json(), "user_id": user_id });
+                inner.pubsub.broadcast(
+                    Broadcast {
+                        topic: self.topic.clone(),
+                        event: RESPONSE_UPDATED.into(),
+                        payload: Payload::Json(notice),
+                    },
+                    None,
+                );
+            }
         }
     }
 
@@ -637,14 +653,14 @@ impl Room {
         self.last_notice = Instant::now();
         self.fresh_text();
         let user_id = self.notice_user.take();
-        if !std::mem::take(&mut self.response_dirty) {
-            return;
+        if std::mem::take(&mut self.response_dirty) {
+            let op = WriteOp::Response {
+                challenge_id: self.id.clone(),
+                text: self.text.clone(),
+            };
+            let _ = inner.writer.send(op).await;
         }
-        let op = WriteOp::Response {
-            challenge_id: self.id.clone(),
-            text: self.text.clone(),
-        };
-        let _ = inner.writer.send(op).await;
+        // Announce every Yjs edit (throttled) to the members without Yjs.
         let Some(user_id) = user_id else { return };
         let targets: Vec<&Pusher> = self
             .members

@@ -16,11 +16,7 @@ struct ChannelRoute<C: Channel>(C::State);
 impl<C: Channel> Route for ChannelRoute<C> {
     fn spawn(&self, args: JoinArgs) {
         let tracker = args.endpoint.tracker.clone();
-        let fut = run::<C>(self.0.clone(), args);
-        if std::env::var_os("DUET_DEBUG_SIZES").is_some() {
-            eprintln!("SIZE channel run future {}", std::mem::size_of_val(&fut));
-        }
-        tracker.spawn(fut);
+        tracker.spawn(run::<C>(self.0.clone(), args));
     }
 }
 

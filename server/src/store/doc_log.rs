@@ -131,11 +131,14 @@ pub struct DocWriter {
 /// reads see them; a crash is repaired at start-up from the log.
 #[derive(Default)]
 pub struct Responses {
-    waiting: std::sync::Mutex<HashMap<Arc<str>, (Arc<str>, i64)>>,
+    waiting: std::sync::Mutex<HashMap<Arc<str>, Waiting>>,
 }
 
+/// A room's durable text and the id of the last update it reflects.
+type Waiting = (Arc<str>, i64);
+
 impl Responses {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, (Arc<str>, i64)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Waiting>> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -232,7 +235,7 @@ async fn flush_responses(
     responses: &Responses,
     written: &mut HashMap<Arc<str>, Instant>,
 ) {
-    let waiting: Vec<(Arc<str>, (Arc<str>, i64))> = responses
+    let waiting: Vec<(Arc<str>, Waiting)> = responses
         .lock()
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))

@@ -74,13 +74,7 @@ pub async fn upgrade(
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
-        .on_upgrade(move |socket| {
-            let fut = serve(socket, endpoint, connected);
-            if std::env::var_os("DUET_DEBUG_SIZES").is_some() {
-                eprintln!("SIZE serve future {}", std::mem::size_of_val(&fut));
-            }
-            tracker.track_future(fut)
-        })
+        .on_upgrade(move |socket| tracker.track_future(serve(socket, endpoint, connected)))
 }
 
 fn serve(
