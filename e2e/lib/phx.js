@@ -91,6 +91,13 @@ export class SocketPool {
   }
 }
 
+/** A socket pool for one test, closed when the test ends. */
+export function poolFor(t) {
+  const p = new SocketPool();
+  t.after(() => p.closeAll());
+  return p;
+}
+
 /** Connect `socket` and resolve once it is open (reject after `ms`). */
 export function openSocket(socket, ms = 5000) {
   return new Promise((resolve, reject) => {

@@ -6,23 +6,7 @@ import { readFileSync, existsSync } from "node:fs";
 import { join as pathJoin } from "node:path";
 import { randomBytes } from "node:crypto";
 import { startServer, signIn } from "../lib/server.js";
-import {
-  TRANSPORT_NAMES,
-  SocketPool,
-  makeSocket,
-  join,
-  tryJoin,
-  push,
-  nextEvent,
-  collect,
-  collectMessages,
-  countJoins,
-  watchSocket,
-  waitFor,
-  sleep,
-  bytesOf,
-  arrayBufferOf,
-} from "../lib/phx.js";
+import { TRANSPORT_NAMES, makeSocket, join, tryJoin, push, nextEvent, collect, collectMessages, countJoins, watchSocket, waitFor, sleep, bytesOf, arrayBufferOf, poolFor } from "../lib/phx.js";
 import { rawClient, rawWs, rawWsAttempt, RawLongPollClient, decodeBinaryFrame, encodeBinaryPush } from "../lib/raw.js";
 import { signJwt, nowSecs } from "../lib/http.js";
 
@@ -43,12 +27,6 @@ after(async () => {
   server?.cleanup();
 });
 
-/** A socket pool closed when the test ends. */
-function poolFor(t) {
-  const p = new SocketPool();
-  t.after(() => p.closeAll());
-  return p;
-}
 
 /** The server's own JWT key (the exact bytes of secret.key), if it wrote one. */
 function serverKey() {

@@ -2,7 +2,7 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startServer, signIn, createChallenge } from "../lib/server.js";
-import { SocketPool, join, push, collect, waitFor, sleep, rawTcpOf, disconnect } from "../lib/phx.js";
+import { join, push, collect, waitFor, sleep, rawTcpOf, disconnect, poolFor } from "../lib/phx.js";
 import { trackPresence } from "../lib/presence.js";
 
 const T = { timeout: 30000 };
@@ -25,11 +25,6 @@ after(async () => {
   server?.cleanup();
 });
 
-function poolFor(t) {
-  const p = new SocketPool();
-  t.after(() => p.closeAll());
-  return p;
-}
 
 /** Connect `user`, join the room with a tracked Presence; resolve {socket, channel, pres, response}. */
 async function enter(p, user, challengeId, opts = {}) {

@@ -3,7 +3,7 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startServer, signIn, createChallenge } from "../lib/server.js";
-import { SocketPool, join, tryJoin, push, collect, nextEvent, waitFor, sleep, rawTcpOf, arrayBufferOf } from "../lib/phx.js";
+import { SocketPool, join, tryJoin, push, collect, nextEvent, waitFor, sleep, rawTcpOf, arrayBufferOf, poolFor } from "../lib/phx.js";
 import { trackPresence } from "../lib/presence.js";
 import { api } from "../lib/http.js";
 import * as decoding from "lib0/decoding";
@@ -26,11 +26,6 @@ after(async () => {
   server?.cleanup();
 });
 
-function poolFor(t) {
-  const p = new SocketPool();
-  t.after(() => p.closeAll());
-  return p;
-}
 
 function destroyProvidersAfter(t, ...providers) {
   t.after(() => providers.forEach((x) => closeProvider(x)));

@@ -240,11 +240,6 @@ impl<I: Send + 'static> ChannelCtx<I> {
         }
     }
 
-    /// The PubSub, for tasks that broadcast on this channel's behalf.
-    pub fn pubsub(&self) -> &Arc<dyn super::pubsub::PubSub> {
-        &self.endpoint.pubsub
-    }
-
     /// Broadcasts to every member of the topic, this one included.
     pub fn broadcast(&self, event: &str, payload: Payload) {
         self.endpoint.pubsub.broadcast(

@@ -75,10 +75,6 @@ impl Socket {
         }
     }
 
-    pub fn outbound(&self) -> &Outbound {
-        &self.outbound
-    }
-
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }

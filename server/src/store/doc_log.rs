@@ -104,17 +104,6 @@ impl Store {
         }
         Ok(repaired)
     }
-
-    /// Every update of a challenge, oldest first (history).
-    pub async fn doc_updates(&self, challenge_id: &str) -> Result<Vec<Vec<u8>>> {
-        let rows: Vec<(Vec<u8>,)> = sqlx::query_as(
-            "select update_v1 from doc_update where challenge_id = ? order by doc_update_id",
-        )
-        .bind(challenge_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(u,)| u).collect())
-    }
 }
 
 /// Handle to the group-commit writer task.
