@@ -259,24 +259,13 @@ impl Presence {
             }
             pending?
         };
-        // A ref that joined and left within one window cancels out.
-        let left: std::collections::HashSet<&str> = pending
-            .leaves
-            .iter()
-            .filter_map(|(_, m)| ref_of(m))
-            .collect();
-        let joined: std::collections::HashSet<&str> = pending
-            .joins
-            .iter()
-            .filter_map(|(_, m)| ref_of(m))
-            .collect();
-        let group = |items: &[(String, Map<String, Value>)],
-                     skip: &std::collections::HashSet<&str>| {
+        // A ref that joined and left within one window is sent in both
+        // lists, never cancelled out: a member whose `presence_state` was
+        // taken in between holds that ref and needs the leave. phoenix.js
+        // applies joins before leaves, so the others end up right too.
+        let group = |items: &[(String, Map<String, Value>)]| {
             let mut out = Map::new();
             for (key, meta) in items {
-                if ref_of(meta).is_some_and(|r| skip.contains(r)) {
-                    continue;
-                }
                 let slot = out
                     .entry(key.clone())
                     .or_insert_with(|| serde_json::json!({ "metas": [] }));
@@ -287,8 +276,8 @@ impl Presence {
             }
             Value::Object(out)
         };
-        let joins = group(&pending.joins, &left);
-        let leaves = group(&pending.leaves, &joined);
+        let joins = group(&pending.joins);
+        let leaves = group(&pending.leaves);
         if joins.as_object().is_some_and(|j| j.is_empty())
             && leaves.as_object().is_some_and(|l| l.is_empty())
         {
@@ -296,10 +285,6 @@ impl Presence {
         }
         Some(serde_json::json!({ "joins": joins, "leaves": leaves }))
     }
-}
-
-fn ref_of(meta: &Map<String, Value>) -> Option<&str> {
-    meta.get("phx_ref").and_then(Value::as_str)
 }
 
 /// Records a change in the pending diff; true when a flush must be scheduled.
@@ -375,19 +360,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn joins_and_leaves_in_one_window_merge_and_cancel() {
+    async fn joins_and_leaves_in_one_window_merge_into_one_diff() {
         let p = presence();
         let (a, b) = (p.owner(1), p.owner(2));
         p.track("t", "u1", a, meta(json!({})));
-        p.track("t", "u2", b, meta(json!({})));
+        let r2 = p.track("t", "u2", b, meta(json!({})));
+        // A joiner now gets a presence_state that holds u2's ref...
+        assert!(p.list("t")["u2"].is_object());
         p.untrack_owner("t", b);
         let diff = p.take_diff("t").unwrap();
         assert!(diff["joins"]["u1"].is_object());
-        assert!(
-            diff["joins"].get("u2").is_none(),
-            "a join and leave of one ref cancel: {diff}"
+        // ...so the leave must be sent, not cancelled against the join.
+        assert_eq!(
+            diff["joins"]["u2"]["metas"][0]["phx_ref"],
+            json!(r2),
+            "{diff}"
         );
-        assert!(diff["leaves"].as_object().unwrap().is_empty());
+        assert_eq!(
+            diff["leaves"]["u2"]["metas"][0]["phx_ref"],
+            json!(r2),
+            "{diff}"
+        );
         assert!(p.take_diff("t").is_none());
     }
 
