@@ -290,6 +290,10 @@ pub async fn serve(
         // Upgraded sockets are not awaited by axum: cancel them ourselves.
         token.cancel();
     };
+    // Frames are written whole: Nagle's delay would only add latency.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),

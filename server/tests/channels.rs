@@ -289,7 +289,9 @@ async fn disconnect_broadcast_closes_every_socket_of_that_user_only() {
 #[tokio::test]
 async fn a_client_that_never_reads_is_disconnected() {
     let server = TestServer::start_with(|c| {
-        c.outbound_queue = 8;
+        // Small, but above the replies one read turn can produce at once:
+        // a burst of pushes is answered in a burst.
+        c.outbound_queue = 64;
         c.socket_rate = 100_000;
         c.socket_burst = 100_000;
     })

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::message::{Broadcast, Payload, PRESENCE_DIFF};
@@ -35,21 +36,36 @@ pub struct Owner {
 #[derive(Debug, Clone)]
 struct Entry {
     owner: Owner,
-    phx_ref: String,
-    /// The meta as sent, `phx_ref` (and `phx_ref_prev`) included.
-    meta: Map<String, Value>,
+    /// The meta as sent, `phx_ref` (and `phx_ref_prev`) included, kept as
+    /// its JSON text: a member costs one small string, not a map of values.
+    meta: Meta,
+}
+
+type Meta = Box<RawValue>;
+
+fn encode_meta(meta: &Map<String, Value>) -> Meta {
+    // A map of JSON values always serializes.
+    serde_json::value::to_raw_value(meta).unwrap_or_else(|_| empty_meta())
+}
+
+fn empty_meta() -> Meta {
+    RawValue::from_string("{}".to_owned()).expect("{} is JSON")
+}
+
+fn decode_meta(meta: &Meta) -> Map<String, Value> {
+    serde_json::from_str(meta.get()).unwrap_or_default()
 }
 
 #[derive(Default)]
 struct TopicState {
-    entries: HashMap<String, Vec<Entry>>,
+    entries: HashMap<Box<str>, Vec<Entry>>,
     pending: Option<PendingDiff>,
 }
 
 #[derive(Default, Debug)]
 struct PendingDiff {
-    joins: Vec<(String, Map<String, Value>)>,
-    leaves: Vec<(String, Map<String, Value>)>,
+    joins: Vec<(Box<str>, Meta)>,
+    leaves: Vec<(Box<str>, Meta)>,
 }
 
 struct Inner {
@@ -108,19 +124,20 @@ impl Presence {
     ) -> String {
         let phx_ref = self.next_ref();
         meta.insert("phx_ref".into(), Value::String(phx_ref.clone()));
+        let meta = encode_meta(&meta);
         let schedule = {
             let mut topics = self.lock();
             let state = topics.entry(topic.to_owned()).or_default();
             state
                 .entries
-                .entry(key.to_owned())
-                .or_default()
+                .entry(key.into())
+                // Most keys have one entry: no room for four.
+                .or_insert_with(|| Vec::with_capacity(1))
                 .push(Entry {
                     owner,
-                    phx_ref: phx_ref.clone(),
                     meta: meta.clone(),
                 });
-            push_pending(state, |p| p.joins.push((key.to_owned(), meta)))
+            push_pending(state, |p| p.joins.push((key.into(), meta)))
         };
         self.maybe_schedule(topic, schedule);
         phx_ref
@@ -150,16 +167,17 @@ impl Presence {
                 return false;
             };
             let old_meta = entry.meta.clone();
-            let mut meta = entry.meta.clone();
+            let mut meta = decode_meta(&entry.meta);
             meta.remove("phx_ref_prev");
+            let old_ref = meta.remove("phx_ref").unwrap_or(Value::Null);
             f(&mut meta);
-            meta.insert("phx_ref".into(), Value::String(new_ref.clone()));
-            meta.insert("phx_ref_prev".into(), Value::String(entry.phx_ref.clone()));
-            entry.phx_ref = new_ref;
+            meta.insert("phx_ref".into(), Value::String(new_ref));
+            meta.insert("phx_ref_prev".into(), old_ref);
+            let meta = encode_meta(&meta);
             entry.meta = meta.clone();
             push_pending(state, |p| {
-                p.leaves.push((key.to_owned(), old_meta));
-                p.joins.push((key.to_owned(), meta));
+                p.leaves.push((key.into(), old_meta));
+                p.joins.push((key.into(), meta));
             })
         };
         self.maybe_schedule(topic, schedule);
@@ -209,9 +227,9 @@ impl Presence {
             for (key, entries) in &state.entries {
                 let metas: Vec<Value> = entries
                     .iter()
-                    .map(|e| Value::Object(e.meta.clone()))
+                    .map(|e| Value::Object(decode_meta(&e.meta)))
                     .collect();
-                out.insert(key.clone(), serde_json::json!({ "metas": metas }));
+                out.insert(key.to_string(), serde_json::json!({ "metas": metas }));
             }
         }
         Value::Object(out)
@@ -263,16 +281,16 @@ impl Presence {
         // lists, never cancelled out: a member whose `presence_state` was
         // taken in between holds that ref and needs the leave. phoenix.js
         // applies joins before leaves, so the others end up right too.
-        let group = |items: &[(String, Map<String, Value>)]| {
+        let group = |items: &[(Box<str>, Meta)]| {
             let mut out = Map::new();
             for (key, meta) in items {
                 let slot = out
-                    .entry(key.clone())
+                    .entry(key.to_string())
                     .or_insert_with(|| serde_json::json!({ "metas": [] }));
                 slot["metas"]
                     .as_array_mut()
                     .expect("metas is an array")
-                    .push(Value::Object(meta.clone()));
+                    .push(Value::Object(decode_meta(meta)));
             }
             Value::Object(out)
         };

@@ -34,6 +34,13 @@ impl TestServer {
 
     /// Starts on an existing data dir (restarts).
     pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        if let Ok(filter) = std::env::var("DUET_TEST_LOG") {
+            // Server logs in a test's output, when asked for.
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let mut config = Config::for_tests(dir.path());
         config.test_channels = true;
         tweak(&mut config);

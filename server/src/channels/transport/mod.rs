@@ -5,6 +5,7 @@
 
 pub mod longpoll;
 pub mod websocket;
+pub mod wsframe;
 
 use std::collections::HashMap;
 

@@ -1,41 +1,59 @@
 //! The WebSocket transport: the upgrade handler is the last HTTP moment
 //! (origin, token, vsn checked there; refused with 403), then one task per
 //! connection reads frames into the [`Socket`] and writes its outgoing
-//! queue, closes idle sockets, and closes with 1009 on an oversized frame
-//! and with 1001 at shutdown.
+//! queue, answers pings, closes idle sockets, closes with 1009 on an
+//! oversized frame (1002/1007 on a broken one) and with 1001 at shutdown.
+//!
+//! The connection is served straight on its `TcpStream` with our own frame
+//! codec ([`super::wsframe`]): reads go through a stack buffer, and frames
+//! are written with `writev` from their encoded payloads, so an idle socket
+//! holds neither a read nor a write buffer.
 
 use std::collections::HashMap;
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
+use base64::Engine as _;
+use bytes::Bytes;
+use hyper_util::rt::TokioIo;
+use sha1::{Digest, Sha1};
+use std::pin::Pin;
+use std::task::Poll;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tracing::{debug, info, Instrument};
 
+use super::wsframe::{self, Decoder, Event, Violation, MAX_HEADER};
 use super::{origin_allowed, token_from_protocol, vsn_supported};
 use crate::channels::serializer::Frame;
 use crate::channels::socket::{CloseWith, Socket};
-use crate::channels::{close_code, ConnectInfo, Connected, Endpoint, Outbound};
+use crate::channels::{close_code, Closer, ConnectInfo, Connected, Endpoint, Outbound, OutboundRx};
 
-/// Read buffer per connection. tungstenite's default (128 KiB) would cost
-/// more than everything else an idle socket holds; it grows when needed.
-const READ_BUFFER: usize = 512;
-/// Bytes written before tungstenite flushes on its own; we flush after each
-/// batch anyway.
-const WRITE_BUFFER: usize = 8 * 1024;
 /// How long the closing handshake may take.
-const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
-/// Frames written per batch before flushing.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Frames written per `writev` at most.
 const WRITE_BATCH: usize = 64;
+/// Bytes read per `read` call (on the stack, never kept).
+const READ_CHUNK: usize = 8 * 1024;
+/// Reads in a row before other work gets a turn.
+const READS_PER_TURN: usize = 16;
+/// The GUID of RFC 6455 §1.3, for `Sec-WebSocket-Accept`.
+const WS_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 pub async fn upgrade(
     State(endpoint): State<Endpoint>,
     Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    mut req: Request,
 ) -> Response {
-    if !origin_allowed(&endpoint, &headers) {
+    let headers = req.headers();
+    let key = match handshake_key(headers) {
+        Ok(key) => key,
+        Err(refusal) => return *refusal,
+    };
+    if !origin_allowed(&endpoint, headers) {
         info!(origin = ?headers.get("origin"), "websocket refused: origin not allowed");
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
@@ -46,9 +64,15 @@ pub async fn upgrade(
         )
             .into_response();
     }
-    let protocol_token = ws
-        .requested_protocols()
-        .find_map(|p| p.to_str().ok().and_then(token_from_protocol));
+    let protocols: Vec<&str> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let protocol_token = protocols.iter().find_map(|p| token_from_protocol(p));
+    let speaks_phoenix = protocols.contains(&"phoenix");
     let token = params
         .get("token")
         .map(String::as_str)
@@ -63,27 +87,100 @@ pub async fn upgrade(
             return (StatusCode::FORBIDDEN, "forbidden").into_response();
         }
     };
-    let limits = endpoint.limits.clone();
-    let ws = if protocol_token.is_some() {
-        ws.protocols(["phoenix"])
-    } else {
-        ws
-    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
     let tracker = endpoint.tracker.clone();
-    ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(limits.max_frame_bytes)
-        .max_frame_size(limits.max_frame_bytes)
-        .on_upgrade(move |socket| tracker.track_future(serve(socket, endpoint, connected)))
+    tracker.spawn(async move {
+        match on_upgrade.await {
+            // A task of its own: this one's future (the upgrade wait) is
+            // not carried for the socket's whole life.
+            Ok(upgraded) => {
+                let tracker = endpoint.tracker.clone();
+                tracker.spawn(serve(upgraded, endpoint, connected));
+            }
+            Err(err) => debug!(cause = %err, "websocket upgrade failed"),
+        }
+    });
+    let mut response = Response::new(axum::body::Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&accept_key(key.as_bytes())) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    if speaks_phoenix {
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("phoenix"),
+        );
+    }
+    response
 }
 
+/// The client's `Sec-WebSocket-Key`, once the request is a valid upgrade
+/// (RFC 6455 §4.2.1); otherwise the refusal to send.
+fn handshake_key(headers: &HeaderMap) -> Result<String, Box<Response>> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
+        return Err(Box::new(
+            (
+                StatusCode::BAD_REQUEST,
+                "expected a WebSocket upgrade (Connection: upgrade, Upgrade: websocket)",
+            )
+                .into_response(),
+        ));
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        let mut r = (
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported WebSocket version; use 13",
+        )
+            .into_response();
+        r.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return Err(Box::new(r));
+    }
+    match headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .and_then(|k| k.to_str().ok())
+    {
+        Some(key) if !key.trim().is_empty() => Ok(key.trim().to_owned()),
+        _ => Err(Box::new(
+            (StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key").into_response(),
+        )),
+    }
+}
+
+/// `Sec-WebSocket-Accept`: base64(SHA-1(key + GUID)).
+pub fn accept_key(key: &[u8]) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(WS_GUID);
+    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+}
+
+type Reader = tokio::io::ReadHalf<TokioIo<hyper::upgrade::Upgraded>>;
+type Writer = tokio::io::WriteHalf<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Sets the socket up on the upgraded connection.
 fn serve(
-    ws: WebSocket,
+    upgraded: hyper::upgrade::Upgraded,
     endpoint: Endpoint,
     connected: Connected,
 ) -> impl std::future::Future<Output = ()> + Send {
-    // Set up synchronously: an async fn would keep `ws`, `endpoint` and
-    // `connected` in its future for the socket's whole life.
+    // Split, so reading can wait while a write is under way; both halves
+    // stay in this one task.
+    let (reader, writer) = tokio::io::split(TokioIo::new(upgraded));
     let span = tracing::info_span!("socket", socket_id = connected.id.as_deref().unwrap_or(""));
     // The closer is a child of the shutdown token: one future covers both.
     let (outbound, out_rx, closer) = Outbound::new(
@@ -92,135 +189,298 @@ fn serve(
         &endpoint.shutdown,
     );
     let idle = endpoint.limits.idle_timeout;
+    let decoder = Decoder::new(endpoint.limits.max_frame_bytes);
     let socket = Socket::new(endpoint, connected, outbound);
-    let (sink, stream) = ws.split();
-    live(socket, sink, stream, out_rx, closer, idle).instrument(span)
+    live(reader, writer, decoder, socket, out_rx, closer, idle).instrument(span)
+}
+
+/// What one read brought: decoded events, and whether the stream ended.
+struct ReadOutcome {
+    events: Vec<Event>,
+    eof: bool,
 }
 
 async fn live(
+    mut reader: Reader,
+    mut writer: Writer,
+    mut decoder: Decoder,
     mut socket: Socket,
-    mut sink: futures_util::stream::SplitSink<WebSocket, WsMessage>,
-    mut stream: futures_util::stream::SplitStream<WebSocket>,
-    mut out_rx: crate::channels::OutboundRx,
-    closer: std::sync::Arc<crate::channels::Closer>,
-    idle: std::time::Duration,
+    mut out_rx: OutboundRx,
+    closer: Arc<Closer>,
+    idle: Duration,
 ) {
-    {
-        info!("connected");
-        let deadline = tokio::time::sleep(idle);
-        tokio::pin!(deadline);
+    info!("connected");
+    let deadline = tokio::time::sleep(idle);
+    tokio::pin!(deadline);
 
-        let close: Option<(u16, &'static str)> = loop {
-            tokio::select! {
-                biased;
-                _ = closer.token().cancelled() => break Some(if socket.endpoint().shutdown.is_cancelled() {
-                    (close_code::GOING_AWAY, "server shutting down")
-                } else {
-                    (closer.code(), "closed by server")
-                }),
-                frame = out_rx.recv() => {
-                    let Some(frame) = frame else { break None };
-                    let mut ok = sink.feed(to_ws(frame)).await.is_ok();
-                    let mut n = 1;
-                    while ok && n < WRITE_BATCH {
-                        match out_rx.try_recv() {
-                            Some(frame) => ok = sink.feed(to_ws(frame)).await.is_ok(),
-                            None => break,
-                        }
-                        n += 1;
-                    }
-                    if !ok || sink.flush().await.is_err() {
+    let close: Option<(u16, &'static str)> = 'conn: loop {
+        tokio::select! {
+            biased;
+            _ = closer.token().cancelled() => break Some(if socket.endpoint().shutdown.is_cancelled() {
+                (close_code::GOING_AWAY, "server shutting down")
+            } else {
+                (closer.code(), "closed by server")
+            }),
+            frame = out_rx.recv() => {
+                let Some(frame) = frame else { break None };
+                let written = tokio::select! {
+                    biased;
+                    r = write_frames(&mut writer, frame, &mut out_rx) => r,
+                    // A client that stopped reading must not hold us here.
+                    _ = closer.token().cancelled() => continue 'conn,
+                };
+                if written.is_err() {
+                    break None;
+                }
+            }
+            read = read_some(&mut reader, &mut decoder) => {
+                let ReadOutcome { events, eof } = match read {
+                    Ok(outcome) => outcome,
+                    Err(err) => {
+                        debug!(cause = %err, "websocket read failed");
                         break None;
                     }
-                }
-                msg = stream.next() => {
-                    let frame = match msg {
-                        None | Some(Ok(WsMessage::Close(_))) => break None,
-                        Some(Err(err)) => {
-                            if is_too_big(&err) {
-                                info!("frame over the size limit, closing with 1009");
-                                break Some((close_code::TOO_BIG, "frame too large"));
+                };
+                // The list is gone before the next wait: an idle socket
+                // keeps no buffer.
+                for event in events {
+                    let frame = match event {
+                        Event::Text(b) => Frame::Text(b),
+                        Event::Binary(b) => Frame::Binary(b),
+                        Event::Ping(payload) => {
+                            deadline.as_mut().reset(tokio::time::Instant::now() + idle);
+                            if write_control(&mut writer, wsframe::OP_PONG, &payload).await.is_err() {
+                                break 'conn None;
                             }
-                            debug!(cause = %err, "websocket read failed");
-                            break None;
+                            continue;
                         }
-                        Some(Ok(m @ WsMessage::Text(_))) => Frame::Text(m.into_data()),
-                        Some(Ok(m @ WsMessage::Binary(_))) => Frame::Binary(m.into_data()),
-                        Some(Ok(_)) => {
+                        Event::Pong => {
                             deadline.as_mut().reset(tokio::time::Instant::now() + idle);
                             continue;
                         }
+                        Event::Close(code) => {
+                            // Answer the client's close (echoing its code,
+                            // or ours if its frames broke the protocol).
+                            let reply = match decoder.violation() {
+                                Some(v) if v != Violation::Closing => {
+                                    wsframe::close_frame(v.code(), v.reason())
+                                }
+                                _ => wsframe::close_frame(code.unwrap_or(close_code::NORMAL), ""),
+                            };
+                            let _ = tokio::time::timeout(CLOSE_GRACE, write_raw(&mut writer, &reply)).await;
+                            break 'conn None;
+                        }
                     };
                     deadline.as_mut().reset(tokio::time::Instant::now() + idle);
-                    // Boxed: the join and dispatch futures are large and rare,
-                    // and an idle socket's task should not carry their space.
-                    if let Err(CloseWith(code)) = Box::pin(socket.handle_frame(frame)).await {
-                        break Some((code, "message rate limit exceeded"));
+                    // Boxed: the join and dispatch futures are large and
+                    // rare, and an idle socket's task should not carry them.
+                    let mut handled = Box::pin(socket.handle_frame(frame));
+                    // A channel whose inbox is full makes us wait: keep
+                    // writing meanwhile, its replies are what frees it.
+                    let result = loop {
+                        tokio::select! {
+                            biased;
+                            r = &mut handled => break r,
+                            Some(frame) = out_rx.recv() => {
+                                if write_frames(&mut writer, frame, &mut out_rx).await.is_err() {
+                                    break 'conn None;
+                                }
+                            }
+                        }
+                    };
+                    drop(handled);
+                    if let Err(CloseWith(code)) = result {
+                        break 'conn Some((code, "message rate limit exceeded"));
                     }
                 }
-                _ = &mut deadline => break Some((close_code::NORMAL, "idle timeout")),
+                if eof {
+                    break None;
+                }
+                if let Some(v) = decoder.violation() {
+                    info!(code = v.code(), reason = v.reason(), "closing on a bad frame");
+                    break Some((v.code(), v.reason()));
+                }
             }
-        };
-        drop(socket); // ends the channels: presence leaves now
-        if let Some((code, reason)) = close {
-            Box::pin(close_handshake(&mut sink, &mut stream, code, reason)).await;
+            _ = &mut deadline => break Some((close_code::NORMAL, "idle timeout")),
         }
-        info!(code = close.map(|c| c.0), "disconnected");
+    };
+    drop(socket); // ends the channels: presence leaves now
+    if let Some((code, reason)) = close {
+        Box::pin(close_handshake(
+            &mut reader,
+            &mut writer,
+            &mut decoder,
+            &mut out_rx,
+            code,
+            reason,
+        ))
+        .await;
     }
+    info!(code = close.map(|c| c.0), "disconnected");
 }
 
-/// The closing handshake: send our close, then read (and drop) what the
-/// client still sends until its close arrives, so the kernel does not reset
-/// a connection with unread data before the client has seen our code. A
-/// client that stopped reading gets [`CLOSE_GRACE`]. After a read error
-/// (an oversized frame) tokio-tungstenite has ended the stream: then we only
-/// wait, so the client reads our close before the connection goes.
+/// Waits for bytes, then reads what is there (through a stack buffer that
+/// exists only while polled) and decodes it.
+async fn read_some(reader: &mut Reader, decoder: &mut Decoder) -> io::Result<ReadOutcome> {
+    std::future::poll_fn(|cx| {
+        let mut buf = [0u8; READ_CHUNK];
+        let mut outcome = ReadOutcome {
+            events: Vec::new(),
+            eof: false,
+        };
+        for i in 0..READS_PER_TURN {
+            let mut rb = ReadBuf::new(&mut buf);
+            match Pin::new(&mut *reader).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => {
+                    outcome.eof = true;
+                    return Poll::Ready(Ok(outcome));
+                }
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    decoder.feed(rb.filled(), &mut outcome.events);
+                    if n < READ_CHUNK || decoder.violation().is_some() {
+                        return Poll::Ready(Ok(outcome));
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending if i == 0 => return Poll::Pending,
+                Poll::Pending => return Poll::Ready(Ok(outcome)),
+            }
+        }
+        Poll::Ready(Ok(outcome))
+    })
+    .await
+}
+
+/// Writes `first` and whatever else is queued (up to [`WRITE_BATCH`]
+/// frames) with as few `writev` calls as the kernel allows.
+async fn write_frames(writer: &mut Writer, first: Frame, rx: &mut OutboundRx) -> io::Result<()> {
+    let mut frames = vec![first];
+    while frames.len() < WRITE_BATCH {
+        match rx.try_recv() {
+            Some(frame) => frames.push(frame),
+            None => break,
+        }
+    }
+    let heads: Vec<([u8; MAX_HEADER], u8)> = frames
+        .iter()
+        .map(|f| {
+            let (op, len) = match f {
+                Frame::Text(b) => (wsframe::OP_TEXT, b.len()),
+                Frame::Binary(b) => (wsframe::OP_BINARY, b.len()),
+            };
+            let mut h = [0; MAX_HEADER];
+            let n = wsframe::header(op, len, &mut h);
+            (h, n as u8)
+        })
+        .collect();
+    let total: usize = frames
+        .iter()
+        .zip(&heads)
+        .map(|(f, (_, n))| f.len() + usize::from(*n))
+        .sum();
+    let mut written = 0;
+    while written < total {
+        let n = std::future::poll_fn(|cx| poll_write_from(cx, writer, &heads, &frames, written))
+            .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        written += n;
+    }
+    std::future::poll_fn(|cx| Pin::new(&mut *writer).poll_flush(cx)).await
+}
+
+/// One `writev` of the frames from byte `skip` of their encoding on; the
+/// slice list lives on the stack only while polled.
+fn poll_write_from(
+    cx: &mut std::task::Context<'_>,
+    writer: &mut Writer,
+    heads: &[([u8; MAX_HEADER], u8)],
+    frames: &[Frame],
+    mut skip: usize,
+) -> Poll<io::Result<usize>> {
+    let mut iov = [IoSlice::new(&[]); 2 * WRITE_BATCH];
+    let mut n = 0;
+    for ((h, hn), f) in heads.iter().zip(frames) {
+        let payload: &Bytes = match f {
+            Frame::Text(b) | Frame::Binary(b) => b,
+        };
+        for part in [&h[..usize::from(*hn)], &payload[..]] {
+            if skip >= part.len() {
+                skip -= part.len();
+                continue;
+            }
+            iov[n] = IoSlice::new(&part[skip..]);
+            skip = 0;
+            n += 1;
+        }
+    }
+    Pin::new(&mut *writer).poll_write_vectored(cx, &iov[..n])
+}
+
+/// Writes a control frame (a pong) with its payload.
+async fn write_control(writer: &mut Writer, opcode: u8, payload: &[u8]) -> io::Result<()> {
+    let payload = &payload[..payload.len().min(125)];
+    let mut frame = Vec::with_capacity(2 + payload.len());
+    frame.push(0x80 | opcode);
+    frame.push(payload.len() as u8);
+    frame.extend_from_slice(payload);
+    write_raw(writer, &frame).await
+}
+
+async fn write_raw(writer: &mut Writer, bytes: &[u8]) -> io::Result<()> {
+    writer.write_all(bytes).await?;
+    writer.flush().await
+}
+
+/// The closing handshake: flush what is queued, send our close, then read
+/// (and drop) what the client still sends until its close arrives, so the
+/// kernel does not reset a connection with unread data before the client
+/// has seen our code. A client that stopped reading gets [`CLOSE_GRACE`].
 async fn close_handshake(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, WsMessage>,
-    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    reader: &mut Reader,
+    writer: &mut Writer,
+    decoder: &mut Decoder,
+    out_rx: &mut OutboundRx,
     code: u16,
     reason: &'static str,
 ) {
-    let stream_broken = code == close_code::TOO_BIG;
-    let frame = CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    };
+    decoder.closing();
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        if sink.send(WsMessage::Close(Some(frame))).await.is_err() {
+        // Frames queued before the close (a reply, phx_close) still go out.
+        if let Some(frame) = out_rx.try_recv() {
+            if write_frames(writer, frame, out_rx).await.is_err() {
+                return;
+            }
+        }
+        if write_raw(writer, &wsframe::close_frame(code, reason))
+            .await
+            .is_err()
+        {
             return;
         }
-        if stream_broken {
-            tokio::time::sleep(CLOSE_GRACE / 2).await;
-            return;
-        }
-        while let Some(msg) = stream.next().await {
-            if matches!(msg, Ok(WsMessage::Close(_)) | Err(_)) {
-                break;
+        loop {
+            match read_some(reader, decoder).await {
+                Ok(ReadOutcome { events, eof: false })
+                    if !events.iter().any(|e| matches!(e, Event::Close(_))) => {}
+                _ => return,
             }
         }
     })
     .await;
+    let _ = writer.shutdown().await;
 }
 
-fn to_ws(frame: Frame) -> WsMessage {
-    match frame {
-        Frame::Binary(b) => WsMessage::Binary(b),
-        Frame::Text(b) => match Utf8Bytes::try_from(b) {
-            Ok(t) => WsMessage::Text(t),
-            // The serializer only produces JSON, which is UTF-8.
-            Err(_) => WsMessage::Text(Utf8Bytes::from_static("")),
-        },
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::accept_key;
 
-fn is_too_big(err: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
-            return true;
-        }
-        source = e.source();
+    #[test]
+    fn accept_key_of_rfc_6455() {
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
-    false
 }
