@@ -168,7 +168,7 @@ impl App {
         }
         let mut allowed = config.allowed_origins.clone();
         allowed.retain(|o| !o.trim().is_empty());
-        let endpoint = Endpoint {
+        let endpoint = Endpoint::new(crate::channels::EndpointParts {
             handler: Arc::new(DuetSocket { keys: keys.clone() }),
             router: Arc::new(router),
             pubsub,
@@ -179,7 +179,7 @@ impl App {
             shutdown,
             tracker,
             longpoll: Default::default(),
-        };
+        });
         let api_limit = Arc::new(ApiLimit::new(config.api_rate, config.api_burst));
         let state = AppState {
             store,

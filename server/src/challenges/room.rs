@@ -20,7 +20,7 @@ use tracing::{info, warn, Instrument};
 use super::doc::{self, AwarenessEntry, YMessage};
 use super::model::Challenge;
 use crate::channels::channel::{Pusher, ReplyHandle};
-use crate::channels::message::{Broadcast, Payload};
+use crate::channels::message::{Broadcast, Payload, Status};
 use crate::channels::pubsub::{PubSub, SubId};
 use crate::channels::serializer::encode_broadcast;
 use crate::store::doc_log::{DocWriter, WriteOp};
@@ -415,19 +415,14 @@ impl Room {
                 self.text = text.into();
                 self.challenge.updated_at = crate::store::timestamp();
                 let relay = self.relay(member, doc::sync_update(&update));
-                let notice = json!({ "challenge": self.challenge_json(), "user_id": user_id });
-                let (pubsub, topic) = (inner.pubsub.clone(), self.topic.clone());
+                // Encoded here, in the room's task, so the completion of
+                // the commit only queues bytes.
+                let notice = self.notice_to_all(&user_id);
+                let ok = reply.prepare(Status::Ok, Payload::Json(json!({})));
                 let done = Box::new(move |result: crate::store::Result<()>| match result {
                     Ok(()) => {
-                        reply.ok(json!({}));
-                        pubsub.broadcast(
-                            Broadcast {
-                                topic,
-                                event: RESPONSE_UPDATED.into(),
-                                payload: Payload::Json(notice),
-                            },
-                            None,
-                        );
+                        ok.send();
+                        notice.send();
                         relay.send();
                     }
                     Err(_) => reply.error("not saved"),
@@ -499,9 +494,10 @@ impl Room {
                     self.notice_at = Some((self.last_notice + NOTICE_EVERY).max(now));
                 }
                 let relay = self.relay(member, doc::sync_update(&update));
+                let ok = reply.prepare(Status::Ok, Payload::Json(json!({})));
                 let done = Box::new(move |result: crate::store::Result<()>| match result {
                     Ok(()) => {
-                        reply.ok(json!({}));
+                        ok.send();
                         relay.send();
                     }
                     Err(_) => reply.error("not saved"),
@@ -612,6 +608,18 @@ impl Room {
 
     /// A `yjs` broadcast to every Yjs member but `from`, encoded once now
     /// and sent when [`Relay::send`] is called (once the edit is durable).
+    /// `response:updated` with the room's text, for every member.
+    fn notice_to_all(&self, user_id: &str) -> Relay {
+        let targets: Vec<Pusher> = self.members.values().map(|m| m.pusher.clone()).collect();
+        let notice = json!({ "challenge": self.challenge_json(), "user_id": user_id });
+        let frame = Some(encode_broadcast(&Broadcast {
+            topic: self.topic.clone(),
+            event: RESPONSE_UPDATED.into(),
+            payload: Payload::Json(notice),
+        }));
+        Relay { targets, frame }
+    }
+
     fn relay(&self, from: SubId, message: Vec<u8>) -> Relay {
         let targets: Vec<Pusher> = self
             .members

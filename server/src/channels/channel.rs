@@ -170,11 +170,44 @@ impl ReplyHandle {
         self.reply(Status::Ok, Payload::Json(payload));
     }
 
+    /// Encodes the reply now, to send later: whoever sends it (the
+    /// group-commit completions) then only queues bytes.
+    pub fn prepare(&self, status: Status, payload: Payload) -> PreparedReply {
+        let frame = self.msg_ref.as_ref().and_then(|_| {
+            encode_reply(&Reply {
+                join_ref: self.join_ref.clone(),
+                msg_ref: self.msg_ref.clone(),
+                topic: self.topic.to_string(),
+                status,
+                payload,
+            })
+            .ok()
+        });
+        PreparedReply {
+            outbound: self.outbound.clone(),
+            frame,
+        }
+    }
+
     pub fn error(&self, reason: &str) {
         self.reply(
             Status::Error,
             Payload::Json(serde_json::json!({ "reason": reason })),
         );
+    }
+}
+
+/// A reply encoded ahead of time (see [`ReplyHandle::prepare`]).
+pub struct PreparedReply {
+    outbound: Outbound,
+    frame: Option<super::serializer::Frame>,
+}
+
+impl PreparedReply {
+    pub fn send(self) {
+        if let Some(frame) = self.frame {
+            self.outbound.send(frame);
+        }
     }
 }
 
@@ -405,26 +438,92 @@ pub fn run<C: Channel>(
         outbound,
         info_tx,
     };
-    live::<C>(state, params, msg_ref, ctx, inbox).instrument(span)
+    // Only needed to join: boxed, so the slot is one pointer afterwards.
+    let join = Box::new(JoinInput::<C> {
+        state,
+        params,
+        msg_ref,
+    });
+    live::<C>(join, ctx, inbox).instrument(span)
 }
 
-async fn live<C: Channel>(
+/// What the join needs and the channel's life does not.
+struct JoinInput<C: Channel> {
     state: C::State,
     params: Value,
     msg_ref: Option<String>,
+}
+
+/// A joined channel and the queue of its intercepted broadcasts.
+type Joined<C> = (C, Option<mpsc::Receiver<Arc<Broadcast>>>);
+
+async fn live<C: Channel>(
+    join: Box<JoinInput<C>>,
     mut ctx: ChannelCtx<C::Info>,
     mut inbox: Receiver<ChannelInput>,
 ) {
+    let Some(mut joined) = Box::pin(join_phase::<C>(join, &mut ctx)).await else {
+        return;
+    };
     let span = tracing::Span::current();
-    let shutdown = ctx.endpoint.shutdown.clone();
-    let topic = ctx.topic.clone();
-    let sub_id = ctx.sub_id;
-    let join_reply = ctx.reply_handle(msg_ref);
-    let joined = AssertUnwindSafe(Box::pin(C::join(&state, params, &mut ctx)))
+    let (ref mut chan, ref mut intercepted) = joined;
+    let outcome = AssertUnwindSafe(serve(chan, &mut ctx, &mut inbox, intercepted))
         .catch_unwind()
-        .instrument(span.clone())
         .await;
-    let mut channel = match joined {
+    let reason = match outcome {
+        Ok(reason) => {
+            let terminated = AssertUnwindSafe(Box::pin(chan.terminate(&reason, &mut ctx)))
+                .catch_unwind()
+                .await;
+            if terminated.is_err() {
+                ExitReason::Crashed("terminate panicked".into())
+            } else {
+                reason
+            }
+        }
+        Err(_) => ExitReason::Crashed("handler panicked".into()),
+    };
+    let topic = &ctx.topic;
+    ctx.endpoint.pubsub.unsubscribe(topic, ctx.sub_id);
+    ctx.endpoint.presence.untrack_owner(topic, ctx.owner());
+    ctx.endpoint
+        .metrics
+        .channels
+        .fetch_sub(1, Ordering::Relaxed);
+    let notify = |event: &str| {
+        ctx.outbound.send(super::serializer::encode_exit(
+            ctx.join_ref.as_deref(),
+            topic,
+            event,
+        ));
+    };
+    match &reason {
+        ExitReason::Left | ExitReason::Closed(_) => notify(PHX_CLOSE),
+        ExitReason::Crashed(why) => {
+            span.in_scope(|| warn!(cause = %why, "channel crashed"));
+            notify(PHX_ERROR)
+        }
+        ExitReason::SocketGone | ExitReason::Shutdown => {}
+    }
+    span.in_scope(|| info!(reason = ?reason, "left"));
+}
+
+/// Joins; on success subscribes the channel to its topic and replies ok.
+async fn join_phase<C: Channel>(
+    join: Box<JoinInput<C>>,
+    ctx: &mut ChannelCtx<C::Info>,
+) -> Option<Joined<C>> {
+    let JoinInput {
+        state,
+        params,
+        msg_ref,
+    } = *join;
+    let span = tracing::Span::current();
+    let join_reply = ctx.reply_handle(msg_ref);
+    let joined = AssertUnwindSafe(C::join(&state, params, ctx))
+        .catch_unwind()
+        .await;
+    match joined {
         Ok(Ok((channel, reply))) => {
             // Only channels that intercept events get an inbox for them.
             let (on_intercept, rx) = if C::INTERCEPTS.is_empty() {
@@ -440,8 +539,8 @@ async fn live<C: Channel>(
                 (Some(f), Some(rx))
             };
             ctx.endpoint.pubsub.subscribe(
-                &topic,
-                sub_id,
+                &ctx.topic,
+                ctx.sub_id,
                 Subscriber {
                     outbound: ctx.outbound.clone(),
                     intercepts: C::INTERCEPTS,
@@ -454,61 +553,19 @@ async fn live<C: Channel>(
                 .fetch_add(1, Ordering::Relaxed);
             join_reply.ok(reply);
             span.in_scope(|| info!("joined"));
-            (channel, rx)
+            Some((channel, rx))
         }
         Ok(Err(reason)) => {
             span.in_scope(|| info!(reason = %reason, "join refused"));
             join_reply.reply(Status::Error, Payload::Json(reason));
-            return;
+            None
         }
         Err(_) => {
             span.in_scope(|| warn!("join crashed"));
             join_reply.error("join crashed");
-            return;
+            None
         }
-    };
-
-    let (ref mut chan, ref mut intercepted) = channel;
-    let outcome = AssertUnwindSafe(serve(chan, &mut ctx, &mut inbox, intercepted, &shutdown))
-        .catch_unwind()
-        .instrument(span.clone())
-        .await;
-    let reason = match outcome {
-        Ok(reason) => {
-            let terminated = AssertUnwindSafe(chan.terminate(&reason, &mut ctx))
-                .catch_unwind()
-                .await;
-            if terminated.is_err() {
-                ExitReason::Crashed("terminate panicked".into())
-            } else {
-                reason
-            }
-        }
-        Err(_) => ExitReason::Crashed("handler panicked".into()),
-    };
-
-    ctx.endpoint.pubsub.unsubscribe(&topic, sub_id);
-    ctx.endpoint.presence.untrack_owner(&topic, ctx.owner());
-    ctx.endpoint
-        .metrics
-        .channels
-        .fetch_sub(1, Ordering::Relaxed);
-    let notify = |event: &str| {
-        ctx.outbound.send(super::serializer::encode_exit(
-            ctx.join_ref.as_deref(),
-            &topic,
-            event,
-        ));
-    };
-    match &reason {
-        ExitReason::Left | ExitReason::Closed(_) => notify(PHX_CLOSE),
-        ExitReason::Crashed(why) => {
-            span.in_scope(|| warn!(cause = %why, "channel crashed"));
-            notify(PHX_ERROR)
-        }
-        ExitReason::SocketGone | ExitReason::Shutdown => {}
     }
-    span.in_scope(|| info!(reason = ?reason, "left"));
 }
 
 async fn serve<C: Channel>(
@@ -516,8 +573,8 @@ async fn serve<C: Channel>(
     ctx: &mut ChannelCtx<C::Info>,
     inbox: &mut Receiver<ChannelInput>,
     intercepted: &mut Option<mpsc::Receiver<Arc<Broadcast>>>,
-    shutdown: &tokio_util::sync::CancellationToken,
 ) -> ExitReason {
+    let shutdown = ctx.endpoint.shutdown.clone();
     // Callbacks are boxed: they are large and rare, and an idle channel's
     // task should only hold the loop's own state.
     Box::pin(chan.after_join(ctx)).await;

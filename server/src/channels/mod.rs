@@ -108,9 +108,27 @@ impl Metrics {
     }
 }
 
-/// Everything the channels layer shares: a cheap `Clone` handle.
+/// Everything the channels layer shares: a cheap `Clone` handle (one
+/// pointer: every socket and channel holds one).
 #[derive(Clone)]
-pub struct Endpoint {
+pub struct Endpoint(Arc<EndpointParts>);
+
+impl Endpoint {
+    pub fn new(parts: EndpointParts) -> Self {
+        Endpoint(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for Endpoint {
+    type Target = EndpointParts;
+
+    fn deref(&self) -> &EndpointParts {
+        &self.0
+    }
+}
+
+/// What an [`Endpoint`] shares.
+pub struct EndpointParts {
     pub handler: Arc<dyn SocketHandler>,
     pub router: Arc<Router>,
     pub pubsub: Arc<dyn PubSub>,

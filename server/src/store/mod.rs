@@ -5,6 +5,7 @@
 
 pub mod challenges;
 pub mod doc_log;
+mod raw;
 pub mod users;
 
 use std::str::FromStr;

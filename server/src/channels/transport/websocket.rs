@@ -323,13 +323,13 @@ async fn live(
 /// exists only while polled) and decodes it.
 async fn read_some(reader: &mut Reader, decoder: &mut Decoder) -> io::Result<ReadOutcome> {
     std::future::poll_fn(|cx| {
-        let mut buf = [0u8; READ_CHUNK];
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
         let mut outcome = ReadOutcome {
             events: Vec::new(),
             eof: false,
         };
         for i in 0..READS_PER_TURN {
-            let mut rb = ReadBuf::new(&mut buf);
+            let mut rb = ReadBuf::uninit(&mut buf);
             match Pin::new(&mut *reader).poll_read(cx, &mut rb) {
                 Poll::Ready(Ok(())) if rb.filled().is_empty() => {
                     outcome.eof = true;
