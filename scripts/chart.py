@@ -16,7 +16,8 @@ for path in sys.argv[1:]:
         if not line.startswith("{"):
             continue
         r = json.loads(line)
-        if r.get("scenario") != "fanout":
+        # The sweep of rooms of 4 (other room sizes measure other things).
+        if r.get("scenario") != "fanout" or r["params"].get("room_size") != 4:
             continue
         kind = "Yjs" if r["params"].get("yjs") else "JSON"
         runs.append((kind, r["offered_deliveries_per_sec"], r["deliveries_per_sec"], r["latency"]))

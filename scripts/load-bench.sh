@@ -26,6 +26,8 @@ if [ "${SCALE:-short}" = full ]; then
   for rate in 2 5 10; do
     run fanout --rooms 1000 --room-size 4 --rate "$rate" --duration 20s --yjs
   done
+  # The durable-ack target: 10 000 edits/s (rooms of 2, one delivery each).
+  run fanout --rooms 1000 --room-size 2 --rate 10 --duration 20s
   run bigroom --members 1000 --rate 10 --duration 20s
   run churn --rooms 200 --rate 2 --duration 20s
   run churn --rooms 200 --rate 10 --duration 20s
