@@ -133,7 +133,7 @@ impl Responses {
 }
 
 /// How often one room's `challenge.response` is rewritten at most.
-const RESPONSE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+const RESPONSE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl DocWriter {
     /// Starts the writer. It ends when `stop` is cancelled (or every handle
@@ -147,6 +147,7 @@ impl DocWriter {
         let responses = Arc::new(Responses::default());
         let shared = responses.clone();
         let completions = completer();
+        tokio::spawn(checkpointer(store.clone(), stop.clone()));
         // A thread of its own: on the shared runtime each of the commit's
         // round trips to SQLite would wait behind every runnable socket
         // task, and under load a commit took 100 ms instead of 1.
@@ -206,7 +207,7 @@ async fn run(
     let mut last_ids: HashMap<Arc<str>, i64> = HashMap::new();
     let mut conn = WriterConnection(None);
     let mut last_commit = Instant::now() - COMMIT_EVERY;
-    let mut tick = tokio::time::interval(RESPONSE_EVERY);
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
@@ -220,17 +221,17 @@ async fn run(
                 continue;
             }
             _ = tick.tick() => {
-                flush_responses(&mut conn, &store, &responses, &mut written).await;
+                flush_responses(&mut conn, &store, &responses, &mut written, false).await;
                 last_ids.retain(|id, _| written.contains_key(id));
                 continue;
             }
         };
         batch.push(first);
-        // Under load, gather for a moment: a commit rewrites whole pages
-        // and fsyncs, so fewer, larger commits cost far less per edit. A
-        // lone edit after a quiet spell is committed at once.
+        // Under load (more edits already waiting), gather for a moment: a
+        // commit rewrites whole pages and fsyncs, so fewer, larger commits
+        // cost far less per edit. A lone edit is committed at once.
         let due = last_commit + COMMIT_EVERY;
-        if Instant::now() < due {
+        if !rx.is_empty() && Instant::now() < due {
             tokio::time::sleep_until(due.into()).await;
         }
         while batch.len() < MAX_BATCH {
@@ -264,7 +265,7 @@ async fn run(
     }
     drop(completed);
     let _ = completer.await;
-    flush_responses(&mut conn, &store, &responses, &mut written).await;
+    flush_responses(&mut conn, &store, &responses, &mut written, true).await;
     if let Some(c) = conn.0.take() {
         // Closed here: this thread's runtime ends with this function.
         let _ = c.close().await;
@@ -286,6 +287,28 @@ fn raise_priority() {
     }
 }
 
+/// How often the WAL is checkpointed, from a pool connection (so on sqlx's
+/// thread, beside the writer), in place of SQLite's automatic checkpoints.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Checkpoints the WAL until `stop`; `passive` never blocks the writer.
+async fn checkpointer(store: Store, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if let Err(err) = sqlx::query("pragma wal_checkpoint(passive)")
+            .execute(&store.pool)
+            .await
+        {
+            tracing::warn!(cause = %err, "WAL checkpoint failed");
+        }
+    }
+}
+
 /// Shortest time between two commits' starts while edits keep coming.
 const COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
 
@@ -296,7 +319,13 @@ struct WriterConnection(Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>);
 impl WriterConnection {
     async fn get(&mut self, store: &Store) -> Result<&mut sqlx::SqliteConnection> {
         if self.0.is_none() {
-            self.0 = Some(store.pool.acquire().await?);
+            let mut conn = store.pool.acquire().await?;
+            // Checkpoints copy the WAL into the database and fsync it: not
+            // on the path of every ack. The checkpointer does them (below).
+            sqlx::query("pragma wal_autocheckpoint = 0")
+                .execute(&mut *conn)
+                .await?;
+            self.0 = Some(conn);
         }
         match self.0.as_mut() {
             Some(conn) => Ok(&mut **conn),
@@ -305,19 +334,42 @@ impl WriterConnection {
     }
 }
 
-/// Writes the responses that waited, in one transaction.
+/// Text bytes of `challenge.response` one commit writes at most.
+const COMMIT_RESPONSE_BYTES: usize = 256 << 10;
+
+/// How often waiting responses are looked at.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Text bytes one flush of waiting responses writes at most: a flush of
+/// every room's large document at once would hold up the acks behind it.
+const FLUSH_BYTES: usize = 1 << 20;
+
+/// Writes the waiting responses that are due (their room's response was
+/// written [`RESPONSE_EVERY`] ago or more), up to [`FLUSH_BYTES`] of text, in
+/// one transaction; the rest wait for the next tick. With `all`, every one.
 async fn flush_responses(
     conn: &mut WriterConnection,
     store: &Store,
     responses: &Responses,
     written: &mut HashMap<Arc<str>, Instant>,
+    all: bool,
 ) {
+    let now = Instant::now();
+    let mut bytes = 0;
     let waiting: Vec<(Arc<str>, Waiting)> = responses
         .lock()
         .iter()
+        .filter(|(k, _)| {
+            all || written
+                .get(*k)
+                .is_none_or(|at| now.duration_since(*at) >= RESPONSE_EVERY)
+        })
+        .take_while(|(_, (text, _))| {
+            bytes += text.len();
+            all || bytes <= FLUSH_BYTES || bytes == text.len()
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let now = Instant::now();
     written.retain(|_, at| now.duration_since(*at) < RESPONSE_EVERY * 4);
     if waiting.is_empty() {
         return;
@@ -449,10 +501,19 @@ fn write_batch<'b>(
     }
     // `challenge.response` follows the document: now for rooms not written
     // lately, in a moment (see `Responses`) for the busy ones.
-    let (now_texts, later): (Vec<_>, Vec<_>) = texts.into_iter().partition(|(id, _)| {
-        written
+    // At most COMMIT_RESPONSE_BYTES of them per commit: large documents
+    // would otherwise make some commits (and their acks) slow.
+    let mut bytes = 0;
+    let (now_texts, later): (Vec<_>, Vec<_>) = texts.into_iter().partition(|(id, (text, _))| {
+        let due = written
             .get(*id)
-            .is_none_or(|at| started.duration_since(*at) >= RESPONSE_EVERY)
+            .is_none_or(|at| started.duration_since(*at) >= RESPONSE_EVERY);
+        if due && (bytes == 0 || bytes + text.len() <= COMMIT_RESPONSE_BYTES) {
+            bytes += text.len();
+            true
+        } else {
+            false
+        }
     });
     if !now_texts.is_empty() {
         let mut update = db.prepare(UPDATE_RESPONSE)?;
