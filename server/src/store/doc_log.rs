@@ -230,8 +230,10 @@ async fn run(
         // Under load (more edits already waiting), gather for a moment: a
         // commit rewrites whole pages and fsyncs, so fewer, larger commits
         // cost far less per edit. A lone edit is committed at once.
+        // With a full batch's worth waiting already, there is nothing to
+        // gather for.
         let due = last_commit + COMMIT_EVERY;
-        if !rx.is_empty() && Instant::now() < due {
+        if (1..GATHER_ENOUGH).contains(&rx.len()) && Instant::now() < due {
             tokio::time::sleep_until(due.into()).await;
         }
         while batch.len() < MAX_BATCH {
@@ -308,6 +310,9 @@ async fn checkpointer(store: Store, stop: CancellationToken) {
         }
     }
 }
+
+/// Edits waiting that make a batch big enough to commit without gathering.
+const GATHER_ENOUGH: usize = 32;
 
 /// Shortest time between two commits' starts while edits keep coming.
 const COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
