@@ -212,26 +212,47 @@ async fn live(
     info!("connected");
     let deadline = tokio::time::sleep(idle);
     tokio::pin!(deadline);
+    let shutdown = socket.endpoint().shutdown.clone();
+    let closed_by_server = |closer: &Closer| {
+        if shutdown.is_cancelled() {
+            (close_code::GOING_AWAY, "server shutting down")
+        } else {
+            (closer.code(), "closed by server")
+        }
+    };
+    // A write cut off mid-frame leaves the stream unusable: no close frame
+    // can follow it, the connection is just dropped.
+    let mut cut_off = false;
+    // Every write that can block also watches the closer and the idle
+    // deadline: a client that stops reading must not hold the task.
+    macro_rules! write_or_break {
+        ($label:lifetime, $write:expr) => {
+            tokio::select! {
+                biased;
+                r = $write => if r.is_err() { break $label None },
+                _ = closer.token().cancelled() => {
+                    cut_off = true;
+                    break $label Some(closed_by_server(&closer));
+                }
+                _ = deadline.as_mut() => {
+                    cut_off = true;
+                    break $label Some((close_code::NORMAL, "idle timeout"));
+                }
+            }
+        };
+    }
 
     let close: Option<(u16, &'static str)> = 'conn: loop {
+        if closer.token().is_cancelled() {
+            break Some(closed_by_server(&closer));
+        }
+        // Not biased: neither a stream of output nor of input starves the
+        // other (heartbeat replies must not wait behind a busy room).
         tokio::select! {
-            biased;
-            _ = closer.token().cancelled() => break Some(if socket.endpoint().shutdown.is_cancelled() {
-                (close_code::GOING_AWAY, "server shutting down")
-            } else {
-                (closer.code(), "closed by server")
-            }),
+            _ = closer.token().cancelled() => break Some(closed_by_server(&closer)),
             frame = out_rx.recv() => {
                 let Some(frame) = frame else { break None };
-                let written = tokio::select! {
-                    biased;
-                    r = write_frames(&mut writer, frame, &mut out_rx) => r,
-                    // A client that stopped reading must not hold us here.
-                    _ = closer.token().cancelled() => continue 'conn,
-                };
-                if written.is_err() {
-                    break None;
-                }
+                write_or_break!('conn, write_frames(&mut writer, frame, &mut out_rx));
             }
             read = read_some(&mut reader, &mut decoder) => {
                 let ReadOutcome { events, eof } = match read {
@@ -249,9 +270,7 @@ async fn live(
                         Event::Binary(b) => Frame::Binary(b),
                         Event::Ping(payload) => {
                             deadline.as_mut().reset(tokio::time::Instant::now() + idle);
-                            if write_control(&mut writer, wsframe::OP_PONG, &payload).await.is_err() {
-                                break 'conn None;
-                            }
+                            write_or_break!('conn, write_control(&mut writer, wsframe::OP_PONG, &payload));
                             continue;
                         }
                         Event::Pong => {
@@ -282,10 +301,9 @@ async fn live(
                             biased;
                             r = &mut handled => break r,
                             Some(frame) = out_rx.recv() => {
-                                if write_frames(&mut writer, frame, &mut out_rx).await.is_err() {
-                                    break 'conn None;
-                                }
+                                write_or_break!('conn, write_frames(&mut writer, frame, &mut out_rx));
                             }
+                            _ = closer.token().cancelled() => break 'conn Some(closed_by_server(&closer)),
                         }
                     };
                     drop(handled);
@@ -305,16 +323,21 @@ async fn live(
         }
     };
     drop(socket); // ends the channels: presence leaves now
-    if let Some((code, reason)) = close {
-        Box::pin(close_handshake(
-            &mut reader,
-            &mut writer,
-            &mut decoder,
-            &mut out_rx,
-            code,
-            reason,
-        ))
-        .await;
+    match close {
+        Some((code, reason)) if !cut_off => {
+            Box::pin(close_handshake(
+                &mut reader,
+                &mut writer,
+                &mut decoder,
+                &mut out_rx,
+                code,
+                reason,
+            ))
+            .await;
+        }
+        _ => {
+            let _ = tokio::time::timeout(CLOSE_GRACE, writer.shutdown()).await;
+        }
     }
     info!(code = close.map(|c| c.0), "disconnected");
 }
@@ -449,7 +472,7 @@ async fn close_handshake(
     decoder.closing();
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         // Frames queued before the close (a reply, phx_close) still go out.
-        if let Some(frame) = out_rx.try_recv() {
+        while let Some(frame) = out_rx.try_recv() {
             if write_frames(writer, frame, out_rx).await.is_err() {
                 return;
             }

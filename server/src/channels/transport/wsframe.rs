@@ -193,10 +193,14 @@ impl Decoder {
         if !head.masked {
             return Err(Violation::Protocol("client frames must be masked"));
         }
+        if head.payload_len > i64::MAX as u64 {
+            // RFC 6455 §5.2: the most significant bit must be 0.
+            return Err(Violation::Protocol("invalid payload length"));
+        }
         match head.opcode {
             OP_CONTINUATION | OP_TEXT | OP_BINARY => {
                 let so_far = self.partial.as_ref().map_or(0, |(_, b)| b.len()) as u64;
-                if so_far + head.payload_len > self.max_message as u64 {
+                if head.payload_len > (self.max_message as u64).saturating_sub(so_far) {
                     return Err(Violation::TooBig);
                 }
                 Ok(())
@@ -334,7 +338,7 @@ fn close_code(payload: &[u8]) -> Result<Option<u16>, Violation> {
         _ => {}
     }
     let code = u16::from_be_bytes([payload[0], payload[1]]);
-    let valid = matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999);
+    let valid = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
     if !valid {
         return Err(Violation::Protocol("invalid close code"));
     }
@@ -525,6 +529,25 @@ mod tests {
         }
         assert_eq!(d.violation(), Some(Violation::TooBig));
         assert_eq!(out, vec![Event::Close(Some(1000))]);
+    }
+
+    #[test]
+    fn huge_declared_lengths_never_wrap_past_the_limit() {
+        // A fragment, then a continuation declaring 2^64 - 1 bytes.
+        let mut bytes = client(false, OP_TEXT, b"a");
+        let mut cont = vec![OP_CONTINUATION, 0x80 | 127];
+        cont.extend_from_slice(&u64::MAX.to_be_bytes());
+        cont.extend_from_slice(&[1, 2, 3, 4]);
+        bytes.extend(cont);
+        let (_, v) = decode_all(1 << 20, &bytes);
+        assert_eq!(v.map(Violation::code), Some(1002));
+        let mut big = client(false, OP_TEXT, b"a");
+        let mut cont = vec![OP_CONTINUATION, 0x80 | 127];
+        cont.extend_from_slice(&(i64::MAX as u64).to_be_bytes());
+        cont.extend_from_slice(&[1, 2, 3, 4]);
+        big.extend(cont);
+        let (_, v) = decode_all(1 << 20, &big);
+        assert_eq!(v.map(Violation::code), Some(1009));
     }
 
     #[test]
