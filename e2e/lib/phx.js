@@ -143,19 +143,27 @@ export function disconnect(socket) {
  * Join `channel` and resolve to {status: "ok"|"error"|"timeout", response}.
  * On error the channel is left so that phoenix.js stops retrying.
  */
-export function tryJoin(channel, ms = 5000) {
+export async function tryJoin(channel, ms = 5000) {
+  const outcome = await settle(channel.join(ms), ms + 200);
+  if (outcome.status !== "ok") channel.leave(100);
+  return outcome;
+}
+
+/**
+ * The first of a phoenix.js Push's ok / error / timeout as {status, response},
+ * or "timeout" after `guardMs` if phoenix.js reports nothing. Never rejects.
+ */
+function settle(pushed, guardMs) {
   return new Promise((resolve) => {
     let done = false;
     const finish = (status, response) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      if (status !== "ok") channel.leave(100);
       resolve({ status, response });
     };
-    const timer = setTimeout(() => finish("timeout"), ms + 200);
-    channel
-      .join(ms)
+    const timer = setTimeout(() => finish("timeout"), guardMs);
+    pushed
       .receive("ok", (r) => finish("ok", r))
       .receive("error", (r) => finish("error", r))
       .receive("timeout", () => finish("timeout"));
@@ -183,21 +191,7 @@ export async function joinTopic(socket, topic, params = {}, ms = 5000) {
 
 /** Push and resolve to {status: "ok"|"error"|"timeout", response}. Never rejects. */
 export function push(channel, event, payload = {}, ms = 5000) {
-  return new Promise((resolve) => {
-    let done = false;
-    const finish = (status, response) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      resolve({ status, response });
-    };
-    const timer = setTimeout(() => finish("timeout"), ms + 500);
-    channel
-      .push(event, payload, ms)
-      .receive("ok", (r) => finish("ok", r))
-      .receive("error", (r) => finish("error", r))
-      .receive("timeout", () => finish("timeout"));
-  });
+  return settle(channel.push(event, payload, ms), ms + 500);
 }
 
 /** Resolve with the payload of the next `event` on `channel` matching `filter` (reject after ms). */

@@ -93,6 +93,23 @@ export async function startServer({ dataDir, port = 0, env = {} } = {}) {
 }
 
 /** Sign in as a guest and return {token, user}. */
+/**
+ * A server and users signed in on it, for a test file's `before` hook:
+ * resolves to {server, <first name in lower case>: user, ...}.
+ */
+export async function startWithUsers(opts, ...firstNames) {
+  const server = await startServer(opts);
+  const out = { server };
+  for (const name of firstNames) out[name.toLowerCase()] = await signIn(server, name);
+  return out;
+}
+
+/** Stops a server from `startServer` (if it started) and removes its data. */
+export async function stopServer(server) {
+  await server?.stop();
+  server?.cleanup();
+}
+
 export async function signIn(server, firstName = "Sophie") {
   const res = await fetch(`${server.url}/api/session`, {
     method: "POST",

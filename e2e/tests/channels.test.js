@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { readFileSync, existsSync } from "node:fs";
 import { join as pathJoin } from "node:path";
 import { randomBytes } from "node:crypto";
-import { startServer, signIn } from "../lib/server.js";
+import { startServer, signIn, startWithUsers, stopServer } from "../lib/server.js";
 import { TRANSPORT_NAMES, makeSocket, join, tryJoin, push, nextEvent, collect, collectMessages, countJoins, watchSocket, waitFor, sleep, bytesOf, arrayBufferOf, poolFor } from "../lib/phx.js";
 import { rawClient, rawWs, rawWsAttempt, RawLongPollClient, decodeBinaryFrame, encodeBinaryPush } from "../lib/raw.js";
 import { signJwt, nowSecs } from "../lib/http.js";
@@ -16,16 +16,10 @@ let server;
 let alice, bob, dora;
 
 before(async () => {
-  server = await startServer({ env: { DUET_TEST_CHANNELS: "1" } });
-  alice = await signIn(server, "Alice");
-  bob = await signIn(server, "Bob");
-  dora = await signIn(server, "Dora");
+  ({ server, alice, bob, dora } = await startWithUsers({ env: { DUET_TEST_CHANNELS: "1" } }, "Alice", "Bob", "Dora"));
 });
 
-after(async () => {
-  await server?.stop();
-  server?.cleanup();
-});
+after(() => stopServer(server));
 
 
 /** The server's own JWT key (the exact bytes of secret.key), if it wrote one. */
@@ -433,10 +427,7 @@ describe("WebSocket specifics", () => {
     assert.equal(own.status, "open", `own origin ${server.url}: ${own.status} ${own.statusCode ?? ""}`);
     own.client.close();
     const other = await startServer({ env: { DUET_TEST_CHANNELS: "1", DUET_ALLOWED_ORIGINS: "https://allowed.example,http://also.example:8080" } });
-    t.after(async () => {
-      await other.stop();
-      other.cleanup();
-    });
+    t.after(() => stopServer(other));
     const u = await signIn(other, "Origin");
     for (const origin of ["https://allowed.example", "http://also.example:8080", other.url]) {
       const r = await rawWsAttempt(other, { token: u.token, origin });

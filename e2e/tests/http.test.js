@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { readFileSync, statSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join as pathJoin } from "node:path";
-import { startServer, signIn, createChallenge } from "../lib/server.js";
+import { startServer, signIn, createChallenge, startWithUsers, stopServer } from "../lib/server.js";
 import { api, rawRequest, signJwt, noneJwt, jwtClaims, nowSecs } from "../lib/http.js";
 import { sleep } from "../lib/phx.js";
 
@@ -14,15 +14,10 @@ let server;
 let alice, bob;
 
 before(async () => {
-  server = await startServer();
-  alice = await signIn(server, "Alice");
-  bob = await signIn(server, "Bob");
+  ({ server, alice, bob } = await startWithUsers({}, "Alice", "Bob"));
 });
 
-after(async () => {
-  await server?.stop();
-  server?.cleanup();
-});
+after(() => stopServer(server));
 
 /** Assert an error answer: the status and a {"error": "<non-empty string>"} body. */
 function assertError(r, status, what) {
@@ -258,10 +253,7 @@ describe("challenges", () => {
 describe("API rate limit", () => {
   test("429 {error} beyond the API rate limit (sign-ins)", { timeout: 30000 }, async (t) => {
     const srv = await startServer({ env: { DUET_API_RATE: "2", DUET_API_BURST: "5" } });
-    t.after(async () => {
-      await srv.stop();
-      srv.cleanup();
-    });
+    t.after(() => stopServer(srv));
     const statuses = [];
     let limited = null;
     for (let i = 0; i < 30 && !limited; i++) {

@@ -1,7 +1,7 @@
 // Phoenix Presence in `challenges:<id>` (CONTRACT §3), checked with phoenix.js's Presence.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, signIn, createChallenge } from "../lib/server.js";
+import { signIn, createChallenge, startWithUsers, stopServer } from "../lib/server.js";
 import { join, push, collect, waitFor, sleep, rawTcpOf, disconnect, poolFor } from "../lib/phx.js";
 import { trackPresence } from "../lib/presence.js";
 
@@ -14,17 +14,22 @@ let server;
 let alice, bob, carol;
 
 before(async () => {
-  server = await startServer();
-  alice = await signIn(server, "Alice");
-  bob = await signIn(server, "Bob");
-  carol = await signIn(server, "Carol");
+  ({ server, alice, bob, carol } = await startWithUsers({}, "Alice", "Bob", "Carol"));
 });
 
-after(async () => {
-  await server?.stop();
-  server?.cleanup();
-});
+after(() => stopServer(server));
 
+
+/** Bob's leave reaches `a` within 1 s of `started`, and only Alice is left. */
+async function assertBobLeftWithin1s(a, started, message) {
+  await waitFor(() => a.pres.leaves.some((l) => l.key === bob.user.id), {
+    timeout: LEAVE_WITHIN_MS + SLACK_MS,
+    message,
+  });
+  const took = a.pres.leaves.find((l) => l.key === bob.user.id).at - started;
+  assert.ok(took <= LEAVE_WITHIN_MS + SLACK_MS, `leave took ${took} ms`);
+  assert.deepEqual(keysOf(a.pres), [alice.user.id]);
+}
 
 /** Connect `user`, join the room with a tracked Presence; resolve {socket, channel, pres, response}. */
 async function enter(p, user, challengeId, opts = {}) {
@@ -125,13 +130,7 @@ describe("presence in a challenge room", () => {
     await waitFor(() => keysOf(a.pres).length === 2, { timeout: 2000, message: "both present" });
     const started = Date.now();
     b.channel.leave();
-    await waitFor(() => a.pres.leaves.some((l) => l.key === bob.user.id), {
-      timeout: LEAVE_WITHIN_MS + SLACK_MS,
-      message: "bob's leave",
-    });
-    const took = a.pres.leaves.find((l) => l.key === bob.user.id).at - started;
-    assert.ok(took <= LEAVE_WITHIN_MS + SLACK_MS, `leave took ${took} ms`);
-    assert.deepEqual(keysOf(a.pres), [alice.user.id]);
+    await assertBobLeftWithin1s(a, started, "bob's leave");
   });
 
   test("an abruptly dropped TCP connection leaves within 1 s", T, async (t) => {
@@ -143,13 +142,7 @@ describe("presence in a challenge room", () => {
     await waitFor(() => keysOf(a.pres).length === 2, { timeout: 2000, message: "both present" });
     const started = Date.now();
     rawTcpOf(b.socket).destroy();
-    await waitFor(() => a.pres.leaves.some((l) => l.key === bob.user.id), {
-      timeout: LEAVE_WITHIN_MS + SLACK_MS,
-      message: "bob's leave after his TCP connection dropped",
-    });
-    const took = a.pres.leaves.find((l) => l.key === bob.user.id).at - started;
-    assert.ok(took <= LEAVE_WITHIN_MS + SLACK_MS, `leave took ${took} ms`);
-    assert.deepEqual(keysOf(a.pres), [alice.user.id]);
+    await assertBobLeftWithin1s(a, started, "bob's leave after his TCP connection dropped");
   });
 
   test("a socket closed without leaving leaves within 1 s", T, async (t) => {
@@ -160,12 +153,7 @@ describe("presence in a challenge room", () => {
     await waitFor(() => keysOf(a.pres).length === 2, { timeout: 2000, message: "both present" });
     const started = Date.now();
     b.socket.disconnect(); // closes the WebSocket, sends no phx_leave
-    await waitFor(() => a.pres.leaves.some((l) => l.key === bob.user.id), {
-      timeout: LEAVE_WITHIN_MS + SLACK_MS,
-      message: "bob's leave after his socket closed",
-    });
-    const took = a.pres.leaves.find((l) => l.key === bob.user.id).at - started;
-    assert.ok(took <= LEAVE_WITHIN_MS + SLACK_MS, `leave took ${took} ms`);
+    await assertBobLeftWithin1s(a, started, "bob's leave after his socket closed");
   });
 
   test("one user with two sockets: one key, two metas, listed until the last one leaves", T, async (t) => {

@@ -3,7 +3,7 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { startServer, signIn } from "../lib/server.js";
+import { startServer, signIn, startWithUsers, stopServer } from "../lib/server.js";
 import { SocketPool, join, push, countJoins, watchSocket, waitFor, sleep, connect, disconnect } from "../lib/phx.js";
 import { rawWs, encodeBinaryPush, RawLongPollClient } from "../lib/raw.js";
 
@@ -14,16 +14,10 @@ let alice, bob, carol;
 let seq = 0;
 
 before(async () => {
-  server = await startServer({ env: { DUET_TEST_CHANNELS: "1" } });
-  alice = await signIn(server, "Alice");
-  bob = await signIn(server, "Bob");
-  carol = await signIn(server, "Carol");
+  ({ server, alice, bob, carol } = await startWithUsers({ env: { DUET_TEST_CHANNELS: "1" } }, "Alice", "Bob", "Carol"));
 });
 
-after(async () => {
-  await server?.stop();
-  server?.cleanup();
-});
+after(() => stopServer(server));
 
 /** A fresh phoenix.js client joins a new echo topic and gets a ping reply. */
 async function assertHealthy(label, srv = server, user = bob) {
@@ -285,10 +279,7 @@ describe("abusive clients", () => {
 describe("idle timeout", () => {
   test("a silent socket is closed after the idle timeout; a heartbeating one is not", { timeout: 30000 }, async (t) => {
     const srv = await startServer({ env: { DUET_TEST_CHANNELS: "1", DUET_IDLE_TIMEOUT_SECS: "2" } });
-    t.after(async () => {
-      await srv.stop();
-      srv.cleanup();
-    });
+    t.after(() => stopServer(srv));
     const u = await signIn(srv, "Idle");
     const silent = await rawWs(srv, { token: u.token });
     const chatty = await rawWs(srv, { token: u.token });
@@ -315,10 +306,7 @@ describe("graceful shutdown and restart", () => {
   test("SIGTERM closes sockets with 1001; after a restart on the same port phoenix.js reconnects and rejoins", { timeout: 60000 }, async (t) => {
     let srv = await startServer({ env: { DUET_TEST_CHANNELS: "1" } });
     const dataDir = srv.dataDir;
-    t.after(async () => {
-      await srv.stop();
-      srv.cleanup();
-    });
+    t.after(() => stopServer(srv));
     const u = await signIn(srv, "Restart");
     const p = new SocketPool();
     t.after(() => p.closeAll());

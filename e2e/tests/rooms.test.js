@@ -2,7 +2,7 @@
 // awareness, invalid updates, durability across SIGKILL and restarts.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, signIn, createChallenge } from "../lib/server.js";
+import { startServer, signIn, createChallenge, startWithUsers, stopServer } from "../lib/server.js";
 import { SocketPool, join, tryJoin, push, collect, nextEvent, waitFor, sleep, rawTcpOf, arrayBufferOf, poolFor } from "../lib/phx.js";
 import { trackPresence } from "../lib/presence.js";
 import { api } from "../lib/http.js";
@@ -15,20 +15,25 @@ let server;
 let alice, bob, carol;
 
 before(async () => {
-  server = await startServer();
-  alice = await signIn(server, "Alice");
-  bob = await signIn(server, "Bob");
-  carol = await signIn(server, "Carol");
+  ({ server, alice, bob, carol } = await startWithUsers({}, "Alice", "Bob", "Carol"));
 });
 
-after(async () => {
-  await server?.stop();
-  server?.cleanup();
-});
+after(() => stopServer(server));
 
 
 function destroyProvidersAfter(t, ...providers) {
   t.after(() => providers.forEach((x) => closeProvider(x)));
+}
+
+/** Alice (socket options `aliceOpts`) and Bob with y-phoenix-channel providers in a new room. */
+async function twoProviders(t, aliceOpts = {}) {
+  const p = poolFor(t);
+  const ch = await createChallenge(server, alice.token);
+  const [sa, sb] = await Promise.all([p.connect(server, alice.token, aliceOpts), p.connect(server, bob.token)]);
+  const A = await openProvider(sa, ch.id);
+  const B = await openProvider(sb, ch.id);
+  destroyProvidersAfter(t, A, B);
+  return { p, ch, sa, sb, A, B };
 }
 
 async function getChallenge(srv, token, id) {
@@ -142,12 +147,7 @@ describe("the seed's events (no Yjs)", () => {
 
 describe("Yjs via y-phoenix-channel", () => {
   test("two providers typing concurrently at the same positions converge with nothing lost; GET agrees", T, async (t) => {
-    const p = poolFor(t);
-    const ch = await createChallenge(server, alice.token);
-    const [sa, sb] = await Promise.all([p.connect(server, alice.token), p.connect(server, bob.token)]);
-    const A = await openProvider(sa, ch.id);
-    const B = await openProvider(sb, ch.id);
-    destroyProvidersAfter(t, A, B);
+    const { ch, A, B } = await twoProviders(t);
 
     A.text.insert(0, "0123456789");
     await waitFor(() => B.text.toString() === "0123456789", { timeout: 3000, message: "B sees A's first text" });
@@ -272,12 +272,7 @@ describe("Yjs via y-phoenix-channel", () => {
   });
 
   test("a provider that was offline catches up when it reconnects, and its offline edits reach the others", T, async (t) => {
-    const p = poolFor(t);
-    const ch = await createChallenge(server, alice.token);
-    const [sa, sb] = await Promise.all([p.connect(server, alice.token), p.connect(server, bob.token)]);
-    const A = await openProvider(sa, ch.id);
-    const B = await openProvider(sb, ch.id);
-    destroyProvidersAfter(t, A, B);
+    const { ch, sb, A, B } = await twoProviders(t);
     A.text.insert(0, "start\n");
     await waitFor(() => B.text.toString() === "start\n", { timeout: 3000, message: "B synced" });
 
@@ -299,13 +294,7 @@ describe("Yjs via y-phoenix-channel", () => {
   });
 
   test("awareness reaches the others, is sent to late joiners, and vanishes when its owner leaves or drops", T, async (t) => {
-    const p = poolFor(t);
-    const ch = await createChallenge(server, alice.token);
-    const sa = await p.connect(server, alice.token, { reconnectAfterMs: () => 60000 });
-    const sb = await p.connect(server, bob.token);
-    const A = await openProvider(sa, ch.id);
-    const B = await openProvider(sb, ch.id);
-    destroyProvidersAfter(t, A, B);
+    const { p, ch, sa, A, B } = await twoProviders(t, { reconnectAfterMs: () => 60000 });
     A.provider.awareness.setLocalStateField("user", { name: "Alice" });
     A.provider.awareness.setLocalStateField("cursor", { anchor: 3, head: 5 });
     const aId = A.doc.clientID, bId = B.doc.clientID;
@@ -338,12 +327,7 @@ describe("Yjs via y-phoenix-channel", () => {
   });
 
   test("garbage and truncated yjs pushes get error {reason: invalid update}; the document is unchanged", T, async (t) => {
-    const p = poolFor(t);
-    const ch = await createChallenge(server, alice.token);
-    const [sa, sb] = await Promise.all([p.connect(server, alice.token), p.connect(server, bob.token)]);
-    const A = await openProvider(sa, ch.id);
-    const B = await openProvider(sb, ch.id);
-    destroyProvidersAfter(t, A, B);
+    const { ch, A, B } = await twoProviders(t);
     A.text.insert(0, "keep me");
     await waitFor(() => B.text.toString() === "keep me", { timeout: 3000, message: "B synced" });
     await waitServerText(server, alice.token, ch.id, "keep me");
@@ -592,10 +576,7 @@ describe("durability", () => {
 
   test("a room unloaded after everyone left comes back with its text", { timeout: 30000 }, async (t) => {
     const srv = await startServer({ env: { DUET_ROOM_GRACE_MS: "100" } });
-    t.after(async () => {
-      await srv.stop();
-      srv.cleanup();
-    });
+    t.after(() => stopServer(srv));
     const u = await signIn(srv, "Grace");
     const room = await createChallenge(srv, u.token);
     const p = new SocketPool();
@@ -615,10 +596,7 @@ describe("durability", () => {
 
   test("a restart keeps every challenge and its text", { timeout: 60000 }, async (t) => {
     let srv = await startServer();
-    t.after(async () => {
-      await srv.stop();
-      srv.cleanup();
-    });
+    t.after(() => stopServer(srv));
     const u = await signIn(srv, "Keeper");
     const p = new SocketPool();
     t.after(() => p.closeAll());

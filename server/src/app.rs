@@ -153,7 +153,6 @@ impl App {
         let rooms = Rooms::new(
             store.clone(),
             writer.clone(),
-            pubsub.clone(),
             RoomConfig {
                 snapshot_every: config.snapshot_every,
                 grace: Duration::from_millis(config.room_grace_ms),

@@ -21,8 +21,9 @@ use super::doc::{self, AwarenessEntry, YMessage};
 use super::model::Challenge;
 use crate::channels::channel::{Pusher, ReplyHandle};
 use crate::channels::message::{Broadcast, Payload, Status};
-use crate::channels::pubsub::{PubSub, SubId};
+use crate::channels::pubsub::SubId;
 use crate::channels::serializer::encode_broadcast;
+use crate::channels::Outbound;
 use crate::store::doc_log::{DocWriter, WriteOp};
 use crate::store::Store;
 
@@ -97,7 +98,6 @@ struct RoomsInner {
     map: Mutex<HashMap<String, CmdTx>>,
     store: Store,
     writer: DocWriter,
-    pubsub: Arc<dyn PubSub>,
     config: RoomConfig,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -113,7 +113,6 @@ impl Rooms {
     pub fn new(
         store: Store,
         writer: DocWriter,
-        pubsub: Arc<dyn PubSub>,
         config: RoomConfig,
         shutdown: CancellationToken,
         tracker: TaskTracker,
@@ -123,7 +122,6 @@ impl Rooms {
                 map: Mutex::default(),
                 store,
                 writer,
-                pubsub,
                 config,
                 shutdown,
                 tracker,
@@ -417,7 +415,7 @@ impl Room {
                 let relay = self.relay(member, doc::sync_update(&update));
                 // Encoded here, in the room's task, so the completion of
                 // the commit only queues bytes.
-                let notice = self.notice_to_all(&user_id);
+                let notice = self.notice(&user_id, |_, _| true);
                 let ok = reply.prepare(Status::Ok, Payload::Json(json!({})));
                 let done = Box::new(move |result: crate::store::Result<()>| match result {
                     Ok(()) => {
@@ -431,15 +429,7 @@ impl Room {
             }
             None => {
                 reply.ok(json!({}));
-                let notice = json!({ "challenge": self.challenge_json(), "user_id": user_id });
-                inner.pubsub.broadcast(
-                    Broadcast {
-                        topic: self.topic.clone(),
-                        event: RESPONSE_UPDATED.into(),
-                        payload: Payload::Json(notice),
-                    },
-                    None,
-                );
+                self.notice(&user_id, |_, _| true).send();
             }
         }
     }
@@ -606,35 +596,47 @@ impl Room {
         }
     }
 
-    /// A `yjs` broadcast to every Yjs member but `from`, encoded once now
-    /// and sent when [`Relay::send`] is called (once the edit is durable).
-    /// `response:updated` with the room's text, for every member.
-    fn notice_to_all(&self, user_id: &str) -> Relay {
-        let targets: Vec<Pusher> = self.members.values().map(|m| m.pusher.clone()).collect();
-        let notice = json!({ "challenge": self.challenge_json(), "user_id": user_id });
-        let frame = Some(encode_broadcast(&Broadcast {
-            topic: self.topic.clone(),
-            event: RESPONSE_UPDATED.into(),
-            payload: Payload::Json(notice),
-        }));
+    /// A frame for the members `to` picks, encoded once now and queued
+    /// when [`Relay::send`] is called (for an edit: once it is durable).
+    fn relay_to(
+        &self,
+        to: impl Fn(SubId, &Member) -> bool,
+        event: &str,
+        payload: impl FnOnce() -> Payload,
+    ) -> Relay {
+        let targets: Vec<Outbound> = self
+            .members
+            .iter()
+            .filter(|(id, m)| to(**id, m))
+            .map(|(_, m)| m.pusher.outbound().clone())
+            .collect();
+        let frame = if targets.is_empty() {
+            None
+        } else {
+            encode_broadcast(&Broadcast {
+                topic: self.topic.clone(),
+                event: event.into(),
+                payload: payload(),
+            })
+            .ok()
+        };
         Relay { targets, frame }
     }
 
+    /// `response:updated` with the room's text, after an edit by `user_id`.
+    fn notice(&self, user_id: &str, to: impl Fn(SubId, &Member) -> bool) -> Relay {
+        self.relay_to(to, RESPONSE_UPDATED, || {
+            Payload::Json(json!({ "challenge": self.challenge_json(), "user_id": user_id }))
+        })
+    }
+
+    /// A `yjs` message for every Yjs member but `from`.
     fn relay(&self, from: SubId, message: Vec<u8>) -> Relay {
-        let targets: Vec<Pusher> = self
-            .members
-            .iter()
-            .filter(|(id, m)| **id != from && m.yjs)
-            .map(|(_, m)| m.pusher.clone())
-            .collect();
-        let frame = (!targets.is_empty()).then(|| {
-            encode_broadcast(&Broadcast {
-                topic: self.topic.clone(),
-                event: YJS.into(),
-                payload: Payload::Binary(Bytes::from(message)),
-            })
-        });
-        Relay { targets, frame }
+        self.relay_to(
+            |id, m| id != from && m.yjs,
+            YJS,
+            || Payload::Binary(Bytes::from(message)),
+        )
     }
 
     /// Computes the text if a Yjs edit made it stale.
@@ -669,43 +671,23 @@ impl Room {
             let _ = inner.writer.send(op).await;
         }
         // Announce every Yjs edit (throttled) to the members without Yjs.
-        let Some(user_id) = user_id else { return };
-        let targets: Vec<&Pusher> = self
-            .members
-            .values()
-            .filter(|m| !m.yjs)
-            .map(|m| &m.pusher)
-            .collect();
-        if targets.is_empty() {
-            return;
-        }
-        let notice = json!({ "challenge": self.challenge_json(), "user_id": user_id });
-        let b = Broadcast {
-            topic: self.topic.clone(),
-            event: RESPONSE_UPDATED.into(),
-            payload: Payload::Json(notice),
-        };
-        if let Ok(frame) = encode_broadcast(&b) {
-            for pusher in targets {
-                pusher.send_frame(frame.clone());
-            }
+        if let Some(user_id) = user_id {
+            self.notice(&user_id, |_, m| !m.yjs).send();
         }
     }
 }
 
-/// A pre-encoded `yjs` broadcast and who gets it.
+/// A pre-encoded broadcast and the queues it goes to.
 struct Relay {
-    targets: Vec<Pusher>,
-    frame: Option<
-        Result<crate::channels::serializer::Frame, crate::channels::serializer::EncodeError>,
-    >,
+    targets: Vec<Outbound>,
+    frame: Option<crate::channels::serializer::Frame>,
 }
 
 impl Relay {
     fn send(self) {
-        if let Some(Ok(frame)) = self.frame {
-            for pusher in &self.targets {
-                pusher.send_frame(frame.clone());
+        if let Some(frame) = self.frame {
+            for target in &self.targets {
+                target.send(frame.clone());
             }
         }
     }

@@ -148,22 +148,7 @@ pub struct ReplyHandle {
 
 impl ReplyHandle {
     pub fn reply(&self, status: Status, payload: Payload) {
-        if self.msg_ref.is_none() {
-            return; // the client did not ask for a reply
-        }
-        let reply = Reply {
-            join_ref: self.join_ref.clone(),
-            msg_ref: self.msg_ref.clone(),
-            topic: self.topic.to_string(),
-            status,
-            payload,
-        };
-        match encode_reply(&reply) {
-            Ok(frame) => {
-                self.outbound.send(frame);
-            }
-            Err(err) => warn!(cause = %err, "reply not encodable"),
-        }
+        self.prepare(status, payload).send();
     }
 
     pub fn ok(&self, payload: Value) {
@@ -173,6 +158,7 @@ impl ReplyHandle {
     /// Encodes the reply now, to send later: whoever sends it (the
     /// group-commit completions) then only queues bytes.
     pub fn prepare(&self, status: Status, payload: Payload) -> PreparedReply {
+        // No `ref`: the client did not ask for a reply.
         let frame = self.msg_ref.as_ref().and_then(|_| {
             encode_reply(&Reply {
                 join_ref: self.join_ref.clone(),
@@ -181,6 +167,7 @@ impl ReplyHandle {
                 status,
                 payload,
             })
+            .map_err(|err| warn!(cause = %err, "reply not encodable"))
             .ok()
         });
         PreparedReply {
@@ -223,6 +210,11 @@ impl Pusher {
     /// Queues an already encoded frame (a broadcast encoded once for many).
     pub fn send_frame(&self, frame: super::serializer::Frame) {
         self.outbound.send(frame);
+    }
+
+    /// The member's outgoing queue, for frames encoded once for many.
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
     }
 
     pub fn push(&self, event: &str, payload: Payload) {

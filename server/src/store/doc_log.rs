@@ -379,17 +379,20 @@ async fn flush_responses(
     if waiting.is_empty() {
         return;
     }
-    let rows: Vec<(&str, &str, i64)> = waiting
-        .iter()
-        .map(|(k, (t, id))| (&**k, &**t, *id))
-        .collect();
-    let result = async {
-        let mut tx = sqlx::Connection::begin(conn.get(store).await?).await?;
-        write_responses(&mut tx, &rows, &timestamp()).await?;
-        tx.commit().await?;
-        Ok::<(), Error>(())
-    }
-    .await;
+    let stamp = timestamp();
+    let result = match conn.get(store).await {
+        Ok(conn) => {
+            transaction(conn, |db| {
+                update_responses(
+                    db,
+                    waiting.iter().map(|(k, (t, id))| (&**k, &**t, *id)),
+                    &stamp,
+                )
+            })
+            .await
+        }
+        Err(err) => Err(err),
+    };
     match result {
         Ok(()) => {
             let mut map = responses.lock();
@@ -403,31 +406,6 @@ async fn flush_responses(
         }
         Err(err) => tracing::error!(cause = %err, "writing responses failed"),
     }
-}
-
-/// Writes (challenge id, text, id of the last update it reflects) rows.
-async fn write_responses(
-    tx: &mut sqlx::SqliteConnection,
-    rows: &[(&str, &str, i64)],
-    now: &str,
-) -> Result<()> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut sql = String::from(
-            "update challenge set response = v.column2, response_update_id = v.column3, updated_at = v.column4 from (values ",
-        );
-        sql.push_str(&vec!["(?, ?, ?, ?)"; chunk.len()].join(", "));
-        sql.push_str(") as v where challenge.challenge_id = v.column1");
-        let mut query = sqlx::query(&sql);
-        for (challenge_id, text, update_id) in chunk {
-            query = query
-                .bind(*challenge_id)
-                .bind(*text)
-                .bind(*update_id)
-                .bind(now);
-        }
-        query.execute(&mut *tx).await?;
-    }
-    Ok(())
 }
 
 /// What one commit wrote: each room's last update id, the texts written
@@ -520,22 +498,53 @@ fn write_batch<'b>(
             false
         }
     });
-    if !now_texts.is_empty() {
-        let mut update = db.prepare(UPDATE_RESPONSE)?;
-        for (id, (text, update_id)) in &now_texts {
-            update.bind_text(1, id)?;
-            update.bind_text(2, text)?;
-            update.bind_i64(3, *update_id)?;
-            update.bind_text(4, now)?;
-            update.run()?;
-        }
-    }
+    update_responses(
+        db,
+        now_texts
+            .iter()
+            .map(|(id, (text, update_id))| (&***id, &***text, *update_id)),
+        now,
+    )?;
     Ok((ids.into_iter().collect(), now_texts, later))
 }
 
-/// Rows per multi-row statement: few statements per batch (each one is a
-/// round trip to sqlx's SQLite thread), well under SQLite's variable limit.
-const ROWS_PER_STATEMENT: usize = 128;
+/// Writes (challenge id, text, id of the last update it reflects) rows.
+fn update_responses<'a>(
+    db: &raw::Handle<'_>,
+    rows: impl IntoIterator<Item = (&'a str, &'a str, i64)>,
+    now: &str,
+) -> Result<()> {
+    let mut rows = rows.into_iter().peekable();
+    if rows.peek().is_none() {
+        return Ok(());
+    }
+    let mut update = db.prepare(UPDATE_RESPONSE)?;
+    for (id, text, update_id) in rows {
+        update.bind_text(1, id)?;
+        update.bind_text(2, text)?;
+        update.bind_i64(3, update_id)?;
+        update.bind_text(4, now)?;
+        update.run()?;
+    }
+    Ok(())
+}
+
+/// Runs `f` in one transaction on the writer's connection, on this thread:
+/// sqlx's own thread is paused (`lock_handle`) and no statement is a round
+/// trip to it. Rolled back if `f` or the commit fails.
+async fn transaction<T>(
+    conn: &mut sqlx::SqliteConnection,
+    f: impl FnOnce(&raw::Handle<'_>) -> Result<T>,
+) -> Result<T> {
+    let mut locked = conn.lock_handle().await?;
+    let db = raw::Handle::new(&mut locked);
+    db.exec("begin immediate")?;
+    let out = f(&db).and_then(|v| db.exec("commit").map(|()| v));
+    if out.is_err() {
+        let _ = db.exec("rollback");
+    }
+    out
+}
 
 async fn commit(
     conn: &mut sqlx::SqliteConnection,
@@ -546,17 +555,10 @@ async fn commit(
 ) -> Result<()> {
     let now = timestamp();
     let started = Instant::now();
-    let (ids, now_texts, later) = {
-        let mut locked = conn.lock_handle().await?;
-        let db = raw::Handle::new(&mut locked);
-        db.exec("begin immediate")?;
-        let rows = write_batch(&db, batch, &now, written, last_ids, started)
-            .and_then(|rows| db.exec("commit").map(|()| rows));
-        if rows.is_err() {
-            let _ = db.exec("rollback");
-        }
-        rows?
-    };
+    let (ids, now_texts, later) = transaction(conn, |db| {
+        write_batch(db, batch, &now, written, last_ids, started)
+    })
+    .await?;
     for (id, update_id) in ids {
         last_ids.insert(id.clone(), update_id);
     }
