@@ -248,9 +248,7 @@ pub async fn run(
     tracing::info!(config = %config.redacted(), "starting");
     let addr = config.addr;
     let app = App::new(config).await?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
+    let listener = bind(addr).with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr()?;
     // Tests and scripts wait for this exact line.
     println!("duet listening on http://{local}");

@@ -6,6 +6,7 @@
 //! before it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -147,7 +148,8 @@ impl DocWriter {
         let responses = Arc::new(Responses::default());
         let shared = responses.clone();
         let completions = completer();
-        tokio::spawn(checkpointer(store.clone(), stop.clone()));
+        let catch_up = Arc::new(AtomicBool::new(false));
+        tokio::spawn(checkpointer(store.clone(), stop.clone(), catch_up.clone()));
         // A thread of its own: on the shared runtime each of the commit's
         // round trips to SQLite would wait behind every runnable socket
         // task, and under load a commit took 100 ms instead of 1.
@@ -157,7 +159,7 @@ impl DocWriter {
                 .enable_all()
                 .build()
             {
-                Ok(rt) => rt.block_on(run(store, rx, latency, stop, shared, completions)),
+                Ok(rt) => rt.block_on(run(store, rx, latency, stop, shared, completions, catch_up)),
                 Err(err) => tracing::error!(cause = %err, "document writer could not start"),
             }
         });
@@ -200,6 +202,7 @@ async fn run(
     stop: CancellationToken,
     responses: Arc<Responses>,
     (completed, completer): Completions,
+    catch_up: Arc<AtomicBool>,
 ) {
     let mut batch = Vec::with_capacity(64);
     let mut written: HashMap<Arc<str>, Instant> = HashMap::new();
@@ -264,6 +267,13 @@ async fn run(
         if !dones.is_empty() {
             let _ = completed.send((result.is_ok(), dones));
         }
+        if catch_up.swap(false, Ordering::Relaxed) {
+            if let Ok(conn) = conn.get(&store).await {
+                if let Err(err) = catch_up_checkpoint(conn).await {
+                    tracing::warn!(cause = %err, "WAL checkpoint failed");
+                }
+            }
+        }
     }
     drop(completed);
     let _ = completer.await;
@@ -291,10 +301,21 @@ fn raise_priority() {
 
 /// How often the WAL is checkpointed, from a pool connection (so on sqlx's
 /// thread, beside the writer), in place of SQLite's automatic checkpoints.
+#[cfg(not(test))]
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+#[cfg(test)]
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Checkpoints the WAL until `stop`; `passive` never blocks the writer.
-async fn checkpointer(store: Store, stop: CancellationToken) {
+///
+/// Under a steady stream of commits a passive checkpoint never copies the
+/// whole WAL (new frames arrive while it runs), and SQLite starts the WAL
+/// over only once every frame is copied: the file grew by ~90 MB/s at
+/// 20 000 edits/s, and every write past its end made the kernel zero fresh
+/// pages. So after each checkpoint, `catch_up` asks the writer to copy the
+/// few frames added meanwhile itself, between two commits: its next commit
+/// then rewrites the WAL from the start.
+async fn checkpointer(store: Store, stop: CancellationToken, catch_up: Arc<AtomicBool>) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -302,13 +323,29 @@ async fn checkpointer(store: Store, stop: CancellationToken) {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
-        if let Err(err) = sqlx::query("pragma wal_checkpoint(passive)")
-            .execute(&store.pool)
+        match sqlx::query_as::<_, (i64, i64, i64)>("pragma wal_checkpoint(passive)")
+            .fetch_one(&store.pool)
             .await
         {
-            tracing::warn!(cause = %err, "WAL checkpoint failed");
+            Ok((_, log, copied)) => {
+                tracing::trace!(log, copied, "WAL checkpointed");
+                // `log` is the WAL as it was when the checkpoint began:
+                // the writer has added to it since.
+                if log > 0 {
+                    catch_up.store(true, Ordering::Relaxed);
+                }
+            }
+            Err(err) => tracing::warn!(cause = %err, "WAL checkpoint failed"),
         }
     }
+}
+
+/// The writer's share of a checkpoint (see `checkpointer`).
+async fn catch_up_checkpoint(conn: &mut sqlx::SqliteConnection) -> Result<()> {
+    let mut locked = conn.lock_handle().await?;
+    let (log, copied) = raw::Handle::new(&mut locked).checkpoint_passive()?;
+    tracing::trace!(log, copied, "WAL caught up");
+    Ok(())
 }
 
 /// Edits waiting that make a batch big enough to commit without gathering.
@@ -571,4 +608,73 @@ async fn commit(
         waiting.insert(id.clone(), (text.clone(), update_id));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Under a steady stream of commits the WAL must start over (after
+    /// each checkpoint and the writer's catch-up), not grow without end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_under_a_steady_stream_of_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("wal.db");
+        let store = Store::open(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let user = store.create_user("Wal").await.unwrap();
+        let new = crate::challenges::model::NewChallenge {
+            title: "wal".into(),
+            prompt: String::new(),
+            language: "python".into(),
+        };
+        let challenge: Arc<str> = store
+            .create_challenge(&user.id, &new)
+            .await
+            .unwrap()
+            .id
+            .into();
+        let hist = Arc::new(Histogram::new(crate::telemetry::LATENCY_BUCKETS));
+        let stop = CancellationToken::new();
+        let (writer, task) = DocWriter::spawn(store.clone(), hist, stop.clone());
+        // One edit per commit, each filling a page of its own: without the
+        // WAL starting over, its file holds at least one frame per edit.
+        let started = Instant::now();
+        let mut edits = 0usize;
+        while started.elapsed() < std::time::Duration::from_millis(1500) {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            writer
+                .send(WriteOp::Append {
+                    challenge_id: challenge.clone(),
+                    user_id: None,
+                    update: vec![(edits % 251) as u8; 4000],
+                    text: None,
+                    done: Box::new(move |r| {
+                        let _ = tx.send(r.is_ok());
+                    }),
+                })
+                .await
+                .unwrap();
+            assert!(rx.await.unwrap(), "edit {edits} not committed");
+            edits += 1;
+        }
+        let wal = std::fs::metadata(dir.path().join("wal.db-wal"))
+            .unwrap()
+            .len();
+        let frame = 4096 + 24;
+        assert!(edits > 100, "only {edits} edits committed in 1.5 s");
+        assert!(
+            wal < (edits as u64 * frame) / 2,
+            "the WAL grew to {wal} bytes for {edits} edits of one page each"
+        );
+        stop.cancel();
+        task.await.unwrap();
+        let stored = store.load_doc(&challenge).await.unwrap();
+        assert_eq!(
+            stored.tail.len(),
+            edits,
+            "every committed edit is in the log"
+        );
+    }
 }

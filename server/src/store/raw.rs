@@ -77,6 +77,25 @@ impl<'a> Handle<'a> {
         })
     }
 
+    /// A passive checkpoint of the main database: copies the WAL frames no
+    /// reader still needs into the database file. Returns (frames in the
+    /// WAL, frames copied); equal means the next write restarts the WAL.
+    pub fn checkpoint_passive(&self) -> Result<(c_int, c_int)> {
+        let (mut log, mut copied) = (0, 0);
+        // SAFETY: a valid handle; a null name checkpoints every database of the
+        // connection (here only "main").
+        let rc = unsafe {
+            ffi::sqlite3_wal_checkpoint_v2(
+                self.db.as_ptr(),
+                std::ptr::null(),
+                ffi::SQLITE_CHECKPOINT_PASSIVE,
+                &mut log,
+                &mut copied,
+            )
+        };
+        self.check(rc).map(|()| (log, copied))
+    }
+
     pub fn last_insert_rowid(&self) -> i64 {
         // SAFETY: a valid handle.
         unsafe { ffi::sqlite3_last_insert_rowid(self.db.as_ptr()) }
