@@ -816,7 +816,13 @@ impl<'a> Client<'a> {
             Pending::Edit(sent) => {
                 if ok {
                     self.stats.edits_ok += 1;
-                    self.ack.record((now - sent).as_micros() as u64);
+                    let latency = (now - sent).as_micros() as u64;
+                    self.ack.record(latency);
+                    let sent_us = sent
+                        .into_std()
+                        .saturating_duration_since(self.ctx.epoch)
+                        .as_micros();
+                    crate::stats::timeline::ack(sent_us as u64, latency);
                 } else {
                     self.stats.edits_err += 1;
                     self.stats
@@ -836,7 +842,9 @@ impl<'a> Client<'a> {
             }
             self.stats.deliveries_total += 1;
             if self.seen.insert((m.sender, m.seq)) {
-                self.delivery.record(now_us.saturating_sub(m.sent_us));
+                let latency = now_us.saturating_sub(m.sent_us);
+                self.delivery.record(latency);
+                crate::stats::timeline::delivery(m.sent_us, latency);
             }
         }
     }

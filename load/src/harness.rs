@@ -202,6 +202,7 @@ impl Live {
             run_secs = d.as_secs_f64();
         }
         self.stop().await;
+        crate::stats::timeline::print();
         let mut stats = Vec::with_capacity(self.handles.len());
         for h in self.handles.drain(..) {
             match h.await {

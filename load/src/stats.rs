@@ -458,3 +458,62 @@ mod tests {
         assert!(parse_duration("5h").is_err());
     }
 }
+
+/// With `DUET_LOAD_TIMELINE` set, the worst delivery and ack latency per
+/// 100 ms of send time, printed to stderr after the run: to tell steady
+/// queueing from stalls (and when they happen).
+pub mod timeline {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+
+    const SLOT_US: u64 = 100_000;
+    const SLOTS: usize = 6_000;
+
+    /// Slots of deliveries, then slots of acks.
+    fn slots() -> Option<&'static [AtomicU64]> {
+        static SLOTS_MAX: OnceLock<Option<Vec<AtomicU64>>> = OnceLock::new();
+        SLOTS_MAX
+            .get_or_init(|| {
+                std::env::var_os("DUET_LOAD_TIMELINE")
+                    .map(|_| (0..2 * SLOTS).map(|_| AtomicU64::new(0)).collect())
+            })
+            .as_deref()
+    }
+
+    fn record(base: usize, sent_us: u64, latency_us: u64) {
+        if let Some(s) = slots() {
+            let i = (sent_us / SLOT_US) as usize;
+            if i < SLOTS {
+                s[base + i].fetch_max(latency_us, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn delivery(sent_us: u64, latency_us: u64) {
+        record(0, sent_us, latency_us)
+    }
+
+    pub fn ack(sent_us: u64, latency_us: u64) {
+        record(SLOTS, sent_us, latency_us)
+    }
+
+    /// One line per second: the worst latency of each of its ten 100 ms.
+    pub fn print() {
+        let Some(s) = slots() else { return };
+        for (name, part) in [("delivery", &s[..SLOTS]), ("ack", &s[SLOTS..])] {
+            let used = |v: &AtomicU64| v.load(Ordering::Relaxed) > 0;
+            let (Some(first), Some(last)) =
+                (part.iter().position(used), part.iter().rposition(used))
+            else {
+                continue;
+            };
+            eprintln!("timeline: worst {name} latency (ms) per 100 ms of send time");
+            for sec in (first / 10)..=(last / 10) {
+                let row: Vec<String> = (0..10)
+                    .map(|i| format!("{:5}", part[sec * 10 + i].load(Ordering::Relaxed) / 1000))
+                    .collect();
+                eprintln!("  {:4} s {}", sec, row.join(""));
+            }
+        }
+    }
+}

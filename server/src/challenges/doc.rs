@@ -113,46 +113,51 @@ pub fn replace_text(doc: &Doc, new: &str) -> Option<Vec<u8>> {
 
 /// [`replace_text`] when the current text (`old`) is already known.
 pub fn replace_text_from(doc: &Doc, old: &str, new: &str) -> Option<Vec<u8>> {
-    let text = doc.get_or_insert_text(TEXT_NAME);
     if old == new {
         return None;
     }
-    let a: Vec<u16> = old.encode_utf16().collect();
-    let b: Vec<u16> = new.encode_utf16().collect();
-    let mut prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    // Don't end the prefix between the two halves of a surrogate pair.
-    if prefix > 0 && is_high_surrogate(a[prefix - 1]) {
-        prefix -= 1;
-    }
-    let max_suffix = a.len().min(b.len()) - prefix;
-    let mut suffix = a
-        .iter()
-        .rev()
-        .zip(b.iter().rev())
-        .take(max_suffix)
+    let text = doc.get_or_insert_text(TEXT_NAME);
+    // Common prefix and suffix in bytes, then back to whole characters (so a
+    // surrogate pair is never split): equal bytes up to a character
+    // boundary of `old` are whole, equal characters of `new` too.
+    let mut prefix = old
+        .bytes()
+        .zip(new.bytes())
         .take_while(|(x, y)| x == y)
         .count();
-    if suffix > 0 && is_low_surrogate(a[a.len() - suffix]) {
+    while !old.is_char_boundary(prefix) {
+        prefix -= 1;
+    }
+    let mut suffix = old.as_bytes()[prefix..]
+        .iter()
+        .rev()
+        .zip(new.as_bytes()[prefix..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    while !old.is_char_boundary(old.len() - suffix) {
         suffix -= 1;
     }
-    let removed = a.len() - prefix - suffix;
-    let inserted = String::from_utf16_lossy(&b[prefix..b.len() - suffix]);
+    let removed = &old[prefix..old.len() - suffix];
+    let inserted = &new[prefix..new.len() - suffix];
+    let at = utf16_len(&old[..prefix]);
     let mut txn = doc.transact_mut();
-    if removed > 0 {
-        text.remove_range(&mut txn, prefix as u32, removed as u32);
+    if !removed.is_empty() {
+        text.remove_range(&mut txn, at, utf16_len(removed));
     }
     if !inserted.is_empty() {
-        text.insert(&mut txn, prefix as u32, &inserted);
+        text.insert(&mut txn, at, inserted);
     }
     Some(txn.encode_update_v1())
 }
 
-fn is_high_surrogate(u: u16) -> bool {
-    (0xD800..0xDC00).contains(&u)
-}
-
-fn is_low_surrogate(u: u16) -> bool {
-    (0xDC00..0xE000).contains(&u)
+/// Length in UTF-16 code units (Yjs offsets).
+fn utf16_len(s: &str) -> u32 {
+    let n = if s.is_ascii() {
+        s.len()
+    } else {
+        s.encode_utf16().count()
+    };
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 // ---- y-protocols framing (lib0 encoding) ----
@@ -344,6 +349,32 @@ mod tests {
             assert_eq!(text(&b), target);
         }
         assert!(replace_text(&a, "x").is_none());
+    }
+
+    #[test]
+    fn random_edits_between_multibyte_texts_converge() {
+        // Characters that share leading bytes (😀/😃) or trailing bytes
+        // (é/ʩ) make the byte-wise prefix and suffix stop inside one.
+        let alphabet = ['a', 'é', 'ʩ', '😀', '😃', '\n', 'ü'];
+        let (a, b) = (new_doc(), new_doc());
+        let mut seed = 0x2545_f491_u32;
+        let mut current: Vec<char> = Vec::new();
+        for _ in 0..300 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let at = (seed >> 8) as usize % (current.len() + 1);
+            let cut = ((seed >> 4) as usize % 3).min(current.len() - at);
+            let add = (seed >> 12) as usize % 3;
+            let new: Vec<char> = (0..add)
+                .map(|i| alphabet[((seed >> (16 + i)) as usize) % alphabet.len()])
+                .collect();
+            current.splice(at..at + cut, new);
+            let target: String = current.iter().collect();
+            if let Some(u) = replace_text(&a, &target) {
+                apply_update(&b, &u).unwrap();
+            }
+            assert_eq!(text(&a), target);
+            assert_eq!(text(&b), target);
+        }
     }
 
     #[test]

@@ -16,6 +16,40 @@ pub struct Challenge {
     pub updated_at: String,
 }
 
+impl Challenge {
+    /// Serializes as this challenge with `response` in place of its own,
+    /// without copying it.
+    pub fn with_response<'a>(&'a self, response: &'a str) -> WithResponse<'a> {
+        WithResponse {
+            challenge: self,
+            response,
+        }
+    }
+}
+
+/// See [`Challenge::with_response`]: the same fields in the same order as
+/// the derived `Serialize` of [`Challenge`] (a test checks it).
+pub struct WithResponse<'a> {
+    challenge: &'a Challenge,
+    response: &'a str,
+}
+
+impl Serialize for WithResponse<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let c = self.challenge;
+        let mut out = s.serialize_struct("Challenge", 7)?;
+        out.serialize_field("id", &c.id)?;
+        out.serialize_field("title", &c.title)?;
+        out.serialize_field("prompt", &c.prompt)?;
+        out.serialize_field("response", self.response)?;
+        out.serialize_field("language", &c.language)?;
+        out.serialize_field("created_at", &c.created_at)?;
+        out.serialize_field("updated_at", &c.updated_at)?;
+        out.end()
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct NewChallenge {
     pub title: String,
@@ -134,6 +168,28 @@ pub fn color_for(user_id: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_response_serializes_like_the_challenge_itself() {
+        let c = Challenge {
+            id: "id\"1".into(),
+            title: "T <b>".into(),
+            prompt: "line\nline".into(),
+            response: "old".into(),
+            language: "python".into(),
+            created_at: "2026-11-22T00:00:00.000Z".into(),
+            updated_at: "2026-11-22T00:00:01.000Z".into(),
+        };
+        let text = "print('é 😀')\n";
+        let whole = Challenge {
+            response: text.into(),
+            ..c.clone()
+        };
+        assert_eq!(
+            serde_json::to_string(&c.with_response(text)).unwrap(),
+            serde_json::to_string(&whole).unwrap()
+        );
+    }
 
     fn new(title: &str, prompt: &str, language: &str) -> NewChallenge {
         NewChallenge {

@@ -18,11 +18,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
 use super::doc::{self, AwarenessEntry, YMessage};
-use super::model::Challenge;
+use super::model::{Challenge, WithResponse};
 use crate::channels::channel::{Pusher, ReplyHandle};
 use crate::channels::message::{Broadcast, Payload, Status};
 use crate::channels::pubsub::SubId;
-use crate::channels::serializer::encode_broadcast;
+use crate::channels::serializer::{encode_broadcast, encode_json_broadcast, Frame};
 use crate::channels::Outbound;
 use crate::store::doc_log::{DocWriter, WriteOp};
 use crate::store::Store;
@@ -604,29 +604,50 @@ impl Room {
         event: &str,
         payload: impl FnOnce() -> Payload,
     ) -> Relay {
-        let targets: Vec<Outbound> = self
-            .members
-            .iter()
-            .filter(|(id, m)| to(**id, m))
-            .map(|(_, m)| m.pusher.outbound().clone())
-            .collect();
-        let frame = if targets.is_empty() {
-            None
-        } else {
+        self.relay_frame(to, || {
             encode_broadcast(&Broadcast {
                 topic: self.topic.clone(),
                 event: event.into(),
                 payload: payload(),
             })
             .ok()
-        };
+        })
+    }
+
+    /// The members `to` picks, and the frame for them (encoded only if
+    /// there is anyone to send it to).
+    fn relay_frame(
+        &self,
+        to: impl Fn(SubId, &Member) -> bool,
+        frame: impl FnOnce() -> Option<Frame>,
+    ) -> Relay {
+        let targets: Vec<Outbound> = self
+            .members
+            .iter()
+            .filter(|(id, m)| to(**id, m))
+            .map(|(_, m)| m.pusher.outbound().clone())
+            .collect();
+        let frame = if targets.is_empty() { None } else { frame() };
         Relay { targets, frame }
     }
 
     /// `response:updated` with the room's text, after an edit by `user_id`.
+    /// Serialized straight from the room's state: no copy of the challenge.
     fn notice(&self, user_id: &str, to: impl Fn(SubId, &Member) -> bool) -> Relay {
-        self.relay_to(to, RESPONSE_UPDATED, || {
-            Payload::Json(json!({ "challenge": self.challenge_json(), "user_id": user_id }))
+        #[derive(serde::Serialize)]
+        struct Notice<'a> {
+            challenge: WithResponse<'a>,
+            user_id: &'a str,
+        }
+        self.relay_frame(to, || {
+            Some(encode_json_broadcast(
+                &self.topic,
+                RESPONSE_UPDATED,
+                &Notice {
+                    challenge: self.challenge.with_response(&self.text),
+                    user_id,
+                },
+            ))
         })
     }
 
@@ -680,7 +701,7 @@ impl Room {
 /// A pre-encoded broadcast and the queues it goes to.
 struct Relay {
     targets: Vec<Outbound>,
-    frame: Option<crate::channels::serializer::Frame>,
+    frame: Option<Frame>,
 }
 
 impl Relay {

@@ -211,13 +211,7 @@ pub fn encode_push(push: &Push) -> Result<Frame, EncodeError> {
 /// Encodes a broadcast: no `join_ref`, so one encoding serves every subscriber.
 pub fn encode_broadcast(b: &Broadcast) -> Result<Frame, EncodeError> {
     match &b.payload {
-        Payload::Json(payload) => Ok(json_frame(&(
-            None::<&str>,
-            None::<&str>,
-            &b.topic,
-            &b.event,
-            payload,
-        ))),
+        Payload::Json(payload) => Ok(encode_json_broadcast(&b.topic, &b.event, payload)),
         Payload::Binary(data) => {
             let mut buf = BytesMut::with_capacity(3 + b.topic.len() + b.event.len() + data.len());
             buf.put_u8(KIND_BROADCAST);
@@ -229,6 +223,16 @@ pub fn encode_broadcast(b: &Broadcast) -> Result<Frame, EncodeError> {
             Ok(Frame::Binary(buf.freeze()))
         }
     }
+}
+
+/// A JSON broadcast serialized straight from `payload`, without building a
+/// `Value` first (the hot path of every edit's `response:updated`).
+pub fn encode_json_broadcast<T: Serialize + ?Sized>(
+    topic: &str,
+    event: &str,
+    payload: &T,
+) -> Frame {
+    json_frame(&(None::<&str>, None::<&str>, topic, event, payload))
 }
 
 /// Encodes a channel exit (`phx_close` / `phx_error`): Phoenix sends it with

@@ -252,6 +252,12 @@ async fn run(
             Err(err) => Err(err),
         };
         latency.observe(started.elapsed().as_secs_f64());
+        tracing::trace!(
+            ops = batch.len(),
+            queued = rx.len(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "committed"
+        );
         if let Err(err) = &result {
             tracing::error!(cause = %err, ops = batch.len(), "document commit failed");
         }
@@ -268,11 +274,13 @@ async fn run(
             let _ = completed.send((result.is_ok(), dones));
         }
         if catch_up.swap(false, Ordering::Relaxed) {
+            let started = Instant::now();
             if let Ok(conn) = conn.get(&store).await {
                 if let Err(err) = catch_up_checkpoint(conn).await {
                     tracing::warn!(cause = %err, "WAL checkpoint failed");
                 }
             }
+            tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "WAL caught up");
         }
     }
     drop(completed);
@@ -344,7 +352,7 @@ async fn checkpointer(store: Store, stop: CancellationToken, catch_up: Arc<Atomi
 async fn catch_up_checkpoint(conn: &mut sqlx::SqliteConnection) -> Result<()> {
     let mut locked = conn.lock_handle().await?;
     let (log, copied) = raw::Handle::new(&mut locked).checkpoint_passive()?;
-    tracing::trace!(log, copied, "WAL caught up");
+    tracing::trace!(log, copied, "WAL frames copied by the writer");
     Ok(())
 }
 
@@ -430,6 +438,11 @@ async fn flush_responses(
         }
         Err(err) => Err(err),
     };
+    tracing::debug!(
+        rooms = waiting.len(),
+        ms = now.elapsed().as_secs_f64() * 1e3,
+        "responses flushed"
+    );
     match result {
         Ok(()) => {
             let mut map = responses.lock();
