@@ -359,8 +359,12 @@ async fn catch_up_checkpoint(conn: &mut sqlx::SqliteConnection) -> Result<()> {
 /// Edits waiting that make a batch big enough to commit without gathering.
 const GATHER_ENOUGH: usize = 32;
 
-/// Shortest time between two commits' starts while edits keep coming.
-const COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
+/// Shortest time between two commits' starts while edits keep coming. At
+/// 10 000 edits/s in rooms of 2, 1 ms gave acks p50 2.7 ms / p99 7.8–8.9 ms
+/// against 3.7 / 10.9–15.9 ms with 2 ms, for the same CPU; with no
+/// gathering at all, p50 fell to 1.3 ms but the burst when every member
+/// starts typing took p99 to 156 ms (a commit per handful of edits).
+const COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The writer's own connection, taken from the pool once and kept: its page
 /// cache stays warm, and readers never wait behind it for a connection.
