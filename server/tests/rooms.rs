@@ -407,6 +407,51 @@ async fn yjs_sync_relays_updates_and_refuses_invalid_ones() {
     );
 }
 
+/// A busy Yjs room computes its text only on demand: a read right after an
+/// ack still sees that edit (the read asks the room), by id and in the list.
+#[tokio::test]
+async fn reads_see_each_acknowledged_yjs_edit_at_once() {
+    let server = TestServer::start().await;
+    let (ta, _) = server.sign_in("Sophie").await;
+    let id = server.create_challenge(&ta).await;
+    let topic = format!("challenges:{id}");
+    let mut a = server.connect(&ta).await;
+    let (ja, _) = a.join(&topic, json!({})).await;
+    let local = doc::new_doc();
+    a.push_binary(
+        &ja,
+        &topic,
+        "yjs_sync",
+        &doc::sync_step1(&doc::state_vector(&local)),
+    )
+    .await;
+    a.expect_binary(|f| f[0] == 0).await;
+    let mut text = String::new();
+    for i in 0..20 {
+        text.push_str(&format!("line {i}\n"));
+        let update = doc::replace_text(&local, &text).unwrap();
+        let r = a
+            .push_binary(&ja, &topic, "yjs", &doc::sync_update(&update))
+            .await;
+        assert_eq!(a.reply(&r).await[4]["status"], json!("ok"));
+        assert_eq!(
+            server.get_challenge(&ta, &id).await["response"],
+            json!(text),
+            "GET right after the ack of edit {i}"
+        );
+    }
+    let list: Value = reqwest::Client::new()
+        .get(server.url("/api/challenges"))
+        .bearer_auth(&ta)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["challenges"][0]["response"], json!(text));
+}
+
 #[tokio::test]
 async fn group_commit_puts_many_edits_in_few_transactions() {
     let server = TestServer::start_with(|c| {

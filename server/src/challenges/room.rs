@@ -24,7 +24,7 @@ use crate::channels::message::{Broadcast, Payload, Status};
 use crate::channels::pubsub::SubId;
 use crate::channels::serializer::{encode_broadcast, encode_json_broadcast, Frame};
 use crate::channels::Outbound;
-use crate::store::doc_log::{DocWriter, WriteOp};
+use crate::store::doc_log::{DocWriter, Done, WriteOp};
 use crate::store::Store;
 
 /// Commands a room's queue holds before senders wait.
@@ -33,6 +33,14 @@ const ROOM_QUEUE: usize = 1024;
 /// this often per room (and always of the final state).
 const NOTICE_EVERY: Duration = Duration::from_millis(100);
 /// Event names of the challenge channel.
+/// How often a busy room hands its text to the writer when no member needs
+/// it sooner (members without Yjs get it with every notice): computing it
+/// walks the whole document, and reads ask for it anyway ([`Rooms::settle`]).
+const PUSH_TEXT_EVERY: Duration = Duration::from_secs(2);
+
+/// Longest a read waits for a room's text ([`Rooms::settle`]).
+const SETTLE_WITHIN: Duration = Duration::from_secs(2);
+
 pub const YJS: &str = "yjs";
 pub const RESPONSE_UPDATED: &str = "response:updated";
 
@@ -67,6 +75,11 @@ pub enum RoomCmd {
         user_id: String,
         text: String,
         reply: ReplyHandle,
+    },
+    /// Queue the current text behind every edit before it; `reply` once
+    /// it is committed (see [`Rooms::settle`]).
+    Settle {
+        reply: oneshot::Sender<()>,
     },
 }
 
@@ -132,6 +145,29 @@ impl Rooms {
     /// The durable text of a challenge if its `response` column lags behind.
     pub fn waiting_response(&self, challenge_id: &str) -> Option<Arc<str>> {
         self.inner.writer.waiting_response(challenge_id)
+    }
+
+    /// Before a read of `challenge.response`: if the room is loaded, waits
+    /// (at most [`SETTLE_WITHIN`]) until its current text, which busy Yjs
+    /// rooms compute only on demand, is where reads see it
+    /// ([`Rooms::waiting_response`] or the column), behind every edit
+    /// acknowledged before.
+    pub async fn settle(&self, challenge_id: &str) {
+        let tx = self
+            .lock()
+            .get(challenge_id)
+            .filter(|tx| !tx.is_closed())
+            .cloned();
+        let Some(tx) = tx else { return };
+        let (reply, rx) = oneshot::channel();
+        if tx.send(Box::new(RoomCmd::Settle { reply })).await.is_ok() {
+            let _ = tokio::time::timeout(SETTLE_WITHIN, rx).await;
+        }
+    }
+
+    /// True when the room of `challenge_id` is loaded.
+    pub fn is_loaded(&self, challenge_id: &str) -> bool {
+        self.lock().contains_key(challenge_id)
     }
 
     pub fn loaded(&self) -> usize {
@@ -233,6 +269,11 @@ struct Room {
     /// [`NOTICE_EVERY`], right away when the room is quiet.
     notice_at: Option<Instant>,
     last_notice: Instant,
+    /// When the text last went to the writer.
+    last_push: Instant,
+    /// When the latest Yjs edit was applied: `updated_at` once the text
+    /// is computed.
+    edited_at: time::OffsetDateTime,
 }
 
 impl RoomTask {
@@ -274,7 +315,7 @@ impl RoomTask {
                     Box::pin(room.handle(*cmd, &inner)).await;
                     unload_at = room.members.is_empty().then(|| unload_at.unwrap_or_else(|| Instant::now() + inner.config.grace));
                 }
-                _ = sleep_until_opt(notice_at) => Box::pin(room.refresh(&inner)).await,
+                _ = sleep_until_opt(notice_at) => Box::pin(room.refresh(&inner, false)).await,
                 _ = sleep_until_opt(unload_at) => {
                     if self.try_unload(&room) {
                         break;
@@ -283,7 +324,7 @@ impl RoomTask {
                 }
             }
         }
-        Box::pin(room.refresh(&inner)).await;
+        Box::pin(room.refresh(&inner, true)).await;
         if room.since_snapshot > 0 {
             let op = WriteOp::Snapshot {
                 challenge_id: room.id.clone(),
@@ -351,6 +392,8 @@ async fn load(store: &Store, id: &Arc<str>) -> anyhow::Result<Option<Room>> {
         last_notice: Instant::now()
             .checked_sub(NOTICE_EVERY)
             .unwrap_or_else(Instant::now),
+        last_push: Instant::now(),
+        edited_at: time::OffsetDateTime::now_utc(),
     }))
 }
 
@@ -394,6 +437,18 @@ impl Room {
                 let edit = doc::replace_text_from(&self.doc, &self.text, &text);
                 self.replace_text(member, user_id, text, edit, reply, inner)
                     .await;
+            }
+            RoomCmd::Settle { reply } => {
+                self.fresh_text();
+                let done: Done = Box::new(move |_| {
+                    let _ = reply.send(());
+                });
+                if self.response_dirty {
+                    self.push_text(Some(done), inner).await;
+                } else {
+                    // Nothing new: wait for what is queued, write nothing.
+                    let _ = inner.writer.send(WriteOp::Barrier { done }).await;
+                }
             }
         }
     }
@@ -472,14 +527,12 @@ impl Room {
                     tracing::debug!(cause = %err, "update refused");
                     return reply.error("invalid update");
                 }
+                // The text is computed later, at most every NOTICE_EVERY
+                // (`refresh`), or when a read asks (`Rooms::settle`).
                 self.text_stale = true;
+                self.edited_at = time::OffsetDateTime::now_utc();
                 self.notice_user = Some(user_id.clone());
                 let now = Instant::now();
-                if now >= self.last_notice + NOTICE_EVERY {
-                    // A quiet room: the text goes with this edit.
-                    self.fresh_text();
-                    self.response_dirty = false;
-                }
                 if self.notice_at.is_none() {
                     self.notice_at = Some((self.last_notice + NOTICE_EVERY).max(now));
                 }
@@ -533,14 +586,18 @@ impl Room {
         &mut self,
         user_id: Option<String>,
         update: Vec<u8>,
-        done: crate::store::doc_log::Done,
+        done: Done,
         inner: &RoomsInner,
     ) {
+        let text = (!self.text_stale).then(|| self.text.clone());
+        if text.is_some() {
+            self.last_push = Instant::now();
+        }
         let op = WriteOp::Append {
             challenge_id: self.id.clone(),
             user_id,
             update,
-            text: (!self.text_stale).then(|| self.text.clone()),
+            text,
             done,
         };
         if let Err(err) = inner.writer.send(op).await {
@@ -670,7 +727,7 @@ impl Room {
         let changed = text != self.text;
         if changed {
             self.text = text;
-            self.challenge.updated_at = crate::store::timestamp();
+            self.challenge.updated_at = crate::store::timestamp_of(self.edited_at);
             self.response_dirty = true;
         }
         changed
@@ -679,22 +736,38 @@ impl Room {
     /// After Yjs edits: refresh the text, queue it for `challenge.response`
     /// (after the edits it reflects), and send `response:updated` to the
     /// members that do not speak Yjs (Yjs members already have the edit).
-    async fn refresh(&mut self, inner: &RoomsInner) {
+    /// With only Yjs members, the text is computed at most every
+    /// [`PUSH_TEXT_EVERY`] (or when a read asks), unless `all`.
+    async fn refresh(&mut self, inner: &RoomsInner, all: bool) {
+        let now = Instant::now();
         self.notice_at = None;
-        self.last_notice = Instant::now();
-        self.fresh_text();
+        self.last_notice = now;
         let user_id = self.notice_user.take();
-        if std::mem::take(&mut self.response_dirty) {
-            let op = WriteOp::Response {
-                challenge_id: self.id.clone(),
-                text: self.text.clone(),
-            };
-            let _ = inner.writer.send(op).await;
+        let notify = user_id.is_some() && self.members.values().any(|m| !m.yjs);
+        if !all && !notify && self.text_stale && now < self.last_push + PUSH_TEXT_EVERY {
+            self.notice_at = Some(self.last_push + PUSH_TEXT_EVERY);
+            return;
+        }
+        self.fresh_text();
+        if self.response_dirty {
+            self.push_text(None, inner).await;
         }
         // Announce every Yjs edit (throttled) to the members without Yjs.
-        if let Some(user_id) = user_id {
+        if let (Some(user_id), true) = (user_id, notify) {
             self.notice(&user_id, |_, m| !m.yjs).send();
         }
+    }
+
+    /// Queues the text for `challenge.response`, behind the edits it reflects.
+    async fn push_text(&mut self, done: Option<Done>, inner: &RoomsInner) {
+        self.response_dirty = false;
+        self.last_push = Instant::now();
+        let op = WriteOp::Response {
+            challenge_id: self.id.clone(),
+            text: self.text.clone(),
+            done,
+        };
+        let _ = inner.writer.send(op).await;
     }
 }
 

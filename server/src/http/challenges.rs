@@ -36,6 +36,17 @@ async fn list(
     AuthUser(user): AuthUser,
 ) -> Result<Json<Value>, ApiError> {
     let mut challenges = state.store.list_challenges(&user.id).await?;
+    // Loaded rooms first hand over their current text (then it is read).
+    let mut settled = false;
+    for c in &challenges {
+        if state.rooms.is_loaded(&c.id) {
+            state.rooms.settle(&c.id).await;
+            settled = true;
+        }
+    }
+    if settled {
+        challenges = state.store.list_challenges(&user.id).await?;
+    }
     for c in &mut challenges {
         if let Some(text) = state.rooms.waiting_response(&c.id) {
             c.response = text.to_string();
@@ -49,6 +60,7 @@ async fn show(
     _user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    state.rooms.settle(&id).await;
     match state.store.get_challenge(&id).await? {
         Some(mut challenge) => {
             if let Some(text) = state.rooms.waiting_response(&id) {

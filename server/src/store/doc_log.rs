@@ -39,11 +39,16 @@ pub enum WriteOp {
         challenge_id: Arc<str>,
         state: Vec<u8>,
     },
-    /// The document's text after the updates queued before it.
+    /// The document's text after the updates queued before it; `done`, if
+    /// any, is called once reads see it (see `Rooms::settle`).
     Response {
         challenge_id: Arc<str>,
         text: Arc<str>,
+        done: Option<Done>,
     },
+    /// Writes nothing; `done` is called once everything queued before it
+    /// is committed.
+    Barrier { done: Done },
 }
 
 /// What loading a room reads: the latest snapshot and the updates after it.
@@ -267,7 +272,9 @@ async fn run(
             .drain(..)
             .filter_map(|op| match op {
                 WriteOp::Append { done, .. } => Some(done),
-                _ => None,
+                WriteOp::Response { done, .. } => done,
+                WriteOp::Barrier { done } => Some(done),
+                WriteOp::Snapshot { .. } => None,
             })
             .collect();
         if !dones.is_empty() {
@@ -513,7 +520,9 @@ fn write_batch<'b>(
                     texts.insert(challenge_id, (text, id));
                 }
             }
-            WriteOp::Response { challenge_id, text } => {
+            WriteOp::Response {
+                challenge_id, text, ..
+            } => {
                 let id = ids
                     .get(challenge_id)
                     .or_else(|| last_ids.get(challenge_id))
@@ -521,6 +530,7 @@ fn write_batch<'b>(
                     .unwrap_or(0);
                 texts.insert(challenge_id, (text, id));
             }
+            WriteOp::Barrier { .. } => {}
             WriteOp::Snapshot {
                 challenge_id,
                 state,

@@ -96,7 +96,11 @@ impl Store {
 /// (`2026-11-21T23:52:22.221Z`): how every `*_at` column is stored. The
 /// fixed width makes text order the same as time order.
 pub fn timestamp() -> String {
-    let t = time::OffsetDateTime::now_utc();
+    timestamp_of(time::OffsetDateTime::now_utc())
+}
+
+/// [`timestamp`] of a given instant.
+pub fn timestamp_of(t: time::OffsetDateTime) -> String {
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         t.year(),
