@@ -3,6 +3,14 @@
 
 use clap::Parser;
 
+/// jemalloc instead of glibc's malloc: socket tasks allocate on one worker
+/// and free on another, and glibc serialises those frees on the owning
+/// arena's lock. Measured in docs/BENCHMARKS.md (less CPU per edit, fewer
+/// bytes per idle socket).
+#[cfg(all(unix, not(target_env = "musl")))]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = duet::config::Config::parse();
