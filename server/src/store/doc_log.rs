@@ -330,29 +330,69 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(1
 /// pages. So after each checkpoint, `catch_up` asks the writer to copy the
 /// few frames added meanwhile itself, between two commits: its next commit
 /// then rewrites the WAL from the start.
+///
+/// SQLite syncs the database file only when a checkpoint reaches the end of
+/// the WAL, so under load that sync fell to the writer's catch-up, which
+/// then flushed every page the checkpointer had copied in the last second:
+/// a pause of the writer that grew from 0.5 to 13 ms over a 20 s run at
+/// 10 000 edits/s and set the acks' p99. The checkpointer syncs the file
+/// itself before asking for the catch-up, which is left ~1 s of nothing.
 async fn checkpointer(store: Store, stop: CancellationToken, catch_up: Arc<AtomicBool>) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let db_file = database_file(&store).await;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
-        match sqlx::query_as::<_, (i64, i64, i64)>("pragma wal_checkpoint(passive)")
-            .fetch_one(&store.pool)
-            .await
-        {
-            Ok((_, log, copied)) => {
-                tracing::trace!(log, copied, "WAL checkpointed");
-                // `log` is the WAL as it was when the checkpoint began:
-                // the writer has added to it since.
-                if log > 0 {
-                    catch_up.store(true, Ordering::Relaxed);
+        // Twice: the second pass copies and syncs what came during the
+        // first and its sync, so the writer is left a few milliseconds' worth.
+        let mut pending = false;
+        for _ in 0..2 {
+            match sqlx::query_as::<_, (i64, i64, i64)>("pragma wal_checkpoint(passive)")
+                .fetch_one(&store.pool)
+                .await
+            {
+                // `log` is the WAL as it was when the checkpoint began: the
+                // writer has added to it since.
+                Ok((_, log, copied)) => {
+                    tracing::trace!(log, copied, "WAL checkpointed");
+                    pending = log > 0;
+                    if !pending {
+                        break;
+                    }
+                    if let Some(path) = db_file.clone() {
+                        let synced = tokio::task::spawn_blocking(move || {
+                            std::fs::File::open(path).and_then(|f| f.sync_data())
+                        })
+                        .await;
+                        if let Ok(Err(err)) = synced {
+                            tracing::warn!(cause = %err, "database file sync failed");
+                        }
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(cause = %err, "WAL checkpoint failed");
+                    break;
                 }
             }
-            Err(err) => tracing::warn!(cause = %err, "WAL checkpoint failed"),
+        }
+        if pending {
+            catch_up.store(true, Ordering::Relaxed);
         }
     }
+}
+
+/// The main database's file, if it has one (not in memory).
+async fn database_file(store: &Store) -> Option<std::path::PathBuf> {
+    let rows: Vec<(i64, String, String)> = sqlx::query_as("pragma database_list")
+        .fetch_all(&store.pool)
+        .await
+        .ok()?;
+    rows.into_iter()
+        .find(|(_, name, file)| name == "main" && !file.is_empty())
+        .map(|(_, _, file)| file.into())
 }
 
 /// The writer's share of a checkpoint (see `checkpointer`).
@@ -640,6 +680,21 @@ async fn commit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The checkpointer syncs the database file it finds (and none for a
+    /// database in memory).
+    #[tokio::test]
+    async fn the_checkpointer_finds_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("found.db");
+        let store = Store::open(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let found = database_file(&store).await.expect("a file");
+        assert_eq!(found.canonicalize().unwrap(), db.canonicalize().unwrap());
+        let memory = Store::open("sqlite::memory:").await.unwrap();
+        assert_eq!(database_file(&memory).await, None);
+    }
 
     /// Under a steady stream of commits the WAL must start over (after
     /// each checkpoint and the writer's catch-up), not grow without end.
