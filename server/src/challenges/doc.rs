@@ -137,17 +137,66 @@ pub fn replace_text_from(doc: &Doc, old: &str, new: &str) -> Option<Vec<u8>> {
     while !old.is_char_boundary(old.len() - suffix) {
         suffix -= 1;
     }
+    widen_to_words(old.as_bytes(), new.as_bytes(), &mut prefix, &mut suffix);
     let removed = &old[prefix..old.len() - suffix];
     let inserted = &new[prefix..new.len() - suffix];
     let at = utf16_len(&old[..prefix]);
     let mut txn = doc.transact_mut();
-    if !removed.is_empty() {
-        text.remove_range(&mut txn, at, utf16_len(removed));
-    }
+    let removed_len = utf16_len(removed);
+    // Inserted after the removed text, not before it: the new run then
+    // follows the previous replacement's run (its origin is that run's last
+    // character), so once deleted the two tombstones merge (see
+    // `widen_to_words`) instead of piling up in front of the text after.
     if !inserted.is_empty() {
-        text.insert(&mut txn, at, inserted);
+        text.insert(&mut txn, at + removed_len, inserted);
+    }
+    if !removed.is_empty() {
+        text.remove_range(&mut txn, at, removed_len);
     }
     Some(txn.encode_update_v1())
+}
+
+/// Most bytes a replacement is widened by on each side (see [`widen_to_words`]).
+const WIDEN_MAX: usize = 16;
+
+/// A replacement (something removed and something inserted) that starts or
+/// ends inside a word is widened to the whole word, up to [`WIDEN_MAX`] bytes
+/// each side: `@@568:1@@` to `@@569:2@@` becomes `568:1` to `569:2`, not
+/// `8:1` to `9:2`. Repeated replacements of one token then start and end at
+/// the same place, so each one's insert continues the previous one's and
+/// their tombstones merge into one deleted run; with ragged edges every
+/// replacement leaves a separate tombstone the next one walks past, and an
+/// edit's cost grows with the room's history. Pure insertions and pure
+/// deletions (typing, backspace) are left exact. Only ASCII letters and
+/// digits count as word bytes, so the cut stays on a character boundary.
+fn widen_to_words(old: &[u8], new: &[u8], prefix: &mut usize, suffix: &mut usize) {
+    let removed = old.len() - *suffix - *prefix;
+    let inserted = new.len() - *suffix - *prefix;
+    if removed == 0 || inserted == 0 {
+        return;
+    }
+    let word = |b: u8| b.is_ascii_alphanumeric();
+    // Inside a word at the start: the prefix ends in a word byte and the
+    // change begins with one.
+    if *prefix > 0 && word(old[*prefix - 1]) && (word(old[*prefix]) || word(new[*prefix])) {
+        let mut p = *prefix;
+        while p > 0 && *prefix - p < WIDEN_MAX && word(old[p - 1]) {
+            p -= 1;
+        }
+        if p == 0 || !word(old[p - 1]) {
+            *prefix = p;
+        }
+    }
+    let (old_end, new_end) = (old.len() - *suffix, new.len() - *suffix);
+    if *suffix > 0 && word(old[old_end]) && (word(old[old_end - 1]) || word(new[new_end - 1])) {
+        let mut s = *suffix;
+        while s > 0 && *suffix - s < WIDEN_MAX && word(old[old.len() - s]) {
+            s -= 1;
+        }
+        if s == 0 || !word(old[old.len() - s]) {
+            *suffix = s;
+        }
+    }
 }
 
 /// Length in UTF-16 code units (Yjs offsets).
@@ -355,7 +404,7 @@ mod tests {
     fn random_edits_between_multibyte_texts_converge() {
         // Characters that share leading bytes (😀/😃) or trailing bytes
         // (é/ʩ) make the byte-wise prefix and suffix stop inside one.
-        let alphabet = ['a', 'é', 'ʩ', '😀', '😃', '\n', 'ü'];
+        let alphabet = ['a', 'é', 'ʩ', '😀', '😃', '\n', 'ü', 'b', '7', ' '];
         let (a, b) = (new_doc(), new_doc());
         let mut seed = 0x2545_f491_u32;
         let mut current: Vec<char> = Vec::new();
@@ -375,6 +424,51 @@ mod tests {
             assert_eq!(text(&a), target);
             assert_eq!(text(&b), target);
         }
+    }
+
+    /// The load generator's edits: a marker whose numbers change width and
+    /// trailing digits, then fixed filler.
+    fn marker_text(sender: u32, seq: u32, micros: u64) -> String {
+        let mut s = format!("@@{sender}:{seq}:{micros}@@");
+        while s.len() < 256 {
+            s.push((b'a' + (s.len() % 26) as u8) as char);
+        }
+        s
+    }
+
+    #[test]
+    fn repeated_replacements_of_one_token_leave_one_tombstone_run() {
+        let (a, b) = (new_doc(), new_doc());
+        let mut micros = 987_654_u64;
+        for i in 0..2_000_u32 {
+            micros += 50_000 + u64::from(i * 7_919 % 997);
+            let target = marker_text(500 + i % 4, 1 + i / 4, micros);
+            if let Some(u) = replace_text(&a, &target) {
+                apply_update(&b, &u).unwrap();
+            }
+            assert_eq!(text(&b), target);
+        }
+        // Every tombstone is a struct of the encoded state: a merged run
+        // keeps it small, one run per edit would be over 2 000 structs.
+        let state = encode_state(&a);
+        assert!(state.len() < 3_000, "state is {} bytes", state.len());
+    }
+
+    #[test]
+    fn replacements_inside_words_are_widened_to_the_word_only() {
+        let a = new_doc();
+        replace_text(&a, "let total = 41;");
+        let u = replace_text(&a, "let total = 42;").unwrap();
+        // The update carries the whole number, not the last digit alone.
+        assert!(u.windows(2).any(|w| w == b"42"));
+        // Typing (a pure insertion) stays exact: no tombstones.
+        let c = new_doc();
+        replace_text(&c, "abc");
+        let before = encode_state(&c).len();
+        replace_text(&c, "abcd");
+        replace_text(&c, "abcde");
+        assert_eq!(text(&c), "abcde");
+        assert!(encode_state(&c).len() <= before + 4);
     }
 
     #[test]
