@@ -405,6 +405,27 @@ async fn yjs_sync_relays_updates_and_refuses_invalid_ones() {
         server.get_challenge(&ta, &id).await["response"],
         json!("hello from yjs")
     );
+
+    // A JSON edit reaches the Yjs members as the exact edit: one letter
+    // replaced inside a word is that letter, not the word.
+    let (tc, _) = server.sign_in("Camille").await;
+    let mut c = server.connect(&tc).await;
+    let (jc, _) = c.join(&topic, json!({})).await;
+    let r = c
+        .push(
+            Some(&jc),
+            &topic,
+            "response:update",
+            json!({"response": "hello from yjz"}),
+        )
+        .await;
+    assert_eq!(c.reply(&r).await[4]["status"], json!("ok"));
+    let relayed = b.expect_binary(|f| f[0] == 2).await;
+    assert!(!relayed.windows(3).any(|w| w == b"yjz"), "{relayed:?}");
+    assert_eq!(
+        server.get_challenge(&ta, &id).await["response"],
+        json!("hello from yjz")
+    );
 }
 
 /// A busy Yjs room computes its text only on demand: a read right after an

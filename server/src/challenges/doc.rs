@@ -108,11 +108,24 @@ pub fn state_vector(doc: &Doc) -> Vec<u8> {
 /// Returns the v1 update, or `None` when the text is already `new`.
 pub fn replace_text(doc: &Doc, new: &str) -> Option<Vec<u8>> {
     let old = text(doc);
-    replace_text_from(doc, &old, new)
+    replace_text_from(doc, &old, new, Cut::Exact)
+}
+
+/// Where a replacement's edges go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// At the common prefix and suffix: the smallest single edit.
+    Exact,
+    /// Widened to whole words (see [`widen_to_words`]): for documents
+    /// nobody else edits concurrently, where it keeps tombstones from
+    /// piling up. A concurrent insert inside a widened word would land
+    /// next to the word instead of inside it, so rooms with Yjs members
+    /// use [`Cut::Exact`].
+    Words,
 }
 
 /// [`replace_text`] when the current text (`old`) is already known.
-pub fn replace_text_from(doc: &Doc, old: &str, new: &str) -> Option<Vec<u8>> {
+pub fn replace_text_from(doc: &Doc, old: &str, new: &str, cut: Cut) -> Option<Vec<u8>> {
     if old == new {
         return None;
     }
@@ -137,7 +150,9 @@ pub fn replace_text_from(doc: &Doc, old: &str, new: &str) -> Option<Vec<u8>> {
     while !old.is_char_boundary(old.len() - suffix) {
         suffix -= 1;
     }
-    widen_to_words(old.as_bytes(), new.as_bytes(), &mut prefix, &mut suffix);
+    if cut == Cut::Words {
+        widen_to_words(old.as_bytes(), new.as_bytes(), &mut prefix, &mut suffix);
+    }
     let removed = &old[prefix..old.len() - suffix];
     let inserted = &new[prefix..new.len() - suffix];
     let at = utf16_len(&old[..prefix]);
@@ -405,10 +420,16 @@ mod tests {
         // Characters that share leading bytes (😀/😃) or trailing bytes
         // (é/ʩ) make the byte-wise prefix and suffix stop inside one.
         let alphabet = ['a', 'é', 'ʩ', '😀', '😃', '\n', 'ü', 'b', '7', ' '];
+        for mode in [Cut::Exact, Cut::Words] {
+            random_edits_converge(&alphabet, mode);
+        }
+    }
+
+    fn random_edits_converge(alphabet: &[char], mode: Cut) {
         let (a, b) = (new_doc(), new_doc());
         let mut seed = 0x2545_f491_u32;
         let mut current: Vec<char> = Vec::new();
-        for _ in 0..300 {
+        for _ in 0..600 {
             seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
             let at = (seed >> 8) as usize % (current.len() + 1);
             let cut = ((seed >> 4) as usize % 3).min(current.len() - at);
@@ -418,11 +439,11 @@ mod tests {
                 .collect();
             current.splice(at..at + cut, new);
             let target: String = current.iter().collect();
-            if let Some(u) = replace_text(&a, &target) {
+            if let Some(u) = replace_text_from(&a, &text(&a), &target, mode) {
                 apply_update(&b, &u).unwrap();
             }
-            assert_eq!(text(&a), target);
-            assert_eq!(text(&b), target);
+            assert_eq!(text(&a), target, "{mode:?}");
+            assert_eq!(text(&b), target, "{mode:?}");
         }
     }
 
@@ -443,7 +464,7 @@ mod tests {
         for i in 0..2_000_u32 {
             micros += 50_000 + u64::from(i * 7_919 % 997);
             let target = marker_text(500 + i % 4, 1 + i / 4, micros);
-            if let Some(u) = replace_text(&a, &target) {
+            if let Some(u) = replace_text_from(&a, &text(&a), &target, Cut::Words) {
                 apply_update(&b, &u).unwrap();
             }
             assert_eq!(text(&b), target);
@@ -457,16 +478,22 @@ mod tests {
     #[test]
     fn replacements_inside_words_are_widened_to_the_word_only() {
         let a = new_doc();
-        replace_text(&a, "let total = 41;");
-        let u = replace_text(&a, "let total = 42;").unwrap();
+        let words = |d: &Doc, t: &str| replace_text_from(d, &text(d), t, Cut::Words);
+        words(&a, "let total = 41;");
+        let u = words(&a, "let total = 42;").unwrap();
         // The update carries the whole number, not the last digit alone.
         assert!(u.windows(2).any(|w| w == b"42"));
+        // Exact, it carries the digit alone.
+        let e = new_doc();
+        replace_text(&e, "let total = 41;");
+        let u = replace_text(&e, "let total = 42;").unwrap();
+        assert!(!u.windows(2).any(|w| w == b"42"));
         // Typing (a pure insertion) stays exact: no tombstones.
         let c = new_doc();
-        replace_text(&c, "abc");
+        words(&c, "abc");
         let before = encode_state(&c).len();
-        replace_text(&c, "abcd");
-        replace_text(&c, "abcde");
+        words(&c, "abcd");
+        words(&c, "abcde");
         assert_eq!(text(&c), "abcde");
         assert!(encode_state(&c).len() <= before + 4);
     }

@@ -434,7 +434,14 @@ impl Room {
                 reply,
             } => {
                 self.fresh_text();
-                let edit = doc::replace_text_from(&self.doc, &self.text, &text);
+                // Yjs members see the edit itself (and may be typing in
+                // the same word): the exact edit, as the contract says.
+                let cut = if self.members.values().any(|m| m.yjs) {
+                    doc::Cut::Exact
+                } else {
+                    doc::Cut::Words
+                };
+                let edit = doc::replace_text_from(&self.doc, &self.text, &text, cut);
                 self.replace_text(member, user_id, text, edit, reply, inner)
                     .await;
             }
