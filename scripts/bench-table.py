@@ -29,6 +29,12 @@ for path in sys.argv[1:]:
             else:
                 name = f"big room {kind}, {p['members']:,} members, {p['rate']:g} edits/s"
             print(f"| {name} | {r['offered_deliveries_per_sec']:,.0f} deliveries/s | {r['deliveries_per_sec']:,.0f}/s | {ms(r['latency']['p50_ms'])} / {ms(r['latency']['p99_ms'])} | {ms(r['ack_latency']['p99_ms'])} | {r['lost']:,} | {cpu} | {rss} |")
+        elif sc == "reconnect-storm":
+            name = f"reconnect storm, {p['sockets']:,} sockets in rooms of {p['room_size']}, server restarted"
+            k, h = r.get("kill_to_all_rejoined_secs"), r.get("healthy_to_all_rejoined_secs")
+            done = f"all {r['rejoined']:,} rejoined" if k is not None else f"{r['rejoined']:,} of {r['joined_before']:,} rejoined"
+            when = f"{k:.1f} s after SIGTERM, {h:.1f} s after healthy" if k is not None else "—"
+            print(f"| {name} | — | {done}, {r['rejoins_per_sec']:,.0f} rejoins/s | {when} | — | {r['joined_before'] - r['joined_at_end']:,} not rejoined | — | — |")
         elif sc == "churn":
             name = f"presence churn, {p['rooms']} rooms × {p['rate']:g} join+leave/s"
             lat = r["presence_latency"]

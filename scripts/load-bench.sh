@@ -17,6 +17,19 @@ run() {
   grep -v '^{' "$REPORT" || true
   grep '^{' "$REPORT" >>"$OUT" || true
 }
+# reconnect-storm starts (and restarts) the server itself, on a free port
+# with a data dir that survives the restart.
+storm() {
+  local data port
+  data="$(mktemp -d)"
+  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  $L --url "http://127.0.0.1:$port" --max-duration 170s --json reconnect-storm "$@" \
+    --server-cmd "DUET_ADDR=127.0.0.1:$port DUET_DATA_DIR=$data RUST_LOG=duet=warn exec ${DUET_BIN:-target/release/duet}" \
+    >"$REPORT" || true
+  rm -rf "$data"
+  grep -v '^{' "$REPORT" || true
+  grep '^{' "$REPORT" >>"$OUT" || true
+}
 if [ "${SCALE:-short}" = full ]; then
   run connections --sockets 10000 --room-size 4 --idle 20s
   run connections --sockets 19500 --room-size 4 --idle 20s
@@ -31,6 +44,8 @@ if [ "${SCALE:-short}" = full ]; then
   run bigroom --members 1000 --rate 10 --duration 20s
   run churn --rooms 200 --rate 2 --duration 20s
   run churn --rooms 200 --rate 10 --duration 20s
+  storm --sockets 10000 --room-size 4
+  storm --sockets 19500 --room-size 4
   python3 scripts/chart.py "$OUT" >docs/fanout-latency.svg
   echo "chart: docs/fanout-latency.svg"
 else
@@ -39,5 +54,6 @@ else
   run fanout --rooms 200 --room-size 4 --rate 5 --duration 5s --yjs
   run bigroom --members 200 --rate 10 --duration 5s
   run churn --rooms 50 --rate 5 --duration 5s
+  storm --sockets 2000 --room-size 4
 fi
 echo "reports: $OUT"

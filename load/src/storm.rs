@@ -25,6 +25,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Serialize)]
 struct StormReport {
+    /// `reconnect-storm`, and the sizes, as in the other scenarios' reports.
+    scenario: &'static str,
+    params: serde_json::Value,
     sockets: usize,
     joined_before: usize,
     /// SIGTERM to the server's exit.
@@ -198,6 +201,8 @@ async fn storm(
         }
     }
     let report = StormReport {
+        scenario: "reconnect-storm",
+        params: serde_json::json!({ "sockets": a.sockets, "room_size": a.room_size }),
         sockets: a.sockets,
         joined_before: joined,
         shutdown_secs: (down - killed).as_secs_f64(),
@@ -219,10 +224,7 @@ async fn storm(
             .map(|p| p.cpu_secs)
             .unwrap_or(0.0),
     };
-    println!(
-        "== duet-load reconnect-storm {{\"sockets\":{},\"room_size\":{}}}",
-        a.sockets, a.room_size
-    );
+    println!("== duet-load {} {}", report.scenario, report.params);
     println!(
         "joined before    {} of {}",
         report.joined_before, report.sockets
