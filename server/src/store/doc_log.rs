@@ -439,11 +439,14 @@ impl WriterConnection {
 const COMMIT_RESPONSE_BYTES: usize = 256 << 10;
 
 /// How often waiting responses are looked at.
-const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Text bytes one flush of waiting responses writes at most: a flush of
 /// every room's large document at once would hold up the acks behind it.
-const FLUSH_BYTES: usize = 1 << 20;
+/// A quarter of a MiB four times a second (rather than 1 MiB once): at
+/// 1 000 Yjs rooms of ~50 KB, the once-a-second flush paused the writer
+/// 3-9 ms and set the p99 of the deliveries (31-33 ms vs 17-20).
+const FLUSH_BYTES: usize = 256 << 10;
 
 /// Writes the waiting responses that are due (their room's response was
 /// written [`RESPONSE_EVERY`] ago or more), up to [`FLUSH_BYTES`] of text, in
