@@ -12,10 +12,14 @@ OUT="${OUT:-target/bench.jsonl}"
 ulimit -n 20000 2>/dev/null || true
 REPORT="$(mktemp)"
 trap 'rm -f "$REPORT"' EXIT
-run() {
-  scripts/with-server.sh bash -c "$L --url \"\$DUET_URL\" --server-pid \"\$DUET_PID\" --max-duration 170s --json $*" >"$REPORT" || true
+# Prints the last run's report and appends its JSON line to $OUT.
+keep() {
   grep -v '^{' "$REPORT" || true
   grep '^{' "$REPORT" >>"$OUT" || true
+}
+run() {
+  scripts/with-server.sh bash -c "$L --url \"\$DUET_URL\" --server-pid \"\$DUET_PID\" --max-duration 170s --json $*" >"$REPORT" || true
+  keep
 }
 # reconnect-storm starts (and restarts) the server itself, on a free port
 # with a data dir that survives the restart.
@@ -27,8 +31,7 @@ storm() {
     --server-cmd "DUET_ADDR=127.0.0.1:$port DUET_DATA_DIR=$data RUST_LOG=duet=warn exec ${DUET_BIN:-target/release/duet}" \
     >"$REPORT" || true
   rm -rf "$data"
-  grep -v '^{' "$REPORT" || true
-  grep '^{' "$REPORT" >>"$OUT" || true
+  keep
 }
 if [ "${SCALE:-short}" = full ]; then
   run connections --sockets 10000 --room-size 4 --idle 20s
