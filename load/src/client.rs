@@ -635,8 +635,18 @@ impl<'a> Client<'a> {
                 Message::text(f)
             }
             Some((doc, ytext)) => {
+                // The same edit as a `response:update`: the member's text
+                // is replaced by the new one (its previous insert deleted,
+                // the new text inserted), so the document stays the size of
+                // the members' latest texts, as in a JSON room. These clients
+                // do not apply what they receive (that would cost the load
+                // tool more than the server), so each replaces its own text.
                 let update = {
                     let mut txn = doc.transact_mut();
+                    let len = ytext.len(&txn);
+                    if len > 0 {
+                        ytext.remove_range(&mut txn, 0, len);
+                    }
                     ytext.insert(&mut txn, 0, &text);
                     txn.encode_update_v1()
                 };
