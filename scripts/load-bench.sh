@@ -39,7 +39,7 @@ if [ "${SCALE:-short}" = full ]; then
   for rate in 2 5 10 20; do
     run fanout --rooms 1000 --room-size 4 --rate "$rate" --duration 20s
   done
-  for rate in 2 5 10; do
+  for rate in 2 5 10 20; do
     run fanout --rooms 1000 --room-size 4 --rate "$rate" --duration 20s --yjs
   done
   # The durable-ack target: 10 000 edits/s (rooms of 2, one delivery each).

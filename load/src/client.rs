@@ -16,7 +16,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -456,6 +456,12 @@ impl<'a> Client<'a> {
         self.plan(phase);
         let mut next_heartbeat = Instant::now() + HEARTBEAT_EVERY;
         let mut awaiting_rejoin = rejoin;
+        // The timer and the phase watch live across frames: made anew for
+        // every frame, they took the timer wheel's and the shared watch's
+        // locks twice per frame in all the clients at once.
+        let timer = tokio::time::sleep_until(next_heartbeat);
+        tokio::pin!(timer);
+        let mut phase_changed = Box::pin(next_phase(phase_rx));
         loop {
             if phase == Phase::Stop {
                 let _ = timeout(Duration::from_secs(1), ws.close(None)).await;
@@ -471,21 +477,21 @@ impl<'a> Client<'a> {
             if let ChurnState::Joined { leave_at } = self.churn {
                 wake = wake.min(leave_at);
             }
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
+            }
             let step = tokio::select! {
                 m = ws.next() => Step::Frame(m),
-                _ = sleep_until(wake) => Step::Timer,
-                r = phase_rx.changed() => Step::Phase(r.is_ok()),
+                _ = &mut timer => Step::Timer,
+                p = &mut phase_changed => Step::Phase(p),
             };
             let now = Instant::now();
             let mut out: Vec<Message> = Vec::new();
             match step {
-                Step::Phase(alive) => {
-                    phase = if alive {
-                        *phase_rx.borrow_and_update()
-                    } else {
-                        Phase::Stop
-                    };
+                Step::Phase((rx, next)) => {
+                    phase = next.unwrap_or(Phase::Stop);
                     self.plan(phase);
+                    phase_changed.set(next_phase(rx));
                 }
                 Step::Timer => {
                     if now >= next_heartbeat {
@@ -882,5 +888,15 @@ impl<'a> Client<'a> {
 enum Step {
     Frame(Option<Result<Message, WsError>>),
     Timer,
-    Phase(bool),
+    /// The watch back, and the new phase (`None`: the run is gone).
+    Phase((watch::Receiver<Phase>, Option<Phase>)),
+}
+
+/// The next phase change, with the watch to wait on for the one after.
+async fn next_phase(mut rx: watch::Receiver<Phase>) -> (watch::Receiver<Phase>, Option<Phase>) {
+    let next = match rx.changed().await {
+        Ok(()) => Some(*rx.borrow_and_update()),
+        Err(_) => None,
+    };
+    (rx, next)
 }
