@@ -76,6 +76,7 @@ pub fn render(
     rooms_loaded: usize,
     longpoll_sessions: usize,
     persist: &Histogram,
+    edits: &Histogram,
 ) -> String {
     let mut out = String::with_capacity(2048);
     let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
@@ -130,6 +131,11 @@ pub fn render(
         &mut out,
         "duet_persist_seconds",
         "Time to commit one batch of document updates.",
+    );
+    edits.render(
+        &mut out,
+        "duet_edit_seconds",
+        "Time from an edit reaching its room's channel to its ack (committed).",
     );
     out
 }

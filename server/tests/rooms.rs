@@ -492,6 +492,7 @@ async fn group_commit_puts_many_edits_in_few_transactions() {
         tokens.push((token, id));
     }
     let before = metric(&server, "duet_persist_seconds_count").await;
+    let edits_before = metric(&server, "duet_edit_seconds_count").await;
     const EDITS: usize = 100;
     let mut refs = Vec::new();
     for n in 0..EDITS {
@@ -518,6 +519,9 @@ async fn group_commit_puts_many_edits_in_few_transactions() {
         .await;
     }
     let commits = metric(&server, "duet_persist_seconds_count").await - before;
+    // Every acked edit is timed, before its ack goes out.
+    let timed = metric(&server, "duet_edit_seconds_count").await - edits_before;
+    assert_eq!(timed, (EDITS * 4) as f64, "edits timed");
     assert!(
         commits < (EDITS * 4) as f64,
         "{commits} transactions for {} edits",

@@ -122,6 +122,7 @@ impl Channel for ChallengeChannel {
         ctx: &mut ChannelCtx<Info>,
     ) -> HandleResult {
         let member = ctx.sub_id;
+        let received = tokio::time::Instant::now();
         match event.as_str() {
             RESPONSE_UPDATE => {
                 let Some(text) = payload
@@ -140,6 +141,7 @@ impl Channel for ChallengeChannel {
                     user_id: self.user.id.clone(),
                     text: text.to_owned(),
                     reply: reply.clone(),
+                    received,
                 };
                 self.to_room(cmd, &reply).await
             }
@@ -166,6 +168,7 @@ impl Channel for ChallengeChannel {
                     user_id: self.user.id.clone(),
                     msg,
                     reply: reply.clone(),
+                    received,
                 };
                 self.to_room(cmd, &reply).await
             }

@@ -26,6 +26,7 @@ use crate::channels::serializer::{encode_broadcast, encode_json_broadcast, Frame
 use crate::channels::Outbound;
 use crate::store::doc_log::{DocWriter, Done, WriteOp};
 use crate::store::Store;
+use crate::telemetry::{Histogram, LATENCY_BUCKETS};
 
 /// Commands a room's queue holds before senders wait.
 const ROOM_QUEUE: usize = 1024;
@@ -68,6 +69,8 @@ pub enum RoomCmd {
         user_id: String,
         msg: YMessage,
         reply: ReplyHandle,
+        /// When the channel took the message (for `duet_edit_seconds`).
+        received: Instant,
     },
     /// A full text from a client without Yjs (`response:update`).
     ReplaceText {
@@ -75,6 +78,7 @@ pub enum RoomCmd {
         user_id: String,
         text: String,
         reply: ReplyHandle,
+        received: Instant,
     },
     /// Queue the current text behind every edit before it; `reply` once
     /// it is committed (see [`Rooms::settle`]).
@@ -114,6 +118,8 @@ struct RoomsInner {
     config: RoomConfig,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// From an edit reaching its channel to its ack (once committed).
+    edit_latency: Arc<Histogram>,
 }
 
 /// The registry of loaded rooms: a cheap handle.
@@ -138,8 +144,14 @@ impl Rooms {
                 config,
                 shutdown,
                 tracker,
+                edit_latency: Arc::new(Histogram::new(LATENCY_BUCKETS)),
             }),
         }
+    }
+
+    /// Time from an edit reaching its channel to its ack (committed).
+    pub fn edit_latency(&self) -> &Histogram {
+        &self.inner.edit_latency
     }
 
     /// The durable text of a challenge if its `response` column lags behind.
@@ -426,23 +438,16 @@ impl Room {
                 user_id,
                 msg,
                 reply,
-            } => self.yjs(member, user_id, msg, reply, inner).await,
+                received,
+            } => self.yjs(member, user_id, msg, reply, received, inner).await,
             RoomCmd::ReplaceText {
                 member,
                 user_id,
                 text,
                 reply,
+                received,
             } => {
-                self.fresh_text();
-                // Yjs members see the edit itself (and may be typing in
-                // the same word): the exact edit, as the contract says.
-                let cut = if self.members.values().any(|m| m.yjs) {
-                    doc::Cut::Exact
-                } else {
-                    doc::Cut::Words
-                };
-                let edit = doc::replace_text_from(&self.doc, &self.text, &text, cut);
-                self.replace_text(member, user_id, text, edit, reply, inner)
+                self.replace_text(member, user_id, text, reply, received, inner)
                     .await;
             }
             RoomCmd::Settle { reply } => {
@@ -465,10 +470,19 @@ impl Room {
         member: SubId,
         user_id: String,
         text: String,
-        edit: Option<Vec<u8>>,
         reply: ReplyHandle,
+        received: Instant,
         inner: &RoomsInner,
     ) {
+        self.fresh_text();
+        // Yjs members see the edit itself (and may be typing in the same
+        // word): the exact edit, as the contract says.
+        let cut = if self.members.values().any(|m| m.yjs) {
+            doc::Cut::Exact
+        } else {
+            doc::Cut::Words
+        };
+        let edit = doc::replace_text_from(&self.doc, &self.text, &text, cut);
         match edit {
             Some(update) => {
                 // The document now reads exactly `text`.
@@ -479,8 +493,10 @@ impl Room {
                 // the commit only queues bytes.
                 let notice = self.notice(&user_id, |_, _| true);
                 let ok = reply.prepare(Status::Ok, Payload::Json(json!({})));
+                let latency = inner.edit_latency.clone();
                 let done = Box::new(move |result: crate::store::Result<()>| match result {
                     Ok(()) => {
+                        latency.observe(received.elapsed().as_secs_f64());
                         ok.send();
                         notice.send();
                         relay.send();
@@ -502,6 +518,7 @@ impl Room {
         user_id: String,
         msg: YMessage,
         reply: ReplyHandle,
+        received: Instant,
         inner: &RoomsInner,
     ) {
         match msg {
@@ -545,8 +562,10 @@ impl Room {
                 }
                 let relay = self.relay(member, doc::sync_update(&update));
                 let ok = reply.prepare(Status::Ok, Payload::Json(json!({})));
+                let latency = inner.edit_latency.clone();
                 let done = Box::new(move |result: crate::store::Result<()>| match result {
                     Ok(()) => {
+                        latency.observe(received.elapsed().as_secs_f64());
                         ok.send();
                         relay.send();
                     }

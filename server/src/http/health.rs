@@ -33,6 +33,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.rooms.loaded(),
         state.endpoint.longpoll.len(),
         &state.persist_latency,
+        state.rooms.edit_latency(),
     );
     (
         [(
