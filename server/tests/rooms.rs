@@ -379,8 +379,14 @@ async fn yjs_sync_relays_updates_and_refuses_invalid_ones() {
 
     let update = doc::replace_text(&local, "hello from yjs").unwrap();
     let msg = doc::sync_update(&update);
+    let timed = metric(&server, "duet_edit_seconds_count").await;
     let r = a.push_binary(&ja, &topic, "yjs", &msg).await;
     a.reply(&r).await;
+    // A Yjs edit is timed like a `response:update`, before its ack.
+    assert_eq!(
+        metric(&server, "duet_edit_seconds_count").await,
+        timed + 1.0
+    );
     let relayed = b.expect_binary(|f| f[0] == 2 && f.ends_with(&msg)).await;
     assert!(!relayed.is_empty());
     assert_eq!(
