@@ -385,6 +385,21 @@ describe("WebSocket specifics", () => {
     assert.deepEqual(await c.reply("1"), [null, "1", "phoenix", "phx_reply", { status: "ok", response: {} }]);
   });
 
+  test("numeric refs come back as numbers, as Phoenix echoes them", T, async (t) => {
+    const c = await rawWs(server, { token: alice.token });
+    t.after(() => c.close());
+    c.send([null, 7, "phoenix", "heartbeat", {}]);
+    assert.deepEqual(await c.reply(7), [null, 7, "phoenix", "phx_reply", { status: "ok", response: {} }]);
+    const tp = `echo:numref:${++topicSeq}`;
+    c.send([3, 3, tp, "phx_join", {}]);
+    const joined = await c.reply(3);
+    assert.deepEqual([joined[0], joined[1], joined[4].status], [3, 3, "ok"]);
+    c.send([3, 4, tp, "phx_leave", {}]);
+    assert.deepEqual((await c.reply(4)).slice(0, 2), [3, 4]);
+    const close = await c.next((m) => m[3] === "phx_close" && m[2] === tp, 3000, "phx_close");
+    assert.deepEqual(close.slice(0, 2), [3, 3]);
+  });
+
   test("binary frames: push kind 0 in, reply kind 1 and push kind 0 out, same bytes", T, async (t) => {
     const c = await rawWs(server, { token: alice.token });
     t.after(() => c.close());
@@ -419,14 +434,14 @@ describe("WebSocket specifics", () => {
     assert.equal(j[4].status, "ok");
   });
 
-  test("check_origin: foreign Origin refused with 403, own origin and allow-listed origins accepted", { timeout: 30000 }, async (t) => {
+  test("check_origin: foreign Origin refused with 403, own origin and allow-listed origins accepted (a comma list with spaces)", { timeout: 30000 }, async (t) => {
     const evil = await rawWsAttempt(server, { token: alice.token, origin: "http://evil.example.com" });
     assert.equal(evil.status, "refused", `foreign origin: ${evil.status}`);
     assert.equal(evil.statusCode, 403);
     const own = await rawWsAttempt(server, { token: alice.token, origin: server.url });
     assert.equal(own.status, "open", `own origin ${server.url}: ${own.status} ${own.statusCode ?? ""}`);
     own.client.close();
-    const other = await startServer({ env: { DUET_TEST_CHANNELS: "1", DUET_ALLOWED_ORIGINS: "https://allowed.example,http://also.example:8080" } });
+    const other = await startServer({ env: { DUET_TEST_CHANNELS: "1", DUET_ALLOWED_ORIGINS: "https://allowed.example, http://also.example:8080" } });
     t.after(() => stopServer(other));
     const u = await signIn(other, "Origin");
     for (const origin of ["https://allowed.example", "http://also.example:8080", other.url]) {

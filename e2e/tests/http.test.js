@@ -247,6 +247,7 @@ describe("challenges", () => {
     assertError(await api(server, "GET", "/api/challenges/no-such-challenge", { token: alice.token }), 404, "unknown id");
     assertError(await api(server, "GET", `/api/challenges/${c.id}x`, { token: alice.token }), 404, "unknown id (near miss)");
     assertError(await api(server, "GET", `/api/challenges/${c.id}`), 401, "no token");
+    assertError(await api(server, "GET", "/api/challenges/%FF%FE", { token: alice.token }), 400, "an id that is not UTF-8");
   });
 });
 
@@ -263,6 +264,8 @@ describe("API rate limit", () => {
     }
     assert.ok(limited, `no 429 within 30 quick requests: ${statuses.join(",")}`);
     assertError(limited, 429, "rate limited");
+    const retry = Number(limited.headers.get("retry-after"));
+    assert.ok(Number.isInteger(retry) && retry >= 1 && retry <= 5, `Retry-After in seconds: ${limited.headers.get("retry-after")}`);
     assert.ok(statuses.filter((x) => x === 201).length >= 1, "requests within the burst succeed");
   });
 });
@@ -309,5 +312,18 @@ describe("operations", () => {
   test("unknown API routes are 404", T, async () => {
     const r = await api(server, "GET", "/api/no-such-route", { token: alice.token });
     assert.equal(r.status, 404);
+  });
+
+  test("a known route with the wrong method is 405 {error} with Allow", T, async () => {
+    for (const [method, path, allow] of [
+      ["GET", "/api/session", "POST"],
+      ["POST", "/api/me", "GET"],
+      ["DELETE", "/api/challenges", "POST"],
+      ["POST", "/healthz", "GET"],
+    ]) {
+      const r = await api(server, method, path, { token: alice.token });
+      assertError(r, 405, `${method} ${path}`);
+      assert.ok((r.headers.get("allow") || "").split(",").includes(allow), `${method} ${path}: Allow ${r.headers.get("allow")}`);
+    }
   });
 });

@@ -216,6 +216,18 @@ describe("presence in a challenge room", () => {
     b.channel.leave();
     await waitFor(() => !keysOf(a.pres).includes(bob.user.id), { timeout: LEAVE_WITHIN_MS + SLACK_MS, message: "long-poll leave" });
   });
+
+  test("a long-poll socket closed without leaving leaves within 1 s", T, async (t) => {
+    const p = poolFor(t);
+    const ch = await createChallenge(server, alice.token);
+    const a = await enter(p, alice, ch.id);
+    const b = await enter(p, bob, ch.id, { transport: "longpoll" });
+    await waitFor(() => keysOf(a.pres).length === 2, { timeout: 3000, message: "both present" });
+    await sleep(300); // bob's next poll is waiting on the server
+    const started = Date.now();
+    b.socket.disconnect(); // phoenix.js aborts the waiting poll; no phx_leave, no more requests
+    await assertBobLeftWithin1s(a, started, "bob's leave after his long-poll socket closed");
+  });
 });
 
 describe("presence at scale", () => {

@@ -223,6 +223,51 @@ describe("Yjs via y-phoenix-channel", () => {
     assert.equal(late.text.toString(), clients[0].text.toString());
   });
 
+  test("a client speaking Yjs that sends response:update gets its own edit as a yjs update", T, async (t) => {
+    const p = poolFor(t);
+    const ch = await createChallenge(server, alice.token);
+    const M = new ManualYjsClient(await p.connect(server, alice.token), ch.id);
+    await M.join();
+    const sb = await p.connect(server, bob.token);
+    const Pb = await openProvider(sb, ch.id);
+    destroyProvidersAfter(t, Pb);
+    await waitFor(() => M.received >= 2, { timeout: 3000, message: "the server's sync steps" });
+    assert.deepEqual(await push(M.channel, "response:update", { response: "abc" }), { status: "ok", response: {} });
+    await waitFor(() => M.text.toString() === "abc", { timeout: 3000, message: "the sender's own document has its JSON edit" });
+    await waitFor(() => Pb.text.toString() === "abc", { timeout: 3000, message: "the other Yjs member has it" });
+    assert.equal((await M.edit((text) => text.insert(3, "!"))).status, "ok");
+    await waitFor(() => Pb.text.toString() === "abc!", { timeout: 3000, message: "a later Yjs edit lands after it" });
+    await waitServerText(server, alice.token, ch.id, "abc!");
+  });
+
+  test("updated_at: GET and the list give the time of the last edit, as response:updated told it", { timeout: 30000 }, async (t) => {
+    const p = poolFor(t);
+    const ch = await createChallenge(server, alice.token);
+    const a = await enterLegacy(p, alice, ch.id);
+    const check = async (label) => {
+      const told = a.updated[a.updated.length - 1].challenge;
+      const got = await getChallenge(server, alice.token, ch.id);
+      assert.equal(got.response, told.response, `${label}: GET response`);
+      assert.equal(got.updated_at, told.updated_at, `${label}: GET updated_at`);
+      const list = await api(server, "GET", "/api/challenges", { token: alice.token });
+      const listed = list.body.challenges.find((c) => c.id === ch.id);
+      assert.equal(listed.updated_at, told.updated_at, `${label}: listed updated_at`);
+      return told.updated_at;
+    };
+    await sleep(20);
+    assert.equal((await push(a.channel, "response:update", { response: "one" })).status, "ok");
+    await waitFor(() => a.updated.length === 1, { timeout: 2000, message: "first response:updated" });
+    const first = await check("first edit");
+    assert.ok(first > ch.updated_at, `${first} after creation ${ch.updated_at}`);
+    await sleep(300);
+    assert.equal((await push(a.channel, "response:update", { response: "two" })).status, "ok");
+    await waitFor(() => a.updated.length === 2, { timeout: 2000, message: "second response:updated" });
+    const second = await check("second edit (text written later)");
+    assert.ok(second > first, `${second} after ${first}`);
+    await sleep(5600); // the room's text is now in the database too
+    assert.equal(await check("once written"), second);
+  });
+
   test("a Yjs edit sets the sender's typing; a legacy client and a Yjs client converge", T, async (t) => {
     const p = poolFor(t);
     const ch = await createChallenge(server, alice.token);
@@ -515,10 +560,15 @@ describe("durability", () => {
     assert.ok(acked.length >= 25, `acknowledged yjs edits before the kill: ${acked.length}`);
     await p.closeAll();
 
+    const restarted = new Date().toISOString();
     srv = await startServer({ dataDir: srv.dataDir });
     const legacyAfter = await getChallenge(srv, u.token, legacyRoom.id);
     assert.equal(legacyAfter.response, lastAcked, "the last acknowledged response:update survived");
     const yjsAfter = await getChallenge(srv, u.token, yjsRoom.id);
+    for (const [c, before] of [[legacyAfter, legacyRoom], [yjsAfter, yjsRoom]]) {
+      // the time of the last edit, not of the restart that repaired the text
+      assert.ok(c.updated_at > before.updated_at && c.updated_at < restarted, `updated_at ${c.updated_at}: edited after ${before.updated_at}, before the restart at ${restarted}`);
+    }
     const missing = acked.filter((frag) => !yjsAfter.response.includes(frag));
     assert.deepEqual(missing, [], `acknowledged yjs edits missing after SIGKILL; server has ${JSON.stringify(yjsAfter.response)}`);
 

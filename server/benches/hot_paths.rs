@@ -211,7 +211,10 @@ fn group_commit(c: &mut Criterion) {
                                 challenge_id: challenge_id.clone(),
                                 user_id: None,
                                 update: vec![0u8; 64],
-                                text: Some(Arc::from("text")),
+                                text: Some(duet::store::doc_log::Stamped {
+                                    text: Arc::from("text"),
+                                    at: Arc::from("2026-12-02T00:00:00.000Z"),
+                                }),
                                 done: Box::new(move |r| {
                                     let _ = tx.send(r.is_ok());
                                 }),

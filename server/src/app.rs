@@ -108,7 +108,10 @@ impl ApiLimit {
             *tokens -= 1.0;
             Ok(())
         } else {
-            Err(ApiError::RateLimited)
+            let wait = (1.0 - *tokens) / self.rate.max(f64::MIN_POSITIVE);
+            Err(ApiError::RateLimited {
+                retry_after_secs: wait.ceil().min(3600.0) as u64,
+            })
         }
     }
 }

@@ -34,7 +34,7 @@ pub struct Config {
     pub secret: Option<String>,
 
     /// Origins allowed to open sockets besides the server's own (comma separated).
-    #[arg(long, env = "DUET_ALLOWED_ORIGINS", value_delimiter = ',')]
+    #[arg(long, env = "DUET_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = trimmed)]
     pub allowed_origins: Vec<String>,
 
     /// Lifetime of issued tokens, in hours.
@@ -143,5 +143,33 @@ impl Config {
         c.secret = None;
         c.allowed_origins = Vec::new();
         c
+    }
+}
+
+/// One entry of a comma list, without the spaces around it
+/// (`"a, b"` is `a` and `b`).
+fn trimmed(s: &str) -> Result<String, std::convert::Infallible> {
+    Ok(s.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_origins_are_trimmed() {
+        let c = Config::parse_from([
+            "duet",
+            "--allowed-origins",
+            "http://a.example, https://b.example:8443 ,http://c.example",
+        ]);
+        assert_eq!(
+            c.allowed_origins,
+            [
+                "http://a.example",
+                "https://b.example:8443",
+                "http://c.example"
+            ]
+        );
     }
 }

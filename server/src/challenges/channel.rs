@@ -137,7 +137,6 @@ impl Channel for ChallengeChannel {
                 }
                 self.set_typing(true, ctx);
                 let cmd = RoomCmd::ReplaceText {
-                    member,
                     user_id: self.user.id.clone(),
                     text: text.to_owned(),
                     reply: reply.clone(),

@@ -24,7 +24,7 @@ use crate::channels::message::{Broadcast, Payload, Status};
 use crate::channels::pubsub::SubId;
 use crate::channels::serializer::{encode_broadcast, encode_json_broadcast, Frame};
 use crate::channels::Outbound;
-use crate::store::doc_log::{DocWriter, Done, WriteOp};
+use crate::store::doc_log::{DocWriter, Done, Stamped, WriteOp};
 use crate::store::Store;
 use crate::telemetry::{Histogram, LATENCY_BUCKETS};
 
@@ -74,7 +74,6 @@ pub enum RoomCmd {
     },
     /// A full text from a client without Yjs (`response:update`).
     ReplaceText {
-        member: SubId,
         user_id: String,
         text: String,
         reply: ReplyHandle,
@@ -155,7 +154,7 @@ impl Rooms {
     }
 
     /// The durable text of a challenge if its `response` column lags behind.
-    pub fn waiting_response(&self, challenge_id: &str) -> Option<Arc<str>> {
+    pub fn waiting_response(&self, challenge_id: &str) -> Option<Stamped> {
         self.inner.writer.waiting_response(challenge_id)
     }
 
@@ -441,13 +440,12 @@ impl Room {
                 received,
             } => self.yjs(member, user_id, msg, reply, received, inner).await,
             RoomCmd::ReplaceText {
-                member,
                 user_id,
                 text,
                 reply,
                 received,
             } => {
-                self.replace_text(member, user_id, text, reply, received, inner)
+                self.replace_text(user_id, text, reply, received, inner)
                     .await;
             }
             RoomCmd::Settle { reply } => {
@@ -467,7 +465,6 @@ impl Room {
 
     async fn replace_text(
         &mut self,
-        member: SubId,
         user_id: String,
         text: String,
         reply: ReplyHandle,
@@ -488,7 +485,11 @@ impl Room {
                 // The document now reads exactly `text`.
                 self.text = text.into();
                 self.challenge.updated_at = crate::store::timestamp();
-                let relay = self.relay(member, doc::sync_update(&update));
+                // Every Yjs member gets the edit, the sender too if it
+                // speaks Yjs: its own document does not have it yet.
+                let message = doc::sync_update(&update);
+                let relay =
+                    self.relay_to(|_, m| m.yjs, YJS, || Payload::Binary(Bytes::from(message)));
                 // Encoded here, in the room's task, so the completion of
                 // the commit only queues bytes.
                 let notice = self.notice(&user_id, |_, _| true);
@@ -615,7 +616,7 @@ impl Room {
         done: Done,
         inner: &RoomsInner,
     ) {
-        let text = (!self.text_stale).then(|| self.text.clone());
+        let text = (!self.text_stale).then(|| self.stamped());
         if text.is_some() {
             self.last_push = Instant::now();
         }
@@ -743,6 +744,14 @@ impl Room {
         )
     }
 
+    /// The text, and when it was last edited, for `challenge`.
+    fn stamped(&self) -> Stamped {
+        Stamped {
+            text: self.text.clone(),
+            at: self.challenge.updated_at.as_str().into(),
+        }
+    }
+
     /// Computes the text if a Yjs edit made it stale.
     fn fresh_text(&mut self) -> bool {
         if !self.text_stale {
@@ -790,7 +799,7 @@ impl Room {
         self.last_push = Instant::now();
         let op = WriteOp::Response {
             challenge_id: self.id.clone(),
-            text: self.text.clone(),
+            text: self.stamped(),
             done,
         };
         let _ = inner.writer.send(op).await;

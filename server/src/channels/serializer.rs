@@ -82,14 +82,50 @@ fn decode_text(bytes: &[u8]) -> Result<Message, DecodeError> {
     })
 }
 
+/// Marks a ref that came as a JSON number: phoenix.js always sends
+/// strings, other clients send counters, and Phoenix echoes either as it
+/// came. A ref is kept as a string: a number as its digits behind this
+/// mark, a string that starts with the mark with the mark doubled.
+const NUMBER_MARK: char = '\u{1}';
+
 fn opt_ref(v: Value, name: &'static str) -> Result<Option<String>, DecodeError> {
     match v {
         Value::Null => Ok(None),
+        Value::String(s) if s.starts_with(NUMBER_MARK) => Ok(Some(format!("{NUMBER_MARK}{s}"))),
         Value::String(s) => Ok(Some(s)),
-        // phoenix.js always sends strings; other clients send counters.
-        Value::Number(n) => Ok(Some(n.to_string())),
+        Value::Number(n) => Ok(Some(format!("{NUMBER_MARK}{n}"))),
         _ => Err(DecodeError::RefType(name)),
     }
+}
+
+/// A ref as the client sent it: a number stays a number in JSON.
+struct RefOut<'a>(Option<&'a str>);
+
+impl Serialize for RefOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        let Some(s) = self.0 else {
+            return out.serialize_none();
+        };
+        match s.strip_prefix(NUMBER_MARK) {
+            Some(rest) if !rest.starts_with(NUMBER_MARK) => {
+                match rest.parse::<serde_json::Number>() {
+                    Ok(n) => n.serialize(out),
+                    Err(_) => out.serialize_str(rest),
+                }
+            }
+            Some(rest) => out.serialize_str(rest),
+            None => out.serialize_str(s),
+        }
+    }
+}
+
+/// A ref's text, for binary frames (whose refs are strings).
+fn ref_text(s: &str) -> &str {
+    s.strip_prefix(NUMBER_MARK).unwrap_or(s)
+}
+
+fn ref_out(r: &Option<String>) -> RefOut<'_> {
+    RefOut(r.as_deref())
 }
 
 fn string(v: Value, name: &'static str) -> Result<String, DecodeError> {
@@ -149,8 +185,8 @@ fn field_len(s: &str, name: &'static str) -> Result<u8, EncodeError> {
 pub fn encode_reply(reply: &Reply) -> Result<Frame, EncodeError> {
     match &reply.payload {
         Payload::Json(response) => Ok(json_frame(&(
-            &reply.join_ref,
-            &reply.msg_ref,
+            ref_out(&reply.join_ref),
+            ref_out(&reply.msg_ref),
             &reply.topic,
             PHX_REPLY,
             ReplyBody {
@@ -159,8 +195,8 @@ pub fn encode_reply(reply: &Reply) -> Result<Frame, EncodeError> {
             },
         ))),
         Payload::Binary(data) => {
-            let join_ref = reply.join_ref.as_deref().unwrap_or("");
-            let msg_ref = reply.msg_ref.as_deref().unwrap_or("");
+            let join_ref = reply.join_ref.as_deref().map_or("", ref_text);
+            let msg_ref = reply.msg_ref.as_deref().map_or("", ref_text);
             let status = reply.status.as_str();
             let mut buf = BytesMut::with_capacity(
                 5 + join_ref.len() + msg_ref.len() + reply.topic.len() + status.len() + data.len(),
@@ -184,14 +220,14 @@ pub fn encode_reply(reply: &Reply) -> Result<Frame, EncodeError> {
 pub fn encode_push(push: &Push) -> Result<Frame, EncodeError> {
     match &push.payload {
         Payload::Json(payload) => Ok(json_frame(&(
-            &push.join_ref,
+            ref_out(&push.join_ref),
             None::<&str>,
             &push.topic,
             &push.event,
             payload,
         ))),
         Payload::Binary(data) => {
-            let join_ref = push.join_ref.as_deref().unwrap_or("");
+            let join_ref = push.join_ref.as_deref().map_or("", ref_text);
             let mut buf = BytesMut::with_capacity(
                 4 + join_ref.len() + push.topic.len() + push.event.len() + data.len(),
             );
@@ -238,7 +274,13 @@ pub fn encode_json_broadcast<T: Serialize + ?Sized>(
 /// Encodes a channel exit (`phx_close` / `phx_error`): Phoenix sends it with
 /// `ref` = `join_ref` and an empty payload.
 pub fn encode_exit(join_ref: Option<&str>, topic: &str, event: &str) -> Frame {
-    json_frame(&(join_ref, join_ref, topic, event, serde_json::json!({})))
+    json_frame(&(
+        RefOut(join_ref),
+        RefOut(join_ref),
+        topic,
+        event,
+        serde_json::json!({}),
+    ))
 }
 
 /// Long-poll carries only text: phoenix.js JSON-parses every long-poll
@@ -316,6 +358,13 @@ mod tests {
         Frame::Text(Bytes::copy_from_slice(s.as_bytes()))
     }
 
+    fn json_of(f: &Frame) -> Value {
+        match f {
+            Frame::Text(b) => serde_json::from_slice(b).unwrap(),
+            Frame::Binary(_) => panic!("a text frame expected"),
+        }
+    }
+
     #[test]
     fn decodes_json_push() {
         let m = decode(&text(r#"["1","2","room:lobby","new_msg",{"body":"hi"}]"#)).unwrap();
@@ -330,7 +379,45 @@ mod tests {
     fn decodes_heartbeat_with_null_join_ref_and_numeric_ref() {
         let m = decode(&text(r#"[null,7,"phoenix","heartbeat",{}]"#)).unwrap();
         assert_eq!(m.join_ref, None);
-        assert_eq!(m.msg_ref.as_deref(), Some("7"));
+        assert!(m.msg_ref.is_some());
+    }
+
+    /// Phoenix echoes refs as they came: numbers as numbers, strings as
+    /// strings (even ones that look like our mark for numbers).
+    #[test]
+    fn refs_keep_their_json_type_in_replies_pushes_and_exits() {
+        for (join_ref, msg_ref) in [
+            ("3", "7"),
+            (r#""3""#, r#""7""#),
+            ("3", r#""\u0001x""#),
+            (r#""\u0001\u00012""#, "12.5"),
+        ] {
+            let m = decode(&text(&format!(r#"[{join_ref},{msg_ref},"t","e",{{}}]"#))).unwrap();
+            let reply = encode_reply(&Reply {
+                join_ref: m.join_ref.clone(),
+                msg_ref: m.msg_ref.clone(),
+                topic: "t".into(),
+                status: Status::Ok,
+                payload: Payload::Json(json!({})),
+            })
+            .unwrap();
+            let v = json_of(&reply);
+            let want: Value = serde_json::from_str(&format!("[{join_ref},{msg_ref}]")).unwrap();
+            assert_eq!(&v[0], &want[0], "reply join_ref");
+            assert_eq!(&v[1], &want[1], "reply ref");
+            let push = encode_push(&Push {
+                join_ref: m.join_ref.clone(),
+                topic: "t".into(),
+                event: "e".into(),
+                payload: Payload::Json(json!({})),
+            })
+            .unwrap();
+            let v = json_of(&push);
+            assert_eq!(&v[0], &want[0], "push join_ref");
+            let exit = encode_exit(m.join_ref.as_deref(), "t", "phx_close");
+            let v = json_of(&exit);
+            assert_eq!((&v[0], &v[1]), (&want[0], &want[0]), "exit refs");
+        }
     }
 
     #[test]

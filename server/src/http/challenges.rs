@@ -1,5 +1,6 @@
 //! `POST/GET /api/challenges`, `GET /api/challenges/:id`, `GET /api/languages`.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -48,8 +49,9 @@ async fn list(
         challenges = state.store.list_challenges(&user.id).await?;
     }
     for c in &mut challenges {
-        if let Some(text) = state.rooms.waiting_response(&c.id) {
-            c.response = text.to_string();
+        if let Some(waiting) = state.rooms.waiting_response(&c.id) {
+            c.response = waiting.text.to_string();
+            c.updated_at = waiting.at.to_string();
         }
     }
     Ok(Json(json!({ "challenges": challenges })))
@@ -58,13 +60,17 @@ async fn list(
 async fn show(
     State(state): State<AppState>,
     _user: AuthUser,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    // An id that is not even UTF-8 once decoded names no challenge.
+    let Path(id) =
+        id.map_err(|_| ApiError::BadRequest("malformed challenge id in the path".into()))?;
     state.rooms.settle(&id).await;
     match state.store.get_challenge(&id).await? {
         Some(mut challenge) => {
-            if let Some(text) = state.rooms.waiting_response(&id) {
-                challenge.response = text.to_string();
+            if let Some(waiting) = state.rooms.waiting_response(&id) {
+                challenge.response = waiting.text.to_string();
+                challenge.updated_at = waiting.at.to_string();
             }
             Ok(Json(json!({ "challenge": challenge })))
         }

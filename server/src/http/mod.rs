@@ -27,6 +27,26 @@ pub fn routes() -> Router<AppState> {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(assets::routes())
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// A known path asked with a method it does not take: 405 (axum adds the
+/// `Allow` header), a JSON error where the answers are JSON.
+async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = uri.path();
+    if path.starts_with("/api/") || path == "/healthz" {
+        ApiError::MethodNotAllowed(format!("{method} is not allowed on {path}")).into_response()
+    } else {
+        (
+            axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+        )
+            .into_response()
+    }
 }
 
 /// Unknown paths: a JSON error under `/api`, plain text elsewhere.

@@ -25,6 +25,14 @@ const QUEUE: usize = 8192;
 /// Called once the operation is committed (or failed).
 pub type Done = Box<dyn FnOnce(Result<()>) + Send + Sync>;
 
+/// A room's text (`challenge.response`) and the time of the edit it
+/// reflects (`challenge.updated_at`, as the room's members were told).
+#[derive(Clone)]
+pub struct Stamped {
+    pub text: Arc<str>,
+    pub at: Arc<str>,
+}
+
 pub enum WriteOp {
     Append {
         challenge_id: Arc<str>,
@@ -32,7 +40,7 @@ pub enum WriteOp {
         update: Vec<u8>,
         /// The document's text after this update (`challenge.response`), when
         /// the room has it at hand; otherwise a `Response` follows.
-        text: Option<Arc<str>>,
+        text: Option<Stamped>,
         done: Done,
     },
     Snapshot {
@@ -43,7 +51,7 @@ pub enum WriteOp {
     /// any, is called once reads see it (see `Rooms::settle`).
     Response {
         challenge_id: Arc<str>,
-        text: Arc<str>,
+        text: Stamped,
         done: Option<Done>,
     },
     /// Writes nothing; `done` is called once everything queued before it
@@ -93,11 +101,17 @@ impl Store {
             let stored = self.load_doc(&id).await?;
             match crate::challenges::doc::load(stored.snapshot.as_deref(), &stored.tail) {
                 Ok(doc) => {
+                    // `updated_at`: when the last update was committed,
+                    // not now (the edit is older than this start-up).
                     sqlx::query(
-                        "update challenge set response = ?, updated_at = ? where challenge_id = ?",
+                        "update challenge set response = ?1,
+                            response_update_id = (select max(doc_update_id) from doc_update where challenge_id = ?2),
+                            updated_at = coalesce(
+                              (select created_at from doc_update where challenge_id = ?2
+                               order by doc_update_id desc limit 1), updated_at)
+                         where challenge_id = ?2",
                     )
                     .bind(crate::challenges::doc::text(&doc))
-                    .bind(timestamp())
                     .bind(&id)
                     .execute(&self.pool)
                     .await?;
@@ -130,7 +144,7 @@ pub struct Responses {
 }
 
 /// A room's durable text and the id of the last update it reflects.
-type Waiting = (Arc<str>, i64);
+type Waiting = (Stamped, i64);
 
 impl Responses {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Waiting>> {
@@ -172,7 +186,7 @@ impl DocWriter {
     }
 
     /// The durable text of a challenge whose `response` column lags behind.
-    pub fn waiting_response(&self, challenge_id: &str) -> Option<Arc<str>> {
+    pub fn waiting_response(&self, challenge_id: &str) -> Option<Stamped> {
         self.responses
             .lock()
             .get(challenge_id)
@@ -468,9 +482,10 @@ async fn flush_responses(
                 .get(*k)
                 .is_none_or(|at| now.duration_since(*at) >= RESPONSE_EVERY)
         })
-        .take_while(|(_, (text, _))| {
-            bytes += text.len();
-            all || bytes <= FLUSH_BYTES || bytes == text.len()
+        .take_while(|(_, (stamped, _))| {
+            let len = stamped.text.len();
+            bytes += len;
+            all || bytes <= FLUSH_BYTES || bytes == len
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
@@ -478,15 +493,10 @@ async fn flush_responses(
     if waiting.is_empty() {
         return;
     }
-    let stamp = timestamp();
     let result = match conn.get(store).await {
         Ok(conn) => {
             transaction(conn, |db| {
-                update_responses(
-                    db,
-                    waiting.iter().map(|(k, (t, id))| (&**k, &**t, *id)),
-                    &stamp,
-                )
+                update_responses(db, waiting.iter().map(|(k, (t, id))| (&**k, t, *id)))
             })
             .await
         }
@@ -502,7 +512,10 @@ async fn flush_responses(
             let mut map = responses.lock();
             for (id, (text, _)) in &waiting {
                 // Only if no newer text arrived meanwhile.
-                if map.get(id).is_some_and(|(t, _)| Arc::ptr_eq(t, text)) {
+                if map
+                    .get(id)
+                    .is_some_and(|(t, _)| Arc::ptr_eq(&t.text, &text.text))
+                {
                     map.remove(id);
                 }
                 written.insert(id.clone(), now);
@@ -516,8 +529,8 @@ async fn flush_responses(
 /// now, and the texts left for later (see `Responses`).
 type BatchRows<'b> = (
     Vec<(&'b Arc<str>, i64)>,
-    Vec<(&'b Arc<str>, (&'b Arc<str>, i64))>,
-    Vec<(&'b Arc<str>, (&'b Arc<str>, i64))>,
+    Vec<(&'b Arc<str>, (&'b Stamped, i64))>,
+    Vec<(&'b Arc<str>, (&'b Stamped, i64))>,
 );
 
 const INSERT_UPDATE: &str =
@@ -540,7 +553,7 @@ fn write_batch<'b>(
 ) -> Result<BatchRows<'b>> {
     let mut ids: HashMap<&'b Arc<str>, i64> = HashMap::new();
     // The newest text of each room and the last update it reflects.
-    let mut texts: HashMap<&'b Arc<str>, (&'b Arc<str>, i64)> = HashMap::new();
+    let mut texts: HashMap<&'b Arc<str>, (&'b Stamped, i64)> = HashMap::new();
     let mut insert = db.prepare(INSERT_UPDATE)?;
     let mut snapshot = None;
     for op in batch {
@@ -594,12 +607,13 @@ fn write_batch<'b>(
     // At most COMMIT_RESPONSE_BYTES of them per commit: large documents
     // would otherwise make some commits (and their acks) slow.
     let mut bytes = 0;
-    let (now_texts, later): (Vec<_>, Vec<_>) = texts.into_iter().partition(|(id, (text, _))| {
+    let (now_texts, later): (Vec<_>, Vec<_>) = texts.into_iter().partition(|(id, (stamped, _))| {
         let due = written
             .get(*id)
             .is_none_or(|at| started.duration_since(*at) >= RESPONSE_EVERY);
-        if due && (bytes == 0 || bytes + text.len() <= COMMIT_RESPONSE_BYTES) {
-            bytes += text.len();
+        let len = stamped.text.len();
+        if due && (bytes == 0 || bytes + len <= COMMIT_RESPONSE_BYTES) {
+            bytes += len;
             true
         } else {
             false
@@ -609,28 +623,27 @@ fn write_batch<'b>(
         db,
         now_texts
             .iter()
-            .map(|(id, (text, update_id))| (&***id, &***text, *update_id)),
-        now,
+            .map(|(id, (stamped, update_id))| (&***id, *stamped, *update_id)),
     )?;
     Ok((ids.into_iter().collect(), now_texts, later))
 }
 
-/// Writes (challenge id, text, id of the last update it reflects) rows.
+/// Writes (challenge id, text and its time, id of the last update it
+/// reflects) rows.
 fn update_responses<'a>(
     db: &raw::Handle<'_>,
-    rows: impl IntoIterator<Item = (&'a str, &'a str, i64)>,
-    now: &str,
+    rows: impl IntoIterator<Item = (&'a str, &'a Stamped, i64)>,
 ) -> Result<()> {
     let mut rows = rows.into_iter().peekable();
     if rows.peek().is_none() {
         return Ok(());
     }
     let mut update = db.prepare(UPDATE_RESPONSE)?;
-    for (id, text, update_id) in rows {
+    for (id, stamped, update_id) in rows {
         update.bind_text(1, id)?;
-        update.bind_text(2, text)?;
+        update.bind_text(2, &stamped.text)?;
         update.bind_i64(3, update_id)?;
-        update.bind_text(4, now)?;
+        update.bind_text(4, &stamped.at)?;
         update.run()?;
     }
     Ok(())

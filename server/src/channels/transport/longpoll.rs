@@ -38,13 +38,34 @@ pub const MAX_BODY_BYTES: usize = 16 << 20;
 const MAX_MESSAGES_PER_POLL: usize = 1000;
 /// Frames a session's socket may have waiting before POSTs wait.
 const SESSION_INBOX: usize = 256;
+/// A poll the client gave up on (phoenix.js aborts its requests when it
+/// closes) ends the session unless another request comes within this.
+const ABANDONED_GRACE: Duration = Duration::from_millis(400);
 
 pub struct Session {
     inbox: mpsc::Sender<Frame>,
     outgoing: Mutex<OutboundRx>,
     /// Milliseconds since the session started, at the last request.
     last_seen_ms: AtomicU64,
+    /// Requests so far, to tell whether one came after a poll was abandoned.
+    requests: AtomicU64,
+    /// A waiting poll was dropped unanswered: the client closed it.
+    abandoned: tokio::sync::Notify,
     started: tokio::time::Instant,
+}
+
+/// Tells the session if the poll is dropped before it answers.
+struct PollGuard<'a> {
+    session: &'a Session,
+    answered: bool,
+}
+
+impl Drop for PollGuard<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.session.abandoned.notify_one();
+        }
+    }
 }
 
 /// The live long-poll sessions by token.
@@ -182,12 +203,17 @@ pub async fn poll(
 
 async fn listen(endpoint: &Endpoint, session: &Session, token: String) -> Response {
     session.touch();
+    let mut guard = PollGuard {
+        session,
+        answered: false,
+    };
     let mut outgoing = session.outgoing.lock().await;
     let first = tokio::select! {
         f = tokio::time::timeout(endpoint.limits.longpoll_window, outgoing.recv()) => f,
         _ = endpoint.shutdown.cancelled() => return status(json!({ "status": 410 })),
     };
     session.touch();
+    guard.answered = true;
     let first = match first {
         Err(_) => return status(json!({ "status": 204, "token": token })),
         Ok(None) => return status(json!({ "status": 410 })), // the socket ended
@@ -260,6 +286,7 @@ impl Session {
     fn touch(&self) {
         let ms = self.started.elapsed().as_millis() as u64;
         self.last_seen_ms.store(ms, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
     fn idle_for(&self) -> Duration {
@@ -285,6 +312,8 @@ fn new_session(endpoint: Endpoint, connected: crate::channels::Connected) -> Str
         inbox,
         outgoing: Mutex::new(out_rx),
         last_seen_ms: AtomicU64::new(0),
+        requests: AtomicU64::new(0),
+        abandoned: tokio::sync::Notify::new(),
         started: tokio::time::Instant::now(),
     });
     endpoint.longpoll.0.insert(token.clone(), session.clone());
@@ -300,6 +329,8 @@ fn new_session(endpoint: Endpoint, connected: crate::channels::Connected) -> Str
         async move {
             info!("connected");
             let mut check = tokio::time::interval(Duration::from_secs(1));
+            // After an abandoned poll: when to look, and the request count then.
+            let mut abandoned: Option<(tokio::time::Instant, u64)> = None;
             loop {
                 tokio::select! {
                     biased;
@@ -314,6 +345,21 @@ fn new_session(endpoint: Endpoint, connected: crate::channels::Connected) -> Str
                     }
                     _ = check.tick() => {
                         if session.idle_for() > expiry && session.outgoing.try_lock().is_ok() {
+                            break;
+                        }
+                    }
+                    _ = session.abandoned.notified() => {
+                        let seen = session.requests.load(Ordering::Relaxed);
+                        abandoned = Some((tokio::time::Instant::now() + ABANDONED_GRACE, seen));
+                    }
+                    _ = tokio::time::sleep_until(abandoned.map_or_else(tokio::time::Instant::now, |a| a.0)),
+                        if abandoned.is_some() =>
+                    {
+                        let seen = abandoned.take().map_or(0, |a| a.1);
+                        if session.requests.load(Ordering::Relaxed) == seen
+                            && session.outgoing.try_lock().is_ok()
+                        {
+                            info!("long-poll client went away");
                             break;
                         }
                     }
