@@ -201,6 +201,63 @@ test("three typists: 'Sophie, Antoin and Lea are typing…'", async () => {
   await close(a, b, l, w);
 });
 
+test("two typists are named in the order they started typing", async () => {
+  const c = await room({ title: "Order" });
+  const a = await join(c, "Sophie");
+  const b = await join(c, "Antoin"); // most often in the same second as Sophie (online_at)
+  const w = await join(c, "Watcher");
+  await eventually(async () => assert.equal((await participantNames(w.page)).length, 3));
+  const sophie = typeAtEnd(a.page, "ssssssssssssssssssss", 100);
+  await eventually(async () => assert.equal(await typingStatus(w.page), "Sophie is typing…"), { timeout: 2000, interval: 20 });
+  const antoin = typeAtEnd(b.page, "aaaaaaaaaaaaaaaaaaaa", 100);
+  await eventually(async () => assert.equal(await typingStatus(w.page), "Sophie and Antoin are typing…"), { timeout: 2000, interval: 20 });
+  await Promise.all([sophie, antoin]);
+  await close(a, b, w);
+});
+
+/** FNV-1a over the user id, as the server picks a colour from its palette of 12. */
+function colourIndex(userId) {
+  let h = 0xcbf29ce484222325n;
+  for (const byte of Buffer.from(userId)) h = ((h ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
+  return Number(h % 12n);
+}
+
+test("two people of the same colour: each caret carries its own name", async () => {
+  const sophie = await signIn(server, "Sophie");
+  let lea = null;
+  for (let i = 0; i < 200 && !lea; i++) {
+    const u = await signIn(server, "Lea");
+    if (colourIndex(u.user.id) === colourIndex(sophie.user.id)) lea = u;
+  }
+  assert.ok(lea, "a Lea of Sophie's colour");
+  const c = await room({ title: "Same colour" });
+  const joinAs = async (who) => {
+    const p = await newPerson(browser, server);
+    people.push(p);
+    await p.context.addInitScript((token) => localStorage.setItem("duet.token", token), who.token);
+    await p.page.goto(`/challenges/${c.id}`);
+    await p.page.locator(".cm-content").waitFor();
+    await waitForBadge(p.page, "Connected");
+    return p;
+  };
+  const s = await joinAs(sophie);
+  const l = await joinAs(lea);
+  const w = await join(c, "Antoin");
+  const colours = () =>
+    w.page.evaluate(() => [...document.querySelectorAll(".participants li")].map((li) => [li.textContent, li.style.getPropertyValue("--person")]));
+  await eventually(async () => assert.equal((await colours()).length, 3));
+  const byName = Object.fromEntries((await colours()).map(([name, colour]) => [name, colour]));
+  assert.equal(byName.Sophie, byName.Lea, `the same colour: ${JSON.stringify(byName)}`);
+
+  await typeAtEnd(s.page, "line by Sophie\n\n");
+  await eventually(async () => assert.equal(await editorText(w.page), "line by Sophie\n\n"));
+  await typeAtEnd(l.page, "line by Lea");
+  await eventually(async () => assert.equal(await editorText(w.page), "line by Sophie\n\nline by Lea"));
+  await s.page.keyboard.press("Control+Home");
+  await eventually(async () => assert.deepEqual((await w.page.locator(".cm-ySelectionInfo").allTextContents()).sort(), ["Lea", "Sophie"]));
+  await close(s, l, w);
+});
+
 test("both type at once and end with the same text", async () => {
   const c = await room({ title: "Concurrent" });
   const a = await join(c, "Sophie");
@@ -350,10 +407,13 @@ test("unknown room: 'Challenge not found' with a way back", async () => {
 test("Copy link copies the room's address", async () => {
   const c = await room({ title: "Share me" });
   const a = await join(c, "Sophie");
-  await a.page.getByRole("button", { name: "Copy link" }).click();
-  await a.page.getByRole("button", { name: "Copied!" }).waitFor();
+  const button = a.page.getByRole("button", { name: "Copy link" });
+  await button.click();
+  await a.page.getByText("Copied!").waitFor();
   assert.equal(await a.page.evaluate(() => navigator.clipboard.readText()), a.page.url());
-  await a.page.getByRole("button", { name: "Copy link" }).waitFor({ timeout: 3000 });
+  // The button keeps its name: it can be clicked again at once.
+  await button.click({ timeout: 1000 });
+  await eventually(async () => assert.equal(await a.page.getByText("Copied!").count(), 0), { timeout: 3000 });
   await close(a);
 });
 

@@ -285,9 +285,9 @@ describe("operations", () => {
     assert.match(r.text, /^# (HELP|TYPE) duet_/m, "HELP/TYPE lines");
   });
 
-  test("GET / and GET /challenges/:id serve the embedded web app", T, async () => {
+  test("GET / and GET /challenges/:id serve the embedded web app (a trailing slash too)", T, async () => {
     const c = await createChallenge(server, alice.token);
-    for (const path of ["/", `/challenges/${c.id}`]) {
+    for (const path of ["/", `/challenges/${c.id}`, `/challenges/${c.id}/`]) {
       const r = await api(server, "GET", path);
       assert.equal(r.status, 200, `${path}: ${r.status}`);
       assert.match(r.headers.get("content-type") || "", /^text\/html/, `${path} content-type`);

@@ -37,6 +37,23 @@ function byArrival(a, b) {
   return a.name.localeCompare(b.name) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
+/** When each person started typing, as this page saw it, by typing line. */
+const typingSince = new WeakMap();
+
+/**
+ * The others who are typing, in the order they started (as seen here; those
+ * seen starting together by arrival): "Sophie and Antoin" when Sophie began.
+ */
+function typists(status, sorted, myId) {
+  let since = typingSince.get(status);
+  if (!since) typingSince.set(status, (since = new Map()));
+  const now = Date.now();
+  const typing = sorted.filter((p) => p.typing && p.id !== myId);
+  for (const id of [...since.keys()]) if (!typing.some((p) => p.id === id)) since.delete(id);
+  for (const p of typing) if (!since.has(p.id)) since.set(p.id, now);
+  return typing.sort((a, b) => since.get(a.id) - since.get(b.id)); // stable: ties keep arrival order
+}
+
 /** Render the list into `ul` (me first, then by arrival) and the typing line into `status`. */
 export function renderPresence(ul, status, list, myId) {
   const sorted = [...list].sort((a, b) => (a.id === myId ? -1 : b.id === myId ? 1 : byArrival(a, b)));
@@ -57,6 +74,6 @@ export function renderPresence(ul, status, list, myId) {
       return li;
     }),
   );
-  const text = typingText(sorted.filter((p) => p.typing && p.id !== myId).map((p) => p.name));
+  const text = typingText(typists(status, sorted, myId).map((p) => p.name));
   if (status.textContent !== text) status.textContent = text;
 }

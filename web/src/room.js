@@ -42,7 +42,9 @@ export function mountRoom(root, id, user, { onAuthLost }) {
   const participants = h("ul", { class: "participants", "aria-label": "Participants" });
   const typingLine = h("p", { class: "typing-line", role: "status", "aria-live": "polite" });
   const badge = h("span", { class: "badge", "data-state": "reconnecting", "aria-live": "polite", title: "Connection" }, "Reconnecting…");
+  // The button keeps its name ("Copy link"); the outcome is told beside it.
   const copyButton = h("button", { type: "button", class: "secondary copy" }, "Copy link");
+  const copyNote = h("span", { class: "copy-note muted", "aria-live": "polite" });
   const copyFallback = h("input", { type: "text", class: "copy-fallback", readonly: true, hidden: true, "aria-label": "Room link" });
   const editorHost = h("div", { class: "editor-host" });
   const myDot = h("span", { class: "dot", "aria-hidden": "true" });
@@ -56,6 +58,7 @@ export function mountRoom(root, id, user, { onAuthLost }) {
       h("div", { class: "spacer" }),
       badge,
       copyFallback,
+      copyNote,
       copyButton,
       h("span", { class: "who", title: "You" }, myDot, h("strong", null, user.first_name)),
     ),
@@ -80,7 +83,7 @@ export function mountRoom(root, id, user, { onAuthLost }) {
   const socket = new Socket("/socket", { params: () => ({ token: getToken() }) });
   const provider = new PhoenixChannelProvider(socket, `challenges:${id}`, ydoc, { connect: false });
   const awareness = provider.awareness;
-  awareness.setLocalStateField("user", userField(user.first_name, "#6b7280"));
+  awareness.setLocalStateField("user", userField(user.first_name, "#6b7280", ydoc.clientID));
 
   const editor = createEditor(editorHost, {
     ytext,
@@ -105,7 +108,7 @@ export function mountRoom(root, id, user, { onAuthLost }) {
     const color = mine && mine.metas && mine.metas[0] && mine.metas[0].color;
     if (color && color !== myColor) {
       myColor = color;
-      awareness.setLocalStateField("user", userField(user.first_name, color));
+      awareness.setLocalStateField("user", userField(user.first_name, color, ydoc.clientID));
       myDot.style.backgroundColor = color;
     }
     renderPresence(participants, typingLine, people(presence), myId);
@@ -228,10 +231,10 @@ export function mountRoom(root, id, user, { onAuthLost }) {
         ok = false;
       }
     }
-    copyButton.textContent = ok ? "Copied!" : "Press Ctrl+C";
+    copyNote.textContent = ok ? "Copied!" : "Press Ctrl+C";
     clearTimeout(copyTimer);
     copyTimer = setTimeout(() => {
-      copyButton.textContent = "Copy link";
+      copyNote.textContent = "";
     }, 1600);
   });
 
@@ -277,8 +280,16 @@ export function mountRoom(root, id, user, { onAuthLost }) {
   return teardown;
 }
 
-/** The awareness "user" field y-codemirror.next reads for remote carets. */
-function userField(name, color) {
-  const colorLight = /^#[0-9a-f]{6}$/i.test(color) ? `${color}33` : `color-mix(in srgb, ${color} 20%, transparent)`;
-  return { name, color, colorLight };
+/**
+ * The awareness "user" field y-codemirror.next reads for remote carets.
+ * Its caret widgets compare only their colour, so CodeMirror would reuse one
+ * person's caret (and name label) for another person of the same colour:
+ * each client's colour string is its own (an alpha of 0.99… ending in the
+ * client's id), the same colour to the eye.
+ */
+export function userField(name, color, clientID) {
+  const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(color);
+  if (!m) return { name, color, colorLight: `color-mix(in srgb, ${color} 20%, transparent)` };
+  const [r, g, b] = m.slice(1).map((x) => parseInt(x, 16));
+  return { name, color: `rgb(${r} ${g} ${b} / 0.99${clientID >>> 0})`, colorLight: `rgb(${r} ${g} ${b} / 0.2)` };
 }
