@@ -20,6 +20,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(len) = declared.filter(|len| *len > super::MAX_BODY_BYTES as u64) {
+            drain(req.into_body(), len).await;
+            return Err(ApiError::TooLarge);
+        }
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(rejection) => Err(match rejection {
@@ -38,6 +47,33 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             }),
         }
     }
+}
+
+/// Bodies up to this size are read (and dropped) before a 413 is sent.
+const DRAIN_AT_MOST: u64 = 16 << 20;
+/// How long reading a refused body may take.
+const DRAIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads a refused body of `len` bytes to its end (if it is not huge): a
+/// server that answers and closes while the client is still sending makes
+/// the client's kernel reset the connection, and the client may never see
+/// the 413 (it sees EPIPE or ECONNRESET instead).
+async fn drain(body: axum::body::Body, len: u64) {
+    use futures_util::StreamExt;
+    if len > DRAIN_AT_MOST {
+        return;
+    }
+    let mut stream = body.into_data_stream();
+    let mut read = 0u64;
+    let _ = tokio::time::timeout(DRAIN_WITHIN, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len() as u64;
+            if read > len {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// The signed-in user, from `Authorization: Bearer <jwt>`.

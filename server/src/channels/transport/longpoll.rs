@@ -51,6 +51,8 @@ pub struct Session {
     requests: AtomicU64,
     /// A waiting poll was dropped unanswered: the client closed it.
     abandoned: tokio::sync::Notify,
+    /// `requests` when that happened.
+    abandoned_at_request: AtomicU64,
     started: tokio::time::Instant,
 }
 
@@ -63,6 +65,10 @@ struct PollGuard<'a> {
 impl Drop for PollGuard<'_> {
     fn drop(&mut self) {
         if !self.answered {
+            let seen = self.session.requests.load(Ordering::Relaxed);
+            self.session
+                .abandoned_at_request
+                .store(seen, Ordering::Relaxed);
             self.session.abandoned.notify_one();
         }
     }
@@ -314,6 +320,7 @@ fn new_session(endpoint: Endpoint, connected: crate::channels::Connected) -> Str
         last_seen_ms: AtomicU64::new(0),
         requests: AtomicU64::new(0),
         abandoned: tokio::sync::Notify::new(),
+        abandoned_at_request: AtomicU64::new(0),
         started: tokio::time::Instant::now(),
     });
     endpoint.longpoll.0.insert(token.clone(), session.clone());
@@ -349,7 +356,7 @@ fn new_session(endpoint: Endpoint, connected: crate::channels::Connected) -> Str
                         }
                     }
                     _ = session.abandoned.notified() => {
-                        let seen = session.requests.load(Ordering::Relaxed);
+                        let seen = session.abandoned_at_request.load(Ordering::Relaxed);
                         abandoned = Some((tokio::time::Instant::now() + ABANDONED_GRACE, seen));
                     }
                     _ = tokio::time::sleep_until(abandoned.map_or_else(tokio::time::Instant::now, |a| a.0)),
