@@ -279,6 +279,17 @@ describe("operations", () => {
     assert.deepEqual(r.body, { status: "ok" });
   });
 
+  test("GET /healthz → 503 once the data dir is deleted under the server", { timeout: 30000 }, async (t) => {
+    const srv = await startServer();
+    t.after(() => stopServer(srv));
+    assert.equal((await api(srv, "GET", "/healthz")).status, 200);
+    rmSync(srv.dataDir, { recursive: true, force: true });
+    const r = await api(srv, "GET", "/healthz");
+    assert.equal(r.status, 503, r.text);
+    assert.equal(r.body?.status, "unavailable");
+    assert.match(r.body?.error ?? "", /database file/);
+  });
+
   test("GET /metrics → Prometheus text with duet_ metrics", T, async () => {
     const r = await api(server, "GET", "/metrics");
     assert.equal(r.status, 200);

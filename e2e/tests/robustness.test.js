@@ -3,7 +3,8 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { startServer, signIn, startWithUsers, stopServer } from "../lib/server.js";
+import { spawnSync } from "node:child_process";
+import { startServer, signIn, startWithUsers, stopServer, DUET_BIN } from "../lib/server.js";
 import { SocketPool, join, push, countJoins, watchSocket, waitFor, sleep, connect, disconnect } from "../lib/phx.js";
 import { rawWs, encodeBinaryPush, RawLongPollClient } from "../lib/raw.js";
 
@@ -303,6 +304,21 @@ describe("idle timeout", () => {
 });
 
 describe("graceful shutdown and restart", () => {
+  test("a second server on the same data dir stops with a clear message; the first goes on", { timeout: 30000 }, async (t) => {
+    const srv = await startServer();
+    t.after(() => stopServer(srv));
+    await signIn(srv, "Before");
+    const second = spawnSync(DUET_BIN, [], {
+      env: { ...process.env, DUET_ADDR: "127.0.0.1:0", DUET_DATA_DIR: srv.dataDir, RUST_BACKTRACE: "0" },
+      encoding: "utf8",
+      timeout: 15000,
+    });
+    assert.equal(second.status, 1, second.stderr);
+    assert.match(second.stderr, /another duet server \(pid \d+\) is using the data dir/, second.stderr);
+    assert.ok(second.stderr.trim().split("\n").length <= 2, `a short message: ${second.stderr}`);
+    assert.equal((await signIn(srv, "After")).user.first_name, "After");
+  });
+
   test("SIGTERM closes sockets with 1001; after a restart on the same port phoenix.js reconnects and rejoins", { timeout: 60000 }, async (t) => {
     let srv = await startServer({ env: { DUET_TEST_CHANNELS: "1" } });
     const dataDir = srv.dataDir;

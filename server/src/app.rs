@@ -121,13 +121,59 @@ pub struct App {
     pub state: AppState,
     writer_task: tokio::task::JoinHandle<()>,
     writer_stop: CancellationToken,
+    /// Held while the app lives: one server per data dir.
+    _data_dir_lock: Option<std::fs::File>,
+}
+
+/// Takes `duet.lock` in the data dir, so that a second server on the same
+/// data dir stops with a clear message instead of running beside the first
+/// (each would keep its own copy of a room's live state). The kernel lets
+/// it go when the process ends, however it ends.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<Option<std::fs::File>> {
+    let path = dir.join("duet.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            use std::io::Write;
+            let _ = file.set_len(0);
+            let _ = (&file).write_all(format!("{}\n", std::process::id()).as_bytes());
+            Ok(Some(file))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(&path).unwrap_or_default();
+            let pid = pid.trim();
+            anyhow::bail!(
+                "another duet server{} is using the data dir {}; stop it first, or give this one its own DUET_DATA_DIR",
+                if pid.is_empty() { String::new() } else { format!(" (pid {pid})") },
+                dir.display()
+            )
+        }
+        Err(std::fs::TryLockError::Error(err)) => {
+            tracing::warn!(cause = %err, path = %path.display(), "cannot lock the data dir; not checking for a second server");
+            Ok(None)
+        }
+    }
 }
 
 impl App {
     pub async fn new(config: Config) -> anyhow::Result<App> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
-        let store = Store::open_with(&config.database_url(), config.durability)
+        let data_dir_lock = lock_data_dir(&config.data_dir)?;
+        let url = config.database_url();
+        if !url.starts_with("sqlite:") {
+            let scheme = url.split_once(':').map_or(url.as_str(), |(s, _)| s);
+            anyhow::bail!(
+                "DATABASE_URL must be an SQLite URL (sqlite://path/to/duet.db), not {scheme}:...; unset it to use the data dir's duet.db"
+            );
+        }
+        let store = Store::open_with(&url, config.durability)
             .await
             .with_context(|| format!("opening {}", config.database_url()))?;
         let repaired = store
@@ -196,6 +242,7 @@ impl App {
             state,
             writer_task,
             writer_stop,
+            _data_dir_lock: data_dir_lock,
         })
     }
 

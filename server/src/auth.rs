@@ -96,7 +96,21 @@ pub fn load_or_create_secret(dir: &Path) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context;
     let path = dir.join("secret.key");
     match std::fs::read(&path) {
-        Ok(bytes) if !bytes.is_empty() => return Ok(bytes),
+        Ok(bytes) if !bytes.is_empty() => {
+            #[cfg(unix)]
+            if let Ok(meta) = std::fs::metadata(&path) {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        path = %path.display(),
+                        mode = format!("{mode:o}"),
+                        "the secret key is readable by other users: anyone who reads it can sign tokens (chmod 600 it)"
+                    );
+                }
+            }
+            return Ok(bytes);
+        }
         Ok(_) => anyhow::bail!(
             "{} is empty; delete it to generate a new key",
             path.display()

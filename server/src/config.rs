@@ -38,39 +38,39 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
 
     /// Lifetime of issued tokens, in hours.
-    #[arg(long, env = "DUET_TOKEN_TTL_HOURS", default_value_t = 24)]
+    #[arg(long, env = "DUET_TOKEN_TTL_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=87_600))]
     pub token_ttl_hours: u64,
 
     /// Largest WebSocket frame a client may send, in bytes (bigger: closed with 1009).
-    #[arg(long, env = "DUET_MAX_FRAME_BYTES", default_value_t = 1 << 20)]
+    #[arg(long, env = "DUET_MAX_FRAME_BYTES", default_value_t = 1 << 20, value_parser = frame_bytes)]
     pub max_frame_bytes: usize,
 
     /// Topics one socket may join at once.
-    #[arg(long, env = "DUET_MAX_TOPICS", default_value_t = 100)]
+    #[arg(long, env = "DUET_MAX_TOPICS", default_value_t = 100, value_parser = at_least_one)]
     pub max_topics: usize,
 
     /// Sustained messages per second one socket may send.
-    #[arg(long, env = "DUET_SOCKET_RATE", default_value_t = 200)]
+    #[arg(long, env = "DUET_SOCKET_RATE", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
     pub socket_rate: u32,
 
     /// Burst of messages one socket may send above the sustained rate.
-    #[arg(long, env = "DUET_SOCKET_BURST", default_value_t = 400)]
+    #[arg(long, env = "DUET_SOCKET_BURST", default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..))]
     pub socket_burst: u32,
 
     /// Frames queued for one socket before it counts as too slow and is disconnected.
-    #[arg(long, env = "DUET_OUTBOUND_QUEUE", default_value_t = 1024)]
+    #[arg(long, env = "DUET_OUTBOUND_QUEUE", default_value_t = 1024, value_parser = at_least_one)]
     pub outbound_queue: usize,
 
     /// Seconds a socket may stay silent (no heartbeat) before it is closed.
-    #[arg(long, env = "DUET_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(long, env = "DUET_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idle_timeout_secs: u64,
 
     /// HTTP API requests per second per client address (sign-in, create...).
-    #[arg(long, env = "DUET_API_RATE", default_value_t = 500)]
+    #[arg(long, env = "DUET_API_RATE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub api_rate: u32,
 
     /// Burst of HTTP API requests per client address.
-    #[arg(long, env = "DUET_API_BURST", default_value_t = 5000)]
+    #[arg(long, env = "DUET_API_BURST", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..))]
     pub api_burst: u32,
 
     /// Document updates between two snapshots of a room (compaction).
@@ -117,8 +117,8 @@ impl Config {
             "addr={} data_dir={} database={} secret={} allowed_origins={:?} token_ttl_hours={} max_frame_bytes={} max_topics={} socket_rate={}/s burst={} outbound_queue={} idle_timeout={}s snapshot_every={} room_grace={}ms durability={:?} test_channels={}",
             self.addr,
             self.data_dir.display(),
-            self.database_url(),
-            if self.secret.is_some() { "from DUET_SECRET" } else { "from secret.key" },
+            without_password(&self.database_url()),
+            if self.secret.as_deref().is_some_and(|s| !s.is_empty()) { "from DUET_SECRET" } else { "from secret.key" },
             self.allowed_origins,
             self.token_ttl_hours,
             self.max_frame_bytes,
@@ -146,6 +146,39 @@ impl Config {
     }
 }
 
+/// A count that must be at least 1 (0 would make the server unusable).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A frame size limit: at least 1 KiB, or no client could even join.
+fn frame_bytes(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n < 1024 => Err("must be at least 1024 bytes".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A URL with its user info (`user:password@`) masked, for the log.
+fn without_password(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest
+            .split_once('/')
+            .map_or(rest, |(host, _)| host)
+            .rfind('@')
+        {
+            Some(at) => format!("{scheme}://***{}", &rest[at..]),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// One entry of a comma list, without the spaces around it
 /// (`"a, b"` is `a` and `b`).
 fn trimmed(s: &str) -> Result<String, std::convert::Infallible> {
@@ -155,6 +188,45 @@ fn trimmed(s: &str) -> Result<String, std::convert::Infallible> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_that_would_make_the_server_unusable_are_refused() {
+        for (flag, value) in [
+            ("--max-frame-bytes", "0"),
+            ("--max-frame-bytes", "100"),
+            ("--max-topics", "0"),
+            ("--socket-rate", "0"),
+            ("--socket-burst", "0"),
+            ("--outbound-queue", "0"),
+            ("--idle-timeout-secs", "0"),
+            ("--api-rate", "0"),
+            ("--api-burst", "0"),
+            ("--token-ttl-hours", "0"),
+            ("--token-ttl-hours", "3000000000000000"),
+        ] {
+            let parsed = Config::try_parse_from(["duet", flag, value]);
+            assert!(parsed.is_err(), "{flag} {value} accepted");
+        }
+        let ok = Config::try_parse_from(["duet", "--max-topics", "1", "--max-frame-bytes", "4096"]);
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn database_urls_are_logged_without_passwords() {
+        assert_eq!(
+            without_password("postgres://u:p@host/db"),
+            "postgres://***@host/db"
+        );
+        assert_eq!(
+            without_password("sqlite:///data/duet.db"),
+            "sqlite:///data/duet.db"
+        );
+        assert_eq!(
+            without_password("sqlite://a@b/duet.db"),
+            "sqlite://***@b/duet.db"
+        );
+        assert_eq!(without_password("sqlite::memory:"), "sqlite::memory:");
+    }
 
     #[test]
     fn allowed_origins_are_trimmed() {

@@ -1,4 +1,4 @@
-//! `GET /healthz` (200 once the database answers) and `GET /metrics`.
+//! `GET /healthz` (200 once the database answers and its file is in place) and `GET /metrics`.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -16,14 +16,16 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
-    if state.store.ping().await {
-        Json(json!({ "status": "ok" })).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "error": "database not answering" })),
-        )
-            .into_response()
+    match state.store.health().await {
+        Ok(()) => Json(json!({ "status": "ok" })).into_response(),
+        Err(why) => {
+            tracing::error!(cause = why, "unhealthy");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable", "error": why })),
+            )
+                .into_response()
+        }
     }
 }
 

@@ -354,18 +354,24 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(1
 async fn checkpointer(store: Store, stop: CancellationToken, catch_up: Arc<AtomicBool>) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let db_file = database_file(&store).await;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
+        let mut conn = match store.pool.acquire().await {
+            Ok(conn) => conn,
+            Err(err) => {
+                tracing::warn!(cause = %err, "WAL checkpoint: no connection");
+                continue;
+            }
+        };
         // Twice: the second pass copies and syncs what came during the
         // first and its sync, so the writer is left a few milliseconds' worth.
         let mut pending = false;
         for _ in 0..2 {
             match sqlx::query_as::<_, (i64, i64, i64)>("pragma wal_checkpoint(passive)")
-                .fetch_one(&store.pool)
+                .fetch_one(&mut *conn)
                 .await
             {
                 // `log` is the WAL as it was when the checkpoint began: the
@@ -376,14 +382,8 @@ async fn checkpointer(store: Store, stop: CancellationToken, catch_up: Arc<Atomi
                     if !pending {
                         break;
                     }
-                    if let Some(path) = db_file.clone() {
-                        let synced = tokio::task::spawn_blocking(move || {
-                            std::fs::File::open(path).and_then(|f| f.sync_data())
-                        })
-                        .await;
-                        if let Ok(Err(err)) = synced {
-                            tracing::warn!(cause = %err, "database file sync failed");
-                        }
+                    if let Err(err) = sync_database_file(&mut conn).await {
+                        tracing::warn!(cause = %err, "database file sync failed");
                     }
                 }
                 Err(err) => {
@@ -398,15 +398,21 @@ async fn checkpointer(store: Store, stop: CancellationToken, catch_up: Arc<Atomi
     }
 }
 
-/// The main database's file, if it has one (not in memory).
-async fn database_file(store: &Store) -> Option<std::path::PathBuf> {
-    let rows: Vec<(i64, String, String)> = sqlx::query_as("pragma database_list")
-        .fetch_all(&store.pool)
+/// Syncs the main database file through `conn`'s own descriptor (see
+/// [`raw::MainFile`]), on a blocking thread; nothing for a database in memory.
+async fn sync_database_file(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
+) -> std::io::Result<bool> {
+    let file = {
+        let mut locked = conn.lock_handle().await.map_err(std::io::Error::other)?;
+        raw::Handle::new(&mut locked).main_file()
+    };
+    let Some(file) = file else { return Ok(false) };
+    // SAFETY: `conn` is borrowed, so held open and idle, until the sync returns.
+    tokio::task::spawn_blocking(move || unsafe { file.sync() })
         .await
-        .ok()?;
-    rows.into_iter()
-        .find(|(_, name, file)| name == "main" && !file.is_empty())
-        .map(|(_, _, file)| file.into())
+        .map_err(std::io::Error::other)??;
+    Ok(true)
 }
 
 /// The writer's share of a checkpoint (see `checkpointer`).
@@ -697,19 +703,35 @@ async fn commit(
 mod tests {
     use super::*;
 
-    /// The checkpointer syncs the database file it finds (and none for a
-    /// database in memory).
+    /// The checkpointer syncs the database file through SQLite's own
+    /// descriptor (and nothing for a database in memory). That it leaves
+    /// the locks alone, so that another process (`sqlite3` reading the
+    /// database) cannot take the WAL, was checked by hand: neither a child
+    /// of this test process nor a second `duet` on the database (with its
+    /// own data dir) showed the old bug, which the `sqlite3` shell and a
+    /// second start on the same data dir (now refused) did.
     #[tokio::test]
-    async fn the_checkpointer_finds_the_database_file() {
+    async fn the_checkpointer_syncs_through_sqlites_own_file() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("found.db");
         let store = Store::open(&format!("sqlite://{}", db.display()))
             .await
             .unwrap();
-        let found = database_file(&store).await.expect("a file");
-        assert_eq!(found.canonicalize().unwrap(), db.canonicalize().unwrap());
+        let mut conn = store.pool.acquire().await.unwrap();
+        sqlx::query("create table t (x)")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        assert!(
+            sync_database_file(&mut conn).await.unwrap(),
+            "a file synced"
+        );
         let memory = Store::open("sqlite::memory:").await.unwrap();
-        assert_eq!(database_file(&memory).await, None);
+        let mut conn = memory.pool.acquire().await.unwrap();
+        assert!(
+            !sync_database_file(&mut conn).await.unwrap(),
+            "nothing to sync in memory"
+        );
     }
 
     /// Under a steady stream of commits the WAL must start over (after

@@ -80,11 +80,19 @@ impl Store {
     }
 
     /// True once the database answers a query.
-    pub async fn ping(&self) -> bool {
-        sqlx::query_scalar::<_, i64>("select 1")
-            .fetch_one(&self.pool)
-            .await
-            .is_ok()
+    /// Whether the database answers, and its file is still where it was
+    /// opened: a data dir deleted under a running server would otherwise
+    /// go on answering from open descriptors while nothing reaches disk.
+    pub async fn health(&self) -> std::result::Result<(), &'static str> {
+        let file: Option<String> =
+            sqlx::query_scalar("select file from pragma_database_list where name = 'main'")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|_| "database not answering")?;
+        match file.filter(|f| !f.is_empty()) {
+            Some(f) if !std::path::Path::new(&f).exists() => Err("database file is gone"),
+            _ => Ok(()),
+        }
     }
 
     pub async fn close(&self) {
