@@ -175,7 +175,7 @@ impl App {
         }
         let store = Store::open_with(&url, config.durability)
             .await
-            .with_context(|| format!("opening {}", config.database_url()))?;
+            .with_context(|| format!("opening {url}"))?;
         let repaired = store
             .repair_responses()
             .await

@@ -42,11 +42,11 @@ pub struct Config {
     pub token_ttl_hours: u64,
 
     /// Largest WebSocket frame a client may send, in bytes (bigger: closed with 1009).
-    #[arg(long, env = "DUET_MAX_FRAME_BYTES", default_value_t = 1 << 20, value_parser = frame_bytes)]
+    #[arg(long, env = "DUET_MAX_FRAME_BYTES", default_value_t = 1 << 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..))]
     pub max_frame_bytes: usize,
 
     /// Topics one socket may join at once.
-    #[arg(long, env = "DUET_MAX_TOPICS", default_value_t = 100, value_parser = at_least_one)]
+    #[arg(long, env = "DUET_MAX_TOPICS", default_value_t = 100, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_topics: usize,
 
     /// Sustained messages per second one socket may send.
@@ -58,7 +58,7 @@ pub struct Config {
     pub socket_burst: u32,
 
     /// Frames queued for one socket before it counts as too slow and is disconnected.
-    #[arg(long, env = "DUET_OUTBOUND_QUEUE", default_value_t = 1024, value_parser = at_least_one)]
+    #[arg(long, env = "DUET_OUTBOUND_QUEUE", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub outbound_queue: usize,
 
     /// Seconds a socket may stay silent (no heartbeat) before it is closed.
@@ -143,24 +143,6 @@ impl Config {
         c.secret = None;
         c.allowed_origins = Vec::new();
         c
-    }
-}
-
-/// A count that must be at least 1 (0 would make the server unusable).
-fn at_least_one(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// A frame size limit: at least 1 KiB, or no client could even join.
-fn frame_bytes(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(n) if n < 1024 => Err("must be at least 1024 bytes".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
     }
 }
 

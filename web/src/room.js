@@ -287,7 +287,7 @@ export function mountRoom(root, id, user, { onAuthLost }) {
  * each client's colour string is its own (an alpha of 0.99… ending in the
  * client's id), the same colour to the eye.
  */
-export function userField(name, color, clientID) {
+function userField(name, color, clientID) {
   const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(color);
   if (!m) return { name, color, colorLight: `color-mix(in srgb, ${color} 20%, transparent)` };
   const [r, g, b] = m.slice(1).map((x) => parseInt(x, 16));

@@ -379,7 +379,7 @@ mod tests {
     fn decodes_heartbeat_with_null_join_ref_and_numeric_ref() {
         let m = decode(&text(r#"[null,7,"phoenix","heartbeat",{}]"#)).unwrap();
         assert_eq!(m.join_ref, None);
-        assert!(m.msg_ref.is_some());
+        assert_eq!(m.msg_ref.as_deref().map(ref_text), Some("7"));
     }
 
     /// Phoenix echoes refs as they came: numbers as numbers, strings as

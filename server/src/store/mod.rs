@@ -79,7 +79,6 @@ impl Store {
         Ok(Store { pool })
     }
 
-    /// True once the database answers a query.
     /// Whether the database answers, and its file is still where it was
     /// opened: a data dir deleted under a running server would otherwise
     /// go on answering from open descriptors while nothing reaches disk.

@@ -336,8 +336,8 @@ fn new_session(endpoint: Endpoint, connected: crate::channels::Connected) -> Str
         async move {
             info!("connected");
             let mut check = tokio::time::interval(Duration::from_secs(1));
-            // After an abandoned poll: when to look, and the request count then.
-            let mut abandoned: Option<(tokio::time::Instant, u64)> = None;
+            // After an abandoned poll: when to look whether another came.
+            let mut abandoned: Option<tokio::time::Instant> = None;
             loop {
                 tokio::select! {
                     biased;
@@ -356,13 +356,13 @@ fn new_session(endpoint: Endpoint, connected: crate::channels::Connected) -> Str
                         }
                     }
                     _ = session.abandoned.notified() => {
-                        let seen = session.abandoned_at_request.load(Ordering::Relaxed);
-                        abandoned = Some((tokio::time::Instant::now() + ABANDONED_GRACE, seen));
+                        abandoned = Some(tokio::time::Instant::now() + ABANDONED_GRACE);
                     }
-                    _ = tokio::time::sleep_until(abandoned.map_or_else(tokio::time::Instant::now, |a| a.0)),
+                    _ = tokio::time::sleep_until(abandoned.unwrap_or_else(tokio::time::Instant::now)),
                         if abandoned.is_some() =>
                     {
-                        let seen = abandoned.take().map_or(0, |a| a.1);
+                        abandoned = None;
+                        let seen = session.abandoned_at_request.load(Ordering::Relaxed);
                         if session.requests.load(Ordering::Relaxed) == seen
                             && session.outgoing.try_lock().is_ok()
                         {
