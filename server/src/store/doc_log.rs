@@ -360,7 +360,7 @@ async fn checkpointer(store: Store, stop: CancellationToken, catch_up: Arc<Atomi
             _ = tick.tick() => {}
         }
         let mut conn = match store.pool.acquire().await {
-            Ok(conn) => conn,
+            Ok(conn) => Some(conn),
             Err(err) => {
                 tracing::warn!(cause = %err, "WAL checkpoint: no connection");
                 continue;
@@ -370,10 +370,12 @@ async fn checkpointer(store: Store, stop: CancellationToken, catch_up: Arc<Atomi
         // first and its sync, so the writer is left a few milliseconds' worth.
         let mut pending = false;
         for _ in 0..2 {
-            match sqlx::query_as::<_, (i64, i64, i64)>("pragma wal_checkpoint(passive)")
-                .fetch_one(&mut *conn)
-                .await
-            {
+            let Some(mut c) = conn.take() else { break };
+            let checkpointed =
+                sqlx::query_as::<_, (i64, i64, i64)>("pragma wal_checkpoint(passive)")
+                    .fetch_one(&mut *c)
+                    .await;
+            match checkpointed {
                 // `log` is the WAL as it was when the checkpoint began: the
                 // writer has added to it since.
                 Ok((_, log, copied)) => {
@@ -382,9 +384,11 @@ async fn checkpointer(store: Store, stop: CancellationToken, catch_up: Arc<Atomi
                     if !pending {
                         break;
                     }
-                    if let Err(err) = sync_database_file(&mut conn).await {
+                    let (back, synced) = sync_database_file(c).await;
+                    if let Err(err) = synced {
                         tracing::warn!(cause = %err, "database file sync failed");
                     }
+                    conn = back;
                 }
                 Err(err) => {
                     tracing::warn!(cause = %err, "WAL checkpoint failed");
@@ -398,21 +402,27 @@ async fn checkpointer(store: Store, stop: CancellationToken, catch_up: Arc<Atomi
     }
 }
 
+type PooledConn = sqlx::pool::PoolConnection<sqlx::Sqlite>;
+
 /// Syncs the main database file through `conn`'s own descriptor (see
-/// [`raw::MainFile`]), on a blocking thread; nothing for a database in memory.
-async fn sync_database_file(
-    conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
-) -> std::io::Result<bool> {
-    let file = {
-        let mut locked = conn.lock_handle().await.map_err(std::io::Error::other)?;
-        raw::Handle::new(&mut locked).main_file()
-    };
-    let Some(file) = file else { return Ok(false) };
-    // SAFETY: `conn` is borrowed, so held open and idle, until the sync returns.
-    tokio::task::spawn_blocking(move || unsafe { file.sync() })
-        .await
-        .map_err(std::io::Error::other)??;
-    Ok(true)
+/// [`raw::Handle::sync_main_file`]) on a blocking thread that owns the
+/// connection until the sync is over (even if this future is dropped), and
+/// hands it back; `Ok(false)` for a database in memory.
+async fn sync_database_file(conn: PooledConn) -> (Option<PooledConn>, std::io::Result<bool>) {
+    let rt = tokio::runtime::Handle::current();
+    let synced = tokio::task::spawn_blocking(move || {
+        let mut conn = conn;
+        let result = rt.block_on(async {
+            let mut locked = conn.lock_handle().await.map_err(std::io::Error::other)?;
+            raw::Handle::new(&mut locked).sync_main_file()
+        });
+        (conn, result)
+    })
+    .await;
+    match synced {
+        Ok((conn, result)) => (Some(conn), result),
+        Err(err) => (None, Err(std::io::Error::other(err))),
+    }
 }
 
 /// The writer's share of a checkpoint (see `checkpointer`).
@@ -722,14 +732,13 @@ mod tests {
             .execute(&mut *conn)
             .await
             .unwrap();
-        assert!(
-            sync_database_file(&mut conn).await.unwrap(),
-            "a file synced"
-        );
+        let (back, synced) = sync_database_file(conn).await;
+        assert!(synced.unwrap(), "a file synced");
+        assert!(back.is_some(), "the connection handed back");
         let memory = Store::open("sqlite::memory:").await.unwrap();
-        let mut conn = memory.pool.acquire().await.unwrap();
+        let conn = memory.pool.acquire().await.unwrap();
         assert!(
-            !sync_database_file(&mut conn).await.unwrap(),
+            !sync_database_file(conn).await.1.unwrap(),
             "nothing to sync in memory"
         );
     }

@@ -22,40 +22,6 @@ pub struct Handle<'a> {
     _lock: std::marker::PhantomData<&'a mut ()>,
 }
 
-/// The main database file as SQLite holds it open. Syncing through it uses
-/// SQLite's own descriptor: a descriptor of ours would, when closed, drop
-/// every POSIX lock this process holds on the file (SQLite's "how to
-/// corrupt" list), and the next process to open the database would think
-/// itself its only user and delete the WAL under us.
-pub struct MainFile(NonNull<ffi::sqlite3_file>);
-
-// SAFETY: a pointer to SQLite's file object, used (see `MainFile::sync`)
-// only while its connection is held and makes no call.
-unsafe impl Send for MainFile {}
-
-impl MainFile {
-    /// `fdatasync`s the file (SQLite's `xSync`).
-    ///
-    /// # Safety
-    /// The connection it came from must stay open, and make no call, until
-    /// this returns.
-    pub unsafe fn sync(&self) -> std::io::Result<()> {
-        // SAFETY: an open file (checked in `main_file`), per the contract above.
-        let methods = unsafe { self.0.as_ref().pMethods };
-        let Some(x_sync) = (unsafe { (*methods).xSync }) else {
-            return Ok(());
-        };
-        let rc = unsafe { x_sync(self.0.as_ptr(), ffi::SQLITE_SYNC_NORMAL) };
-        if rc == ffi::SQLITE_OK {
-            Ok(())
-        } else {
-            Err(std::io::Error::other(format!(
-                "syncing the database file failed (SQLite code {rc})"
-            )))
-        }
-    }
-}
-
 /// One prepared statement of a [`Handle`].
 pub struct Statement<'h> {
     stmt: NonNull<ffi::sqlite3_stmt>,
@@ -130,8 +96,13 @@ impl<'a> Handle<'a> {
         self.check(rc).map(|()| (log, copied))
     }
 
-    /// The main database's open file, if it has one (not in memory).
-    pub fn main_file(&self) -> Option<MainFile> {
+    /// `fdatasync`s the main database file (SQLite's `xSync`) through
+    /// SQLite's own descriptor; `false` when there is no file (in memory).
+    /// A descriptor of ours would, when closed, drop every POSIX lock this
+    /// process holds on the file (SQLite's "how to corrupt" list), and the
+    /// next process to open the database would think itself its only user
+    /// and delete the WAL under us.
+    pub fn sync_main_file(&self) -> std::io::Result<bool> {
         let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
         // SAFETY: a valid handle; FILE_POINTER writes a `sqlite3_file *`.
         let rc = unsafe {
@@ -142,10 +113,27 @@ impl<'a> Handle<'a> {
                 (&mut file as *mut *mut ffi::sqlite3_file).cast(),
             )
         };
-        let file = NonNull::new(file).filter(|_| rc == ffi::SQLITE_OK)?;
-        // SAFETY: SQLite's file object; its methods are null until opened.
-        let open = unsafe { !file.as_ref().pMethods.is_null() };
-        open.then_some(MainFile(file))
+        let Some(file) = NonNull::new(file).filter(|_| rc == ffi::SQLITE_OK) else {
+            return Ok(false);
+        };
+        // SAFETY: SQLite's file object of this locked connection (no other
+        // call on it meanwhile); its methods are null until it is opened.
+        let methods = unsafe { file.as_ref().pMethods };
+        if methods.is_null() {
+            return Ok(false);
+        }
+        let Some(x_sync) = (unsafe { (*methods).xSync }) else {
+            return Ok(false);
+        };
+        // SAFETY: as above.
+        let rc = unsafe { x_sync(file.as_ptr(), ffi::SQLITE_SYNC_NORMAL) };
+        if rc == ffi::SQLITE_OK {
+            Ok(true)
+        } else {
+            Err(std::io::Error::other(format!(
+                "syncing the database file failed (SQLite code {rc})"
+            )))
+        }
     }
 
     pub fn last_insert_rowid(&self) -> i64 {
