@@ -23,6 +23,15 @@ pub const YJS: &str = "yjs";
 pub const TYPING_REMOVE: &str = "current_participant_typing:remove";
 /// `typing` falls back to false after this long without an edit.
 pub const TYPING_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long `typing: true` may wait to be merged with the room's other
+/// presence changes. Everyone in a room who starts typing within it is told
+/// in one diff: when four people start together that is 4 messages instead
+/// of 16. With Presence's 10 ms, the moment 1 000 rooms of 4 began typing at
+/// 20 edits/s per room, the typing diffs doubled the messages sent for
+/// 200 ms and set the p99 of the edits' deliveries (145 ms, against 25 ms
+/// over the rest of the run). An indicator 200 ms late is not noticed;
+/// `typing: false` still goes out at once.
+const TYPING_ON_WINDOW: Duration = Duration::from_millis(200);
 
 pub struct ChallengeChannel {
     room: RoomHandle,
@@ -48,7 +57,12 @@ impl ChallengeChannel {
         }
         if self.typing != typing {
             self.typing = typing;
-            ctx.update_presence(&self.user.id, |meta| {
+            let window = if typing {
+                TYPING_ON_WINDOW
+            } else {
+                Duration::ZERO
+            };
+            ctx.update_presence(&self.user.id, window, |meta| {
                 meta.insert("typing".into(), Value::Bool(typing));
             });
         }

@@ -313,11 +313,17 @@ impl<I: Send + 'static> ChannelCtx<I> {
             .track(&self.topic, key, self.owner(), meta)
     }
 
-    /// Updates this channel's presence entry for `key`.
-    pub fn update_presence(&self, key: &str, f: impl FnOnce(&mut Map<String, Value>)) -> bool {
+    /// Updates this channel's presence entry for `key`; the others are told
+    /// within `window` (see [`Presence::update`]).
+    pub fn update_presence(
+        &self,
+        key: &str,
+        window: Duration,
+        f: impl FnOnce(&mut Map<String, Value>),
+    ) -> bool {
         self.endpoint
             .presence
-            .update(&self.topic, key, self.owner(), f)
+            .update(&self.topic, key, self.owner(), window, f)
     }
 
     /// Pushes `presence_state` (everyone on the topic) to this client.

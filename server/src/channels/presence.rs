@@ -1,8 +1,9 @@
 //! Phoenix.Presence: who is on a topic. `track`, `update`, `untrack` and
 //! `list` over (topic, key, meta); every entry gets a unique `phx_ref`, an
 //! update carries `phx_ref_prev`. Changes become `presence_diff` broadcasts
-//! `{joins, leaves}`; changes that arrive within [`BATCH_WINDOW`] are merged
-//! into one diff, as phoenix.js applies them the same way.
+//! `{joins, leaves}`; changes that arrive within [`BATCH_WINDOW`] (or the
+//! longer window an update may ask for) are merged into one diff, as
+//! phoenix.js applies them the same way.
 //!
 //! Replica boundary: every entry is owned by one channel of one node
 //! ([`Owner`]). A node only ever changes its own entries, and every change is
@@ -14,6 +15,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -62,10 +65,12 @@ struct TopicState {
     pending: Option<PendingDiff>,
 }
 
-#[derive(Default, Debug)]
+#[derive(Debug)]
 struct PendingDiff {
     joins: Vec<(Box<str>, Meta)>,
     leaves: Vec<(Box<str>, Meta)>,
+    /// When the diff is to be broadcast: a flush is scheduled for then.
+    due: Instant,
 }
 
 struct Inner {
@@ -137,7 +142,7 @@ impl Presence {
                     owner,
                     meta: meta.clone(),
                 });
-            push_pending(state, |p| p.joins.push((key.into(), meta)))
+            push_pending(state, BATCH_WINDOW, |p| p.joins.push((key.into(), meta)))
         };
         self.maybe_schedule(topic, schedule);
         phx_ref
@@ -145,12 +150,14 @@ impl Presence {
 
     /// Replaces the meta of `owner`'s entry for `key`, through `f`. Returns
     /// false when there is no such entry. A new `phx_ref` is issued and the
-    /// old one kept as `phx_ref_prev`.
+    /// old one kept as `phx_ref_prev`. The diff goes out within `window`
+    /// (at least [`BATCH_WINDOW`]), or sooner with a join or leave.
     pub fn update(
         &self,
         topic: &str,
         key: &str,
         owner: Owner,
+        window: Duration,
         f: impl FnOnce(&mut Map<String, Value>),
     ) -> bool {
         let new_ref = self.next_ref();
@@ -175,7 +182,7 @@ impl Presence {
             meta.insert("phx_ref_prev".into(), old_ref);
             let meta = encode_meta(&meta);
             entry.meta = meta.clone();
-            push_pending(state, |p| {
+            push_pending(state, window.max(BATCH_WINDOW), |p| {
                 p.leaves.push((key.into(), old_meta));
                 p.joins.push((key.into(), meta));
             })
@@ -206,9 +213,9 @@ impl Presence {
             });
             let n = gone.len();
             let schedule = if n > 0 {
-                push_pending(state, |p| p.leaves.extend(gone))
+                push_pending(state, BATCH_WINDOW, |p| p.leaves.extend(gone))
             } else {
-                false
+                None
             };
             if state.entries.is_empty() && state.pending.is_none() {
                 topics.remove(topic);
@@ -240,16 +247,32 @@ impl Presence {
         self.lock().len()
     }
 
-    fn maybe_schedule(&self, topic: &str, schedule: bool) {
-        if !schedule {
+    fn maybe_schedule(&self, topic: &str, schedule: Option<Instant>) {
+        let Some(due) = schedule else {
             return;
-        }
+        };
         let this = self.clone();
         let topic = topic.to_owned();
         tokio::spawn(async move {
-            tokio::time::sleep(BATCH_WINDOW).await;
-            this.flush(&topic);
+            tokio::time::sleep_until(due).await;
+            this.flush_due(&topic);
         });
+    }
+
+    /// Broadcasts the topic's pending diff if it is due (a flush scheduled
+    /// for a diff that was since brought forward and sent finds the next
+    /// diff, which has its own).
+    fn flush_due(&self, topic: &str) {
+        let due = {
+            let topics = self.lock();
+            topics
+                .get(topic)
+                .and_then(|s| s.pending.as_ref())
+                .is_some_and(|p| p.due <= Instant::now())
+        };
+        if due {
+            self.flush(topic);
+        }
     }
 
     /// Broadcasts the topic's pending diff now, if any.
@@ -305,11 +328,24 @@ impl Presence {
     }
 }
 
-/// Records a change in the pending diff; true when a flush must be scheduled.
-fn push_pending(state: &mut TopicState, f: impl FnOnce(&mut PendingDiff)) -> bool {
-    let schedule = state.pending.is_none();
-    f(state.pending.get_or_insert_with(PendingDiff::default));
-    schedule
+/// Records a change in the pending diff, to be sent within `window`; the
+/// time of the flush to schedule, if the diff was not due that soon.
+fn push_pending(
+    state: &mut TopicState,
+    window: Duration,
+    f: impl FnOnce(&mut PendingDiff),
+) -> Option<Instant> {
+    let due = Instant::now() + window;
+    let pending = state.pending.get_or_insert_with(|| PendingDiff {
+        joins: Vec::new(),
+        leaves: Vec::new(),
+        due: due + Duration::from_secs(1),
+    });
+    f(pending);
+    (due < pending.due).then(|| {
+        pending.due = due;
+        due
+    })
 }
 
 #[cfg(test)]
@@ -344,7 +380,7 @@ mod tests {
         let a = p.owner(1);
         let r1 = p.track("t", "u1", a, meta(json!({"typing": false})));
         p.take_diff("t");
-        assert!(p.update("t", "u1", a, |m| {
+        assert!(p.update("t", "u1", a, BATCH_WINDOW, |m| {
             m.insert("typing".into(), json!(true));
         }));
         let list = p.list("t");
@@ -354,7 +390,7 @@ mod tests {
         let diff = p.take_diff("t").unwrap();
         assert_eq!(diff["leaves"]["u1"]["metas"][0]["phx_ref"], json!(r1));
         assert_eq!(diff["joins"]["u1"]["metas"][0]["typing"], json!(true));
-        assert!(!p.update("t", "u1", p.owner(9), |_| {}));
+        assert!(!p.update("t", "u1", p.owner(9), BATCH_WINDOW, |_| {}));
     }
 
     #[tokio::test]
@@ -431,6 +467,65 @@ mod tests {
         assert!(
             v[4]["joins"]["u1"].is_object() && v[4]["joins"]["u2"].is_object(),
             "one merged diff: {v}"
+        );
+        assert!(rx.try_recv().is_none());
+    }
+
+    #[test]
+    fn a_join_or_leave_brings_a_pending_update_forward() {
+        let mut state = TopicState::default();
+        let window = Duration::from_millis(200);
+        let first = push_pending(&mut state, window, |_| {}).unwrap();
+        assert!(push_pending(&mut state, window, |_| {}).is_none());
+        let sooner = push_pending(&mut state, BATCH_WINDOW, |_| {}).unwrap();
+        assert!(sooner < first);
+        assert_eq!(state.pending.as_ref().unwrap().due, sooner);
+        assert!(push_pending(&mut state, window, |_| {}).is_none());
+    }
+
+    #[tokio::test]
+    async fn typing_updates_of_a_room_within_the_window_go_out_as_one_diff() {
+        let pubsub = Arc::new(LocalPubSub::new());
+        let p = Presence::new(pubsub.clone(), 1);
+        let (outbound, mut rx, _c) =
+            crate::channels::Outbound::new(8, Default::default(), &Default::default());
+        pubsub.subscribe(
+            "t",
+            1,
+            crate::channels::pubsub::Subscriber {
+                outbound,
+                intercepts: &[],
+                on_intercept: None,
+            },
+        );
+        let (a, b) = (p.owner(1), p.owner(2));
+        p.track("t", "u1", a, meta(json!({"typing": false})));
+        p.track("t", "u2", b, meta(json!({"typing": false})));
+        p.take_diff("t");
+        const WINDOW: Duration = Duration::from_millis(200);
+        let typing = |m: &mut Map<String, Value>| {
+            m.insert("typing".into(), json!(true));
+        };
+        assert!(p.update("t", "u1", a, WINDOW, typing));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(p.update("t", "u2", b, WINDOW, typing));
+        let frame = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let crate::channels::serializer::Frame::Text(bytes) = frame else {
+            panic!()
+        };
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            v[4]["joins"]["u1"]["metas"][0]["typing"],
+            json!(true),
+            "{v}"
+        );
+        assert_eq!(
+            v[4]["joins"]["u2"]["metas"][0]["typing"],
+            json!(true),
+            "{v}"
         );
         assert!(rx.try_recv().is_none());
     }
