@@ -344,6 +344,8 @@ struct Client<'a> {
     rejoin_attempt: usize,
     /// Yjs only: this member's own document; edits are its updates.
     doc: Option<(yrs::Doc, yrs::TextRef)>,
+    /// Yjs only: the length of the marker that starts the document's text.
+    marker_len: u32,
     churn: ChurnState,
     churn_cycle: u32,
     /// Watcher: the last churn cycle matched, by presence key.
@@ -384,6 +386,7 @@ impl<'a> Client<'a> {
             rejoin_at: None,
             rejoin_attempt: 0,
             doc,
+            marker_len: 0,
             churn: ChurnState::Idle,
             churn_cycle: 0,
             matched: HashMap::new(),
@@ -641,21 +644,28 @@ impl<'a> Client<'a> {
                 Message::text(f)
             }
             Some((doc, ytext)) => {
-                // The same edit as a `response:update`: the member's text
-                // is replaced by the new one (its previous insert deleted,
-                // the new text inserted), so the document stays the size of
-                // the members' latest texts, as in a JSON room. These clients
-                // do not apply what they receive (that would cost the load
-                // tool more than the server), so each replaces its own text.
+                // The change a `response:update` makes, as a Yjs editor
+                // sends it: the first edit inserts the whole text (marker
+                // and filler), each later one replaces the marker at its
+                // start and keeps the rest, as the server's own Y.Text edit
+                // for a JSON update does. The new marker goes in after the
+                // old one, so the markers' tombstones merge into one run
+                // (the server does the same). These clients do not apply
+                // what they receive (that would cost the load tool more than
+                // the server): each edits its own text, and a room holds its
+                // members' texts, ~1 KB.
+                let marker = protocol::marker_text(marker);
                 let update = {
                     let mut txn = doc.transact_mut();
-                    let len = ytext.len(&txn);
-                    if len > 0 {
-                        ytext.remove_range(&mut txn, 0, len);
+                    if ytext.len(&txn) == 0 {
+                        ytext.insert(&mut txn, 0, &text);
+                    } else {
+                        ytext.insert(&mut txn, self.marker_len, &marker);
+                        ytext.remove_range(&mut txn, 0, self.marker_len);
                     }
-                    ytext.insert(&mut txn, 0, &text);
                     txn.encode_update_v1()
                 };
+                self.marker_len = marker.len() as u32;
                 let payload = protocol::sync_message(protocol::SYNC_UPDATE, &update);
                 let f =
                     protocol::binary_push(&join_ref, &r, &self.spec.topic, protocol::YJS, &payload);

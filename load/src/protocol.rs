@@ -243,13 +243,18 @@ const FILLER: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
 /// The text of one edit: the marker, then filler up to `len` bytes (the
 /// marker alone if it is longer than `len`).
 pub fn edit_text(marker: Marker, len: usize) -> String {
-    let mut s = format!("@@{}:{}:{}@@", marker.sender, marker.seq, marker.sent_us);
+    let mut s = marker_text(marker);
     let mut i = 0;
     while s.len() < len {
         s.push(FILLER[i % FILLER.len()] as char);
         i += 1;
     }
     s
+}
+
+/// The marker alone, `@@sender:seq:micros@@`, as it starts an edit's text.
+pub fn marker_text(marker: Marker) -> String {
+    format!("@@{}:{}:{}@@", marker.sender, marker.seq, marker.sent_us)
 }
 
 /// Every marker in `buf`, in order. Works on raw Yjs v1 update bytes (which
