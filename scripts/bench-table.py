@@ -17,6 +17,8 @@ def run_name(r):
         return f"fan-out {kind}, {p['rooms']:,} rooms × {p['room_size']}, {p['rate']:g} edits/s per room"
     return f"big room {kind}, {p['members']:,} members, {p['rate']:g} edits/s"
 
+# Fan-out and big-room runs by their parameters, for the medians below.
+groups = {}
 print("| scenario | offered | achieved | latency p50 / p99 | ack p99 | lost | server CPU | server RSS |")
 print("|---|---|---|---|---|---|---|---|")
 for path in sys.argv[1:]:
@@ -34,6 +36,7 @@ for path in sys.argv[1:]:
             print(f"| {name} | — | {r['joins_per_sec']:,.0f} joins/s | join p50 {ms(r['join_latency']['p50_ms'])} / p99 {ms(r['join_latency']['p99_ms'])} | — | {r['failed']} failed | setup {srv.get('cpu_secs_setup', 0):.1f} s CPU | **{idle.get('rss_per_socket_bytes', 0)/1024:.1f} KiB per socket** after {idle.get('idle_secs', 0):.0f} s idle |")
         elif sc in ("fanout", "bigroom"):
             name = run_name(r)
+            groups.setdefault(json.dumps(p, sort_keys=True), []).append(r)
             print(f"| {name} | {r['offered_deliveries_per_sec']:,.0f} deliveries/s | {r['deliveries_per_sec']:,.0f}/s | {ms(r['latency']['p50_ms'])} / {ms(r['latency']['p99_ms'])} | {ms(r['ack_latency']['p99_ms'])} | {r['lost']:,} | {cpu} | {rss} |")
         elif sc == "reconnect-storm":
             name = f"reconnect storm, {p['sockets']:,} sockets in rooms of {p['room_size']}, server restarted"
@@ -47,13 +50,6 @@ for path in sys.argv[1:]:
             print(f"| {name} | {p['rooms']*p['rate']:,.0f} joins/s | {r['joins_ok']/p['duration_secs']:,.0f} joins/s | diff {ms(lat['p50_ms'])} / {ms(lat['p99_ms'])} | — | {r['presence_lost']:,} diffs | {cpu} | {rss} |")
 
 # Scenarios run more than once (in file order): medians over their runs.
-groups = {}
-for path in sys.argv[1:]:
-    for line in open(path):
-        if line.startswith("{"):
-            r = json.loads(line)
-            if r["scenario"] in ("fanout", "bigroom"):
-                groups.setdefault(json.dumps(r["params"], sort_keys=True), []).append(r)
 repeated = {k: v for k, v in groups.items() if len(v) > 1}
 if repeated:
     print()

@@ -336,16 +336,25 @@ fn push_pending(
     f: impl FnOnce(&mut PendingDiff),
 ) -> Option<Instant> {
     let due = Instant::now() + window;
-    let pending = state.pending.get_or_insert_with(|| PendingDiff {
-        joins: Vec::new(),
-        leaves: Vec::new(),
-        due: due + Duration::from_secs(1),
-    });
-    f(pending);
-    (due < pending.due).then(|| {
-        pending.due = due;
-        due
-    })
+    match &mut state.pending {
+        Some(pending) => {
+            f(pending);
+            (due < pending.due).then(|| {
+                pending.due = due;
+                due
+            })
+        }
+        None => {
+            let mut pending = PendingDiff {
+                joins: Vec::new(),
+                leaves: Vec::new(),
+                due,
+            };
+            f(&mut pending);
+            state.pending = Some(pending);
+            Some(due)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -356,6 +365,28 @@ mod tests {
 
     fn presence() -> Presence {
         Presence::new(Arc::new(LocalPubSub::new()), 1)
+    }
+
+    /// A tracker whose broadcasts on topic "t" reach the returned queue.
+    fn subscribed_to_t() -> (
+        Presence,
+        crate::channels::OutboundRx,
+        Arc<crate::channels::Closer>,
+    ) {
+        let pubsub = Arc::new(LocalPubSub::new());
+        let p = Presence::new(pubsub.clone(), 1);
+        let (outbound, rx, closer) =
+            crate::channels::Outbound::new(8, Default::default(), &Default::default());
+        pubsub.subscribe(
+            "t",
+            1,
+            crate::channels::pubsub::Subscriber {
+                outbound,
+                intercepts: &[],
+                on_intercept: None,
+            },
+        );
+        (p, rx, closer)
     }
 
     fn meta(v: Value) -> Map<String, Value> {
@@ -440,19 +471,7 @@ mod tests {
 
     #[tokio::test]
     async fn diffs_are_broadcast_after_the_window() {
-        let pubsub = Arc::new(LocalPubSub::new());
-        let p = Presence::new(pubsub.clone(), 1);
-        let (outbound, mut rx, _c) =
-            crate::channels::Outbound::new(8, Default::default(), &Default::default());
-        pubsub.subscribe(
-            "t",
-            1,
-            crate::channels::pubsub::Subscriber {
-                outbound,
-                intercepts: &[],
-                on_intercept: None,
-            },
-        );
+        let (p, mut rx, _closer) = subscribed_to_t();
         p.track("t", "u1", p.owner(1), meta(json!({})));
         p.track("t", "u2", p.owner(2), meta(json!({})));
         let frame = tokio::time::timeout(Duration::from_secs(1), rx.recv())
@@ -485,19 +504,7 @@ mod tests {
 
     #[tokio::test]
     async fn typing_updates_of_a_room_within_the_window_go_out_as_one_diff() {
-        let pubsub = Arc::new(LocalPubSub::new());
-        let p = Presence::new(pubsub.clone(), 1);
-        let (outbound, mut rx, _c) =
-            crate::channels::Outbound::new(8, Default::default(), &Default::default());
-        pubsub.subscribe(
-            "t",
-            1,
-            crate::channels::pubsub::Subscriber {
-                outbound,
-                intercepts: &[],
-                on_intercept: None,
-            },
-        );
+        let (p, mut rx, _closer) = subscribed_to_t();
         let (a, b) = (p.owner(1), p.owner(2));
         p.track("t", "u1", a, meta(json!({"typing": false})));
         p.track("t", "u2", b, meta(json!({"typing": false})));
