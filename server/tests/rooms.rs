@@ -540,3 +540,125 @@ async fn group_commit_puts_many_edits_in_few_transactions() {
         );
     }
 }
+
+/// A legacy member's last `response:updated` is the room's latest text,
+/// even when a commit is slow: the notice of a `response:update` goes out on
+/// its commit, so the throttled notice of a Yjs edit made meanwhile must not
+/// overtake it (it did: the client was left showing the older text).
+#[tokio::test]
+async fn response_updated_notices_keep_commit_order_when_a_commit_is_slow() {
+    let server = TestServer::start().await;
+    let (ta, _) = server.sign_in("Sophie").await;
+    let (tb, _) = server.sign_in("Antoin").await;
+    let id = server.create_challenge(&ta).await;
+    let topic = format!("challenges:{id}");
+    let mut a = server.connect(&ta).await;
+    let (ja, _) = a.join(&topic, json!({})).await;
+    let r = a
+        .push(
+            Some(&ja),
+            &topic,
+            "response:update",
+            json!({"response": "hello"}),
+        )
+        .await;
+    assert_eq!(a.reply(&r).await[4]["status"], json!("ok"));
+
+    // B speaks Yjs and has "hello".
+    let mut b = server.connect(&tb).await;
+    let (jb, _) = b.join(&topic, json!({})).await;
+    let b_doc = doc::new_doc();
+    b.push_binary(
+        &jb,
+        &topic,
+        "yjs_sync",
+        &doc::sync_step1(&doc::state_vector(&b_doc)),
+    )
+    .await;
+    // A server push: [0, join_ref, topic and event lengths, them, payload].
+    let frame = b.expect_binary(|f| f[0] == 0).await;
+    let payload = &frame[4 + frame[1..4].iter().map(|&n| n as usize).sum::<usize>()..];
+    let doc::YMessage::SyncStep2(state) = doc::decode_message(payload).unwrap() else {
+        panic!("sync step 2 expected")
+    };
+    doc::apply_update(&b_doc, &state).unwrap();
+    assert_eq!(doc::text(&b_doc), "hello");
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+
+    // Another connection holds the database's write lock: commits wait.
+    let db = server.dir.path().join("duet.db");
+    let mut lock = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        db.display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+
+    let r = a
+        .push(
+            Some(&ja),
+            &topic,
+            "response:update",
+            json!({"response": "hello world"}),
+        )
+        .await;
+    // The same text again changes nothing, but its ack too means "on disk".
+    let again = a
+        .push(
+            Some(&ja),
+            &topic,
+            "response:update",
+            json!({"response": "hello world"}),
+        )
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // B did not see " world" yet: it puts ">> " in front of "hello".
+    let update = doc::replace_text(&b_doc, ">> hello").unwrap();
+    b.push_binary(&jb, &topic, "yjs", &doc::sync_update(&update))
+        .await;
+    // Long enough for the Yjs edit's throttled notice to be due.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+
+    // Everything A receives from now on, in order.
+    let mut seen = Vec::new();
+    while let Ok(received) =
+        tokio::time::timeout(std::time::Duration::from_millis(500), a.recv()).await
+    {
+        if let common::Received::Json(v) = received {
+            seen.push(v);
+        }
+    }
+    let replies: Vec<&Value> = seen
+        .iter()
+        .filter(|v| is_event(v, "phx_reply"))
+        .map(|v| &v[1])
+        .collect();
+    assert_eq!(
+        replies,
+        [&json!(r), &json!(again)],
+        "acks in order: {seen:?}"
+    );
+    assert!(seen
+        .iter()
+        .filter(|v| is_event(v, "phx_reply"))
+        .all(|v| v[4]["status"] == json!("ok")));
+    let notices: Vec<&Value> = seen
+        .iter()
+        .filter(|v| is_event(v, "response:updated"))
+        .map(|v| &v[4]["challenge"]["response"])
+        .collect();
+    assert_eq!(
+        notices.last(),
+        Some(&&json!(">> hello world")),
+        "the legacy member's last notice: {notices:?}"
+    );
+    assert_eq!(
+        server.get_challenge(&ta, &id).await["response"],
+        json!(">> hello world")
+    );
+}

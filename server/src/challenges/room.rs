@@ -507,8 +507,19 @@ impl Room {
                 self.persist(Some(user_id), update, done, inner).await;
             }
             None => {
-                reply.ok(json!({}));
-                self.notice(&user_id, |_, _| true).send();
+                // Nothing to write, but the text may still be on its way to
+                // the disk: answer once it is there, in order with the
+                // notices of the edits before.
+                let ok = reply.prepare(Status::Ok, Payload::Json(json!({})));
+                let notice = self.notice(&user_id, |_, _| true);
+                let done: Done = Box::new(move |result| match result {
+                    Ok(()) => {
+                        ok.send();
+                        notice.send();
+                    }
+                    Err(_) => reply.error("not saved"),
+                });
+                let _ = inner.writer.send(WriteOp::Barrier { done }).await;
             }
         }
     }
@@ -784,12 +795,21 @@ impl Room {
             return;
         }
         self.fresh_text();
+        // Announce every Yjs edit (throttled) to the members without Yjs,
+        // once the edits it reflects are committed: behind the notices of
+        // the `response:update`s queued before them, which go out on their
+        // commit, so a client's last `response:updated` is the latest text.
+        let done: Option<Done> = match (user_id, notify) {
+            (Some(user_id), true) => {
+                let notice = self.notice(&user_id, |_, m| !m.yjs);
+                Some(Box::new(move |_| notice.send()))
+            }
+            _ => None,
+        };
         if self.response_dirty {
-            self.push_text(None, inner).await;
-        }
-        // Announce every Yjs edit (throttled) to the members without Yjs.
-        if let (Some(user_id), true) = (user_id, notify) {
-            self.notice(&user_id, |_, m| !m.yjs).send();
+            self.push_text(done, inner).await;
+        } else if let Some(done) = done {
+            let _ = inner.writer.send(WriteOp::Barrier { done }).await;
         }
     }
 
