@@ -8,15 +8,32 @@ use tracing_subscriber::EnvFilter;
 
 use crate::channels::Metrics;
 
-/// Logs to stderr; `RUST_LOG` overrides the default filter.
+/// The filter when `RUST_LOG` is unset, empty or invalid.
+const DEFAULT_FILTER: &str = "duet=info,tower_http=info";
+
+/// Logs to stderr; `RUST_LOG` overrides the default filter. An invalid
+/// `RUST_LOG` is said, not silently replaced by the default.
 pub fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("duet=info,tower_http=info"));
+    let (filter, refused) = filter_from(std::env::var("RUST_LOG").ok().as_deref());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+    if let Some(cause) = refused {
+        tracing::warn!(%cause, default = DEFAULT_FILTER, "RUST_LOG is not a valid filter; using the default");
+    }
+}
+
+/// The filter for a `RUST_LOG` value, and why it was refused if it was.
+fn filter_from(rust_log: Option<&str>) -> (EnvFilter, Option<String>) {
+    match rust_log.map(str::trim).filter(|s| !s.is_empty()) {
+        None => (EnvFilter::new(DEFAULT_FILTER), None),
+        Some(value) => match EnvFilter::try_new(value) {
+            Ok(filter) => (filter, None),
+            Err(err) => (EnvFilter::new(DEFAULT_FILTER), Some(err.to_string())),
+        },
+    }
 }
 
 /// A fixed-bucket histogram of seconds, lock-free.
@@ -143,6 +160,27 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rust_log_is_used_when_valid_and_refused_with_its_cause_when_not() {
+        let (filter, refused) = filter_from(Some("duet=debug"));
+        assert_eq!(filter.to_string(), "duet=debug");
+        assert!(refused.is_none());
+        for unset in [None, Some(""), Some("  ")] {
+            let (filter, refused) = filter_from(unset);
+            assert_eq!(
+                filter.to_string(),
+                EnvFilter::new(DEFAULT_FILTER).to_string()
+            );
+            assert!(refused.is_none());
+        }
+        let (filter, refused) = filter_from(Some("duet=loudest"));
+        assert_eq!(
+            filter.to_string(),
+            EnvFilter::new(DEFAULT_FILTER).to_string()
+        );
+        assert!(refused.is_some_and(|cause| !cause.is_empty()));
+    }
 
     #[test]
     fn histogram_is_cumulative() {
