@@ -38,12 +38,13 @@ export async function api(server, method, path, { token, body, rawBody, headers 
  * Send a request with node:http and resolve as soon as the response arrives, even if the
  * server answers before reading the whole body (as a 413 may). Never throws on EPIPE.
  */
-export function rawRequest(server, method, path, { headers = {}, body, timeout = 10000 } = {}) {
+export function rawRequest(server, method, path, { headers = {}, body, chunked = false, timeout = 10000 } = {}) {
   const url = new URL(path, server.url);
+  const length = body && !chunked ? { "content-length": Buffer.byteLength(body) } : {};
   return new Promise((resolve, reject) => {
     const req = http.request(
       url,
-      { method, headers: { ...headers, ...(body ? { "content-length": Buffer.byteLength(body) } : {}) } },
+      { method, headers: { ...headers, ...length } },
       (res) => {
         let text = "";
         res.setEncoding("utf8");
@@ -74,7 +75,11 @@ export function rawRequest(server, method, path, { headers = {}, body, timeout =
         reject(e);
       }
     });
-    if (body) req.write(body);
+    if (body && chunked) {
+      // Transfer-Encoding: chunked, 64 KiB a chunk: the server cannot know the size up front.
+      const bytes = Buffer.from(body);
+      for (let at = 0; at < bytes.length; at += 65536) req.write(bytes.subarray(at, at + 65536));
+    } else if (body) req.write(body);
     req.end();
   });
 }

@@ -221,6 +221,29 @@ describe("challenges", () => {
     }
   });
 
+  test("413 for a 2 MiB chunked create body (no Content-Length), every time, and nothing is created", T, async () => {
+    const u = await signIn(server, "Chunky");
+    const body = JSON.stringify({ title: "big", prompt: "p".repeat(2 * 1024 * 1024), language: "python" });
+    for (let i = 0; i < 20; i++) {
+      const r = await rawRequest(server, "POST", "/api/challenges", {
+        headers: { "content-type": "application/json", authorization: `Bearer ${u.token}` },
+        body,
+        chunked: true,
+      });
+      assert.equal(r.status, 413, `2 MiB chunked create body #${i}: ${r.status} ${r.text.slice(0, 200)}`);
+      assert.ok(r.body && typeof r.body.error === "string", `413 body must be {"error": ...}, got ${r.text.slice(0, 200)}`);
+    }
+    const small = JSON.stringify({ title: "small", prompt: "fits", language: "python" });
+    const ok = await rawRequest(server, "POST", "/api/challenges", {
+      headers: { "content-type": "application/json", authorization: `Bearer ${u.token}` },
+      body: small,
+      chunked: true,
+    });
+    assert.equal(ok.status, 201, `a small chunked body is read: ${ok.status} ${ok.text.slice(0, 200)}`);
+    const list = await api(server, "GET", "/api/challenges", { token: u.token });
+    assert.deepEqual(list.body.challenges.map((c) => c.title), ["small"]);
+  });
+
   test("GET /api/challenges lists the caller's own challenges, newest first", T, async () => {
     const u = await signIn(server, "Lister");
     const other = await signIn(server, "Other");

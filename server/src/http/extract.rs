@@ -26,9 +26,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if let Some(len) = declared.filter(|len| *len > super::MAX_BODY_BYTES as u64) {
-            drain(req.into_body(), len).await;
+            drain(req.into_body().into_data_stream(), len).await;
             return Err(ApiError::TooLarge);
         }
+        // Without a length (chunked), the body is read here, up to the
+        // limit: one over it is drained like a declared one.
+        let (parts, body) = req.into_parts();
+        let bytes = read_at_most(body, super::MAX_BODY_BYTES).await?;
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(rejection) => Err(match rejection {
@@ -58,12 +63,11 @@ const DRAIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 /// server that answers and closes while the client is still sending makes
 /// the client's kernel reset the connection, and the client may never see
 /// the 413 (it sees EPIPE or ECONNRESET instead).
-async fn drain(body: axum::body::Body, len: u64) {
+async fn drain(mut stream: axum::body::BodyDataStream, len: u64) {
     use futures_util::StreamExt;
     if len > DRAIN_AT_MOST {
         return;
     }
-    let mut stream = body.into_data_stream();
     let mut read = 0u64;
     let _ = tokio::time::timeout(DRAIN_WITHIN, async {
         while let Some(Ok(chunk)) = stream.next().await {
@@ -74,6 +78,24 @@ async fn drain(body: axum::body::Body, len: u64) {
         }
     })
     .await;
+}
+
+/// The whole body if it is at most `limit` bytes; a longer one is drained
+/// (see [`drain`]) and refused with 413.
+async fn read_at_most(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("the body could not be read: {e}")))?;
+        if buf.len() + chunk.len() > limit {
+            drain(stream, DRAIN_AT_MOST).await;
+            return Err(ApiError::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
 }
 
 /// The signed-in user, from `Authorization: Bearer <jwt>`.
