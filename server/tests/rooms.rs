@@ -37,6 +37,20 @@ async fn eventually(mut f: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// Syncs `local` as a Yjs member of `topic`: pushes sync step 1 and applies
+/// the server's answer, sync step 2 (the first `yjs` push it gets back).
+async fn sync_yjs(c: &mut common::Client, join_ref: &str, topic: &str, local: &yrs::Doc) {
+    let step1 = doc::sync_step1(&doc::state_vector(local));
+    c.push_binary(join_ref, topic, "yjs_sync", &step1).await;
+    // A server push: [0, join_ref, topic and event lengths, them, payload].
+    let frame = c.expect_binary(|f| f[0] == 0).await;
+    let payload = &frame[4 + frame[1..4].iter().map(|&n| n as usize).sum::<usize>()..];
+    let doc::YMessage::SyncStep2(state) = doc::decode_message(payload).unwrap() else {
+        panic!("sync step 2 expected first, got {payload:?}")
+    };
+    doc::apply_update(local, &state).unwrap();
+}
+
 #[tokio::test]
 async fn rest_validation_answers_every_4xx_with_an_error_body() {
     let server = TestServer::start().await;
@@ -356,26 +370,11 @@ async fn yjs_sync_relays_updates_and_refuses_invalid_ones() {
 
     // A client doc syncs: it gets step 2 then the server's step 1.
     let local = doc::new_doc();
-    a.push_binary(
-        &ja,
-        &topic,
-        "yjs_sync",
-        &doc::sync_step1(&doc::state_vector(&local)),
-    )
-    .await;
-    let step2 = a.expect_binary(|f| f[0] == 0 && f.ends_with(&[])).await;
-    assert!(step2.len() > 4);
+    sync_yjs(&mut a, &ja, &topic, &local).await;
 
     // B speaks Yjs too (only Yjs members get `yjs` relays).
     let b_doc = doc::new_doc();
-    b.push_binary(
-        &jb,
-        &topic,
-        "yjs_sync",
-        &doc::sync_step1(&doc::state_vector(&b_doc)),
-    )
-    .await;
-    b.expect_binary(|f| f[0] == 0).await;
+    sync_yjs(&mut b, &jb, &topic, &b_doc).await;
 
     let update = doc::replace_text(&local, "hello from yjs").unwrap();
     let msg = doc::sync_update(&update);
@@ -445,14 +444,7 @@ async fn reads_see_each_acknowledged_yjs_edit_at_once() {
     let mut a = server.connect(&ta).await;
     let (ja, _) = a.join(&topic, json!({})).await;
     let local = doc::new_doc();
-    a.push_binary(
-        &ja,
-        &topic,
-        "yjs_sync",
-        &doc::sync_step1(&doc::state_vector(&local)),
-    )
-    .await;
-    a.expect_binary(|f| f[0] == 0).await;
+    sync_yjs(&mut a, &ja, &topic, &local).await;
     let mut text = String::new();
     for i in 0..20 {
         text.push_str(&format!("line {i}\n"));
@@ -568,20 +560,7 @@ async fn response_updated_notices_keep_commit_order_when_a_commit_is_slow() {
     let mut b = server.connect(&tb).await;
     let (jb, _) = b.join(&topic, json!({})).await;
     let b_doc = doc::new_doc();
-    b.push_binary(
-        &jb,
-        &topic,
-        "yjs_sync",
-        &doc::sync_step1(&doc::state_vector(&b_doc)),
-    )
-    .await;
-    // A server push: [0, join_ref, topic and event lengths, them, payload].
-    let frame = b.expect_binary(|f| f[0] == 0).await;
-    let payload = &frame[4 + frame[1..4].iter().map(|&n| n as usize).sum::<usize>()..];
-    let doc::YMessage::SyncStep2(state) = doc::decode_message(payload).unwrap() else {
-        panic!("sync step 2 expected")
-    };
-    doc::apply_update(&b_doc, &state).unwrap();
+    sync_yjs(&mut b, &jb, &topic, &b_doc).await;
     assert_eq!(doc::text(&b_doc), "hello");
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
 
