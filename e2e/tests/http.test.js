@@ -205,6 +205,20 @@ describe("challenges", () => {
     }
   });
 
+  test("a prompt keeps pasted control characters (ANSI escapes, form feeds) exactly; NUL is a 422", T, async () => {
+    const prompt = "Strip \x1b[31mred\x1b[0m from a line,\tthen\x0cpage\r\n\u0085next";
+    const r = await api(server, "POST", "/api/challenges", { token: alice.token, body: { title: "ANSI", prompt, language: "python" } });
+    assert.equal(r.status, 201, r.text);
+    assert.equal(r.body.challenge.prompt, prompt);
+    const g = await api(server, "GET", `/api/challenges/${r.body.challenge.id}`, { token: alice.token });
+    assert.equal(g.body.challenge.prompt, prompt);
+    assertError(
+      await api(server, "POST", "/api/challenges", { token: alice.token, body: { title: "t", prompt: "a\u0000b", language: "python" } }),
+      422,
+      "NUL in the prompt",
+    );
+  });
+
   test("400 on malformed JSON when creating", T, async () => {
     assertError(await api(server, "POST", "/api/challenges", { token: alice.token, rawBody: '{"title": "x", ' }), 400, "malformed create body");
   });

@@ -1,6 +1,7 @@
 //! A challenge, what creating one takes, and the validation rules of
 //! CONTRACT §1 (title 1–120 chars, prompt ≤ 20 000, language from a fixed
-//! list; first names 1–40 chars, no control characters).
+//! list; first names 1–40 chars; names and titles without control
+//! characters, prompts without NUL).
 
 use serde::{Deserialize, Serialize};
 
@@ -83,9 +84,8 @@ pub const LANGUAGES: &[(&str, &str)] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid(pub &'static str, pub String);
 
-fn has_control(s: &str, allow_newlines: bool) -> bool {
-    s.chars()
-        .any(|c| c.is_control() && !(allow_newlines && (c == '\n' || c == '\r' || c == '\t')))
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
 }
 
 /// Trims and checks a first name.
@@ -101,7 +101,7 @@ pub fn validate_first_name(raw: &str) -> Result<String, Invalid> {
             format!("first_name must be at most {NAME_MAX} characters"),
         ));
     }
-    if has_control(name, false) {
+    if has_control(name) {
         return Err(Invalid(
             "first_name",
             "first_name must not contain control characters".into(),
@@ -124,7 +124,7 @@ impl NewChallenge {
                 format!("title must be at most {TITLE_MAX} characters"),
             ));
         }
-        if has_control(&self.title, false) {
+        if has_control(&self.title) {
             return Err(Invalid(
                 "title",
                 "title must not contain control characters".into(),
@@ -136,10 +136,12 @@ impl NewChallenge {
                 format!("prompt must be at most {PROMPT_MAX} characters"),
             ));
         }
-        if has_control(&self.prompt, true) {
+        // The prompt is free text, pasted code and terminal output included
+        // (tabs, form feeds, ANSI escapes): only NUL, which no text holds.
+        if self.prompt.contains('\0') {
             return Err(Invalid(
                 "prompt",
-                "prompt must not contain control characters".into(),
+                "prompt must not contain NUL characters".into(),
             ));
         }
         if !LANGUAGES.iter().any(|(id, _)| *id == self.language) {
@@ -230,6 +232,17 @@ mod tests {
             "prompt"
         );
         assert_eq!(new("t", "", "cobol").validate().unwrap_err().0, "language");
+        // A prompt keeps whatever text was pasted into it, but NUL.
+        let pasted = "Strip \x1b[31mred\x1b[0m,\tpage\x0cbreak,\r\n\u{85}next";
+        assert_eq!(
+            new("t", pasted, "python").validate().unwrap().prompt,
+            pasted
+        );
+        assert_eq!(
+            new("t", "a\0b", "python").validate().unwrap_err().0,
+            "prompt"
+        );
+        assert_eq!(new("a\nb", "", "python").validate().unwrap_err().0, "title");
     }
 
     #[test]
