@@ -53,7 +53,7 @@ for (const transport of TRANSPORT_NAMES) {
       assert.deepEqual(await push(ch, "ping", { via: "authToken" }), { status: "ok", response: { via: "authToken" } });
     });
 
-    test("missing, garbage, foreign-key and expired tokens are refused and nothing joins", T, async (t) => {
+    test("missing, garbage, foreign-key, expired and unknown-user tokens are refused and nothing joins", T, async (t) => {
       const key = serverKey();
       const bad = [
         { name: "no token", token: null, authToken: false },
@@ -70,6 +70,12 @@ for (const transport of TRANSPORT_NAMES) {
           name: "expired token (server's own key)",
           token: signJwt({ sub: alice.user.id, name: "Alice", iat: nowSecs() - 7200, exp: nowSecs() - 3600 }, key),
           authToken: true,
+        });
+        // A database reset while its secret was kept: the HTTP API says "unknown user".
+        bad.push({
+          name: "token of a user this database does not have (server's own key)",
+          token: signJwt({ sub: "ghostghostghost1", name: "Ghost", iat: nowSecs(), exp: nowSecs() + 3600 }, key),
+          authToken: false,
         });
       }
       for (const b of bad) {

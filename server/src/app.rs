@@ -56,25 +56,37 @@ pub fn socket_id(user_id: &str) -> String {
     format!("user_socket:{user_id}")
 }
 
-/// Phoenix's `UserSocket`: a valid JWT is required to connect.
+/// Phoenix's `UserSocket`: a valid JWT of an existing user is required to
+/// connect (as on the HTTP API).
 struct DuetSocket {
     keys: Arc<Keys>,
+    store: Store,
 }
 
 impl SocketHandler for DuetSocket {
-    fn connect(&self, info: &ConnectInfo<'_>) -> Result<Connected, String> {
-        let token = info.token.ok_or("no token")?;
-        let claims = self
-            .keys
-            .verify(token, crate::auth::now())
-            .map_err(|e| e.to_string())?;
-        let id = Some(socket_id(&claims.sub));
-        Ok(Connected {
-            assigns: Arc::new(SocketUser {
-                id: claims.sub,
-                first_name: claims.name,
-            }),
-            id,
+    fn connect<'a>(
+        &'a self,
+        info: ConnectInfo<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<Connected, String>> {
+        Box::pin(async move {
+            let token = info.token.ok_or("no token")?;
+            let claims = self
+                .keys
+                .verify(token, crate::auth::now())
+                .map_err(|e| e.to_string())?;
+            match self.store.user_exists(&claims.sub).await {
+                Ok(true) => {}
+                Ok(false) => return Err(format!("unknown user {}", claims.sub)),
+                Err(err) => return Err(format!("user not checked: {err}")),
+            }
+            let id = Some(socket_id(&claims.sub));
+            Ok(Connected {
+                assigns: Arc::new(SocketUser {
+                    id: claims.sub,
+                    first_name: claims.name,
+                }),
+                id,
+            })
         })
     }
 }
@@ -217,7 +229,10 @@ impl App {
         let mut allowed = config.allowed_origins.clone();
         allowed.retain(|o| !o.trim().is_empty());
         let endpoint = Endpoint::new(crate::channels::EndpointParts {
-            handler: Arc::new(DuetSocket { keys: keys.clone() }),
+            handler: Arc::new(DuetSocket {
+                keys: keys.clone(),
+                store: store.clone(),
+            }),
             router: Arc::new(router),
             pubsub,
             presence,

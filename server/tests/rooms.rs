@@ -165,10 +165,11 @@ async fn jwt_attacks_are_refused_on_http_and_socket() {
     let claims =
         json!({"sub": user_id, "name": "Sophie", "iat": now, "exp": now + 3600}).to_string();
     let forged = duet::auth::Keys::new(b"not the server key", 3600).issue(&user_id, "Sophie", now);
-    let expired = {
-        let secret = std::fs::read(server.dir.path().join("secret.key")).unwrap();
-        duet::auth::Keys::new(&secret, 10).issue(&user_id, "Sophie", now - 3600)
-    };
+    let secret = std::fs::read(server.dir.path().join("secret.key")).unwrap();
+    let expired = duet::auth::Keys::new(&secret, 10).issue(&user_id, "Sophie", now - 3600);
+    // Signed with the right key, for a user this database never had (one
+    // reset while its secret was kept).
+    let ghost = duet::auth::Keys::new(&secret, 3600).issue("ghostghostghost1", "Ghost", now);
     let attacks = [
         format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&claims)),
         format!(
@@ -178,6 +179,7 @@ async fn jwt_attacks_are_refused_on_http_and_socket() {
         ),
         forged,
         expired,
+        ghost,
         "garbage".into(),
     ];
     for token in attacks {
@@ -196,6 +198,14 @@ async fn jwt_attacks_are_refused_on_http_and_socket() {
             tokio_tungstenite::connect_async(url).await.is_err(),
             "socket accepted {token}"
         );
+        let poll: Value =
+            reqwest::get(server.url(&format!("/socket/longpoll?vsn=2.0.0&token={token}")))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        assert_eq!(poll["status"], json!(403), "long-poll accepted {token}");
     }
 }
 

@@ -56,7 +56,10 @@ pub struct Connected {
 /// Phoenix's `UserSocket`: decides who may connect.
 pub trait SocketHandler: Send + Sync + 'static {
     /// `Err` refuses the connection (403); the string is logged, never sent.
-    fn connect(&self, info: &ConnectInfo<'_>) -> Result<Connected, String>;
+    fn connect<'a>(
+        &'a self,
+        info: ConnectInfo<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<Connected, String>>;
 }
 
 /// Limits applied to every socket (CONTRACT §3 "Limits").

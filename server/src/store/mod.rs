@@ -106,6 +106,8 @@ const PAGE_SIZE: u32 = 1024;
 #[derive(Clone)]
 pub struct Store {
     pub pool: SqlitePool,
+    /// Users known to exist (see [`Store::user_exists`]).
+    known_users: std::sync::Arc<users::KnownUsers>,
 }
 
 impl Store {
@@ -132,7 +134,10 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            known_users: Default::default(),
+        })
     }
 
     /// Whether the database answers, and its file is still where it was

@@ -11,7 +11,43 @@ pub struct User {
     pub first_name: String,
 }
 
+/// The ids of users seen in the database, so that a socket's connect (one
+/// per page load, thousands a second in a reconnect storm) asks the
+/// database only the first time. Users are never deleted while the server
+/// runs; the set is emptied if it ever holds [`KnownUsers::MAX`] ids.
+#[derive(Default)]
+pub(super) struct KnownUsers(std::sync::Mutex<std::collections::HashSet<Box<str>>>);
+
+impl KnownUsers {
+    const MAX: usize = 1 << 20;
+
+    fn contains(&self, id: &str) -> bool {
+        self.lock().contains(id)
+    }
+
+    fn insert(&self, id: &str) {
+        let mut set = self.lock();
+        if set.len() >= Self::MAX {
+            set.clear();
+        }
+        set.insert(id.into());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<Box<str>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 impl Store {
+    /// Whether a user with this id exists (a valid token may name a user
+    /// of another database: one reset while its secret was kept).
+    pub async fn user_exists(&self, user_id: &str) -> Result<bool> {
+        if self.known_users.contains(user_id) {
+            return Ok(true);
+        }
+        Ok(self.get_user(user_id).await?.is_some())
+    }
+
     pub async fn create_user(&self, first_name: &str) -> Result<User> {
         let user = User {
             id: random_id(12),
@@ -23,15 +59,19 @@ impl Store {
             .bind(timestamp())
             .execute(&self.pool)
             .await?;
+        self.known_users.insert(&user.id);
         Ok(user)
     }
 
     pub async fn get_user(&self, user_id: &str) -> Result<Option<User>> {
-        Ok(
+        let user =
             sqlx::query_as::<_, User>("select user_id, first_name from user where user_id = ?")
                 .bind(user_id)
                 .fetch_optional(&self.pool)
-                .await?,
-        )
+                .await?;
+        if let Some(user) = &user {
+            self.known_users.insert(&user.id);
+        }
+        Ok(user)
     }
 }

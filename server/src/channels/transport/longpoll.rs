@@ -192,10 +192,14 @@ pub async fn poll(
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned);
     let token = jwt.or(header_token);
-    match endpoint.handler.connect(&ConnectInfo {
-        token: token.as_deref(),
-        params: &params,
-    }) {
+    match endpoint
+        .handler
+        .connect(ConnectInfo {
+            token: token.as_deref(),
+            params: &params,
+        })
+        .await
+    {
         Ok(connected) => {
             let token = new_session(endpoint, connected);
             status(json!({ "status": 410, "token": token }))

@@ -77,10 +77,14 @@ pub async fn upgrade(
         .get("token")
         .map(String::as_str)
         .or(protocol_token.as_deref());
-    let connected = match endpoint.handler.connect(&ConnectInfo {
-        token,
-        params: &params,
-    }) {
+    let connected = match endpoint
+        .handler
+        .connect(ConnectInfo {
+            token,
+            params: &params,
+        })
+        .await
+    {
         Ok(c) => c,
         Err(why) => {
             info!(cause = %why, "websocket refused");
