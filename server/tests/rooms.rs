@@ -651,3 +651,58 @@ async fn response_updated_notices_keep_commit_order_when_a_commit_is_slow() {
         json!(">> hello world")
     );
 }
+
+/// A long-poll client that stops polling (crashed between two polls: no
+/// request is left open for the server to see close) leaves presence within
+/// about a second, as a closed WebSocket does, not after the poll window.
+#[tokio::test]
+async fn a_long_poll_client_that_stops_polling_leaves_presence_within_a_second() {
+    let server = TestServer::start().await;
+    let (ta, _) = server.sign_in("Sophie").await;
+    let (tb, ub) = server.sign_in("Antoin").await;
+    let id = server.create_challenge(&ta).await;
+    let topic = format!("challenges:{id}");
+    let mut a = server.connect(&ta).await;
+    a.join(&topic, json!({})).await;
+
+    let http = reqwest::Client::new();
+    let base = format!("{}?vsn=2.0.0&token={tb}", server.url("/socket/longpoll"));
+    let get =
+        async |url: &str| -> Value { http.get(url).send().await.unwrap().json().await.unwrap() };
+    let first = get(&base).await;
+    assert_eq!(first["status"], json!(410));
+    let url = format!("{base}&token={}", first["token"].as_str().unwrap());
+    let posted: Value = http
+        .post(&url)
+        .header("content-type", "application/x-ndjson")
+        .body(json!(["1", "1", &topic, "phx_join", {}]).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(posted["status"], json!(200));
+    // Polls until the join is answered, then stops.
+    loop {
+        let polled = get(&url).await;
+        let replied = polled["messages"]
+            .as_array()
+            .is_some_and(|ms| ms.iter().any(|m| m.as_str().unwrap().contains("phx_reply")));
+        if replied {
+            break;
+        }
+    }
+    let stopped = std::time::Instant::now();
+    a.expect(|v| is_event(v, "presence_diff") && v[4]["joins"].get(&ub).is_some())
+        .await;
+    a.expect(|v| is_event(v, "presence_diff") && v[4]["leaves"].get(&ub).is_some())
+        .await;
+    let left_after = stopped.elapsed();
+    assert!(
+        left_after < std::time::Duration::from_millis(2500),
+        "left {left_after:?} after its last poll"
+    );
+    // Its next poll finds the session gone, and phoenix.js starts anew.
+    assert_eq!(get(&url).await["status"], json!(410));
+}

@@ -41,6 +41,11 @@ const SESSION_INBOX: usize = 256;
 /// A poll the client gave up on (phoenix.js aborts its requests when it
 /// closes) ends the session unless another request comes within this.
 const ABANDONED_GRACE: Duration = Duration::from_millis(400);
+/// A client that has no poll waiting and sends nothing for this long is
+/// gone (CONTRACT: a crashed socket leaves within 1 s). phoenix.js polls
+/// again as soon as a poll is answered; one that comes later finds the
+/// session gone (410) and phoenix.js opens a new one and rejoins.
+const BETWEEN_POLLS: Duration = Duration::from_millis(800);
 
 pub struct Session {
     inbox: mpsc::Sender<Frame>,
@@ -333,13 +338,11 @@ fn new_session(endpoint: Endpoint, connected: crate::channels::Connected) -> Str
         socket_id = connected.id.as_deref().unwrap_or("")
     );
     let mut socket = Socket::new(endpoint.clone(), connected, outbound);
-    // A client that stops polling for two windows is gone.
-    let expiry = endpoint.limits.longpoll_window * 2;
     let key = token.clone();
     endpoint.tracker.clone().spawn(
         async move {
             info!("connected");
-            let mut check = tokio::time::interval(Duration::from_secs(1));
+            let mut check = tokio::time::interval(Duration::from_millis(100));
             // After an abandoned poll: when to look whether another came.
             let mut abandoned: Option<tokio::time::Instant> = None;
             loop {
@@ -355,7 +358,8 @@ fn new_session(endpoint: Endpoint, connected: crate::channels::Connected) -> Str
                         }
                     }
                     _ = check.tick() => {
-                        if session.idle_for() > expiry && session.outgoing.try_lock().is_ok() {
+                        if session.idle_for() > BETWEEN_POLLS && session.outgoing.try_lock().is_ok() {
+                            info!("long-poll client stopped polling");
                             break;
                         }
                     }
