@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Received, TestServer};
+use common::{get_json, post_ndjson, Received, TestServer};
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -351,47 +351,22 @@ async fn shutdown_closes_sockets_with_1001() {
 async fn longpoll_session_join_and_push() {
     let server = TestServer::start().await;
     let (token, _) = server.sign_in("Sophie").await;
-    let http = reqwest::Client::new();
     let base = format!("{}?vsn=2.0.0&token={token}", server.url("/socket/longpoll"));
-    let refused: Value = http
-        .get(server.url("/socket/longpoll?vsn=2.0.0&token=bad"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let refused = get_json(&server.url("/socket/longpoll?vsn=2.0.0&token=bad")).await;
     assert_eq!(refused["status"], json!(403));
-    let first: Value = http
-        .get(format!("{base}&"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first = get_json(&format!("{base}&")).await;
     assert_eq!(first["status"], json!(410));
     let session = first["token"].as_str().unwrap().to_owned();
     let url = format!("{base}&token={session}");
-    let body = [
-        json!(["1", "1", "echo:lp", "phx_join", {}]).to_string(),
-        json!(["1", "2", "echo:lp", "ping", {"hello": "lp"}]).to_string(),
-    ]
-    .join("\n");
-    let posted: Value = http
-        .post(&url)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let frames = [
+        json!(["1", "1", "echo:lp", "phx_join", {}]),
+        json!(["1", "2", "echo:lp", "ping", {"hello": "lp"}]),
+    ];
+    let posted = post_ndjson(&url, &frames).await;
     assert_eq!(posted["status"], json!(200));
     let mut seen = Vec::new();
     while seen.len() < 2 {
-        let polled: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+        let polled = get_json(&url).await;
         assert_eq!(polled["status"], json!(200), "{polled}");
         for m in polled["messages"].as_array().unwrap() {
             seen.push(serde_json::from_str::<Value>(m.as_str().unwrap()).unwrap());
@@ -402,14 +377,7 @@ async fn longpoll_session_join_and_push() {
         seen[1],
         json!(["1", "2", "echo:lp", "phx_reply", {"status": "ok", "response": {"hello": "lp"}}])
     );
-    let gone: Value = http
-        .get(format!("{base}&token=lp_unknown"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let gone = get_json(&format!("{base}&token=lp_unknown")).await;
     assert_eq!(gone["status"], json!(410));
     let _ = Received::Closed(None);
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::TestServer;
+use common::{get_json, post_ndjson, TestServer};
 use duet::challenges::doc;
 use serde_json::{json, Value};
 
@@ -198,13 +198,8 @@ async fn jwt_attacks_are_refused_on_http_and_socket() {
             tokio_tungstenite::connect_async(url).await.is_err(),
             "socket accepted {token}"
         );
-        let poll: Value =
-            reqwest::get(server.url(&format!("/socket/longpoll?vsn=2.0.0&token={token}")))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+        let poll =
+            get_json(&server.url(&format!("/socket/longpoll?vsn=2.0.0&token={token}"))).await;
         assert_eq!(poll["status"], json!(403), "long-poll accepted {token}");
     }
 }
@@ -665,27 +660,15 @@ async fn a_long_poll_client_that_stops_polling_leaves_presence_within_a_second()
     let mut a = server.connect(&ta).await;
     a.join(&topic, json!({})).await;
 
-    let http = reqwest::Client::new();
     let base = format!("{}?vsn=2.0.0&token={tb}", server.url("/socket/longpoll"));
-    let get =
-        async |url: &str| -> Value { http.get(url).send().await.unwrap().json().await.unwrap() };
-    let first = get(&base).await;
+    let first = get_json(&base).await;
     assert_eq!(first["status"], json!(410));
     let url = format!("{base}&token={}", first["token"].as_str().unwrap());
-    let posted: Value = http
-        .post(&url)
-        .header("content-type", "application/x-ndjson")
-        .body(json!(["1", "1", &topic, "phx_join", {}]).to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let posted = post_ndjson(&url, &[json!(["1", "1", &topic, "phx_join", {}])]).await;
     assert_eq!(posted["status"], json!(200));
     // Polls until the join is answered, then stops.
     loop {
-        let polled = get(&url).await;
+        let polled = get_json(&url).await;
         let replied = polled["messages"]
             .as_array()
             .is_some_and(|ms| ms.iter().any(|m| m.as_str().unwrap().contains("phx_reply")));
@@ -704,5 +687,5 @@ async fn a_long_poll_client_that_stops_polling_leaves_presence_within_a_second()
         "left {left_after:?} after its last poll"
     );
     // Its next poll finds the session gone, and phoenix.js starts anew.
-    assert_eq!(get(&url).await["status"], json!(410));
+    assert_eq!(get_json(&url).await["status"], json!(410));
 }

@@ -453,12 +453,7 @@ impl Room {
                 let done: Done = Box::new(move |_| {
                     let _ = reply.send(());
                 });
-                if self.response_dirty {
-                    self.push_text(Some(done), inner).await;
-                } else {
-                    // Nothing new: wait for what is queued, write nothing.
-                    let _ = inner.writer.send(WriteOp::Barrier { done }).await;
-                }
+                self.after_queued_writes(done, inner).await;
             }
         }
     }
@@ -519,7 +514,7 @@ impl Room {
                     }
                     Err(_) => reply.error("not saved"),
                 });
-                let _ = inner.writer.send(WriteOp::Barrier { done }).await;
+                self.after_queued_writes(done, inner).await;
             }
         }
     }
@@ -799,16 +794,23 @@ impl Room {
         // once the edits it reflects are committed: behind the notices of
         // the `response:update`s queued before them, which go out on their
         // commit, so a client's last `response:updated` is the latest text.
-        let done: Option<Done> = match (user_id, notify) {
+        match (user_id, notify) {
             (Some(user_id), true) => {
                 let notice = self.notice(&user_id, |_, m| !m.yjs);
-                Some(Box::new(move |_| notice.send()))
+                self.after_queued_writes(Box::new(move |_| notice.send()), inner)
+                    .await;
             }
-            _ => None,
-        };
+            _ if self.response_dirty => self.push_text(None, inner).await,
+            _ => {}
+        }
+    }
+
+    /// Calls `done` once every write queued so far is committed, the
+    /// room's text too if it changed since it was last queued.
+    async fn after_queued_writes(&mut self, done: Done, inner: &RoomsInner) {
         if self.response_dirty {
-            self.push_text(done, inner).await;
-        } else if let Some(done) = done {
+            self.push_text(Some(done), inner).await;
+        } else {
             let _ = inner.writer.send(WriteOp::Barrier { done }).await;
         }
     }

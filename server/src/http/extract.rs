@@ -29,8 +29,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             drain(req.into_body().into_data_stream(), len).await;
             return Err(ApiError::TooLarge);
         }
-        // Without a length (chunked), the body is read here, up to the
-        // limit: one over it is drained like a declared one.
+        // Read here, up to the limit: a chunked body (no length to refuse
+        // it by) that goes over it is drained like a declared one.
         let (parts, body) = req.into_parts();
         let bytes = read_at_most(body, super::MAX_BODY_BYTES).await?;
         let req = Request::from_parts(parts, axum::body::Body::from(bytes));

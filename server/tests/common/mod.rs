@@ -134,6 +134,27 @@ impl TestServer {
     }
 }
 
+/// GET `url`; its JSON body (long-poll answers are always 200 + JSON).
+pub async fn get_json(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// POSTs `frames` as one ndjson batch, as phoenix.js's `LongPoll` does; the
+/// JSON body of the answer.
+pub async fn post_ndjson(url: &str, frames: &[Value]) -> Value {
+    let body: Vec<String> = frames.iter().map(Value::to_string).collect();
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/x-ndjson")
+        .body(body.join("\n"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
