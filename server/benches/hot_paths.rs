@@ -191,7 +191,7 @@ fn group_commit(c: &mut Criterion) {
             duet::telemetry::LATENCY_BUCKETS,
         ));
         let (writer, _task) =
-            duet::store::doc_log::DocWriter::spawn(store, hist, Default::default());
+            duet::store::writer::DocWriter::spawn(store, hist, Default::default()).unwrap();
         (writer, Arc::<str>::from(ch.id))
     });
     let mut g = c.benchmark_group("group_commit");
@@ -207,11 +207,11 @@ fn group_commit(c: &mut Criterion) {
                         let mut waits = Vec::with_capacity(batch);
                         for _ in 0..batch {
                             let (tx, rx) = tokio::sync::oneshot::channel();
-                            let op = duet::store::doc_log::WriteOp::Append {
+                            let op = duet::store::writer::WriteOp::Append {
                                 challenge_id: challenge_id.clone(),
                                 user_id: None,
                                 update: vec![0u8; 64],
-                                text: Some(duet::store::doc_log::Stamped {
+                                text: Some(duet::store::writer::Stamped {
                                     text: Arc::from("text"),
                                     at: Arc::from("2026-12-02T00:00:00.000Z"),
                                 }),

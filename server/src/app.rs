@@ -27,7 +27,7 @@ use crate::channels::router::Router as ChannelRouter;
 use crate::channels::{ConnectInfo, Connected, Endpoint, Metrics, SocketHandler};
 use crate::config::Config;
 use crate::http::ApiError;
-use crate::store::doc_log::DocWriter;
+use crate::store::writer::DocWriter;
 use crate::store::Store;
 use crate::telemetry::{Histogram, LATENCY_BUCKETS};
 
@@ -40,9 +40,21 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     pub endpoint: Endpoint,
     pub rooms: Rooms,
+    pub writer: DocWriter,
     pub config: Arc<Config>,
     pub api_limit: Arc<ApiLimit>,
     pub persist_latency: Arc<Histogram>,
+}
+
+impl AppState {
+    /// The read path of live answers (see `challenges::read`).
+    pub fn reader(&self) -> crate::challenges::read::Reader<'_> {
+        crate::challenges::read::Reader {
+            store: &self.store,
+            rooms: &self.rooms,
+            writer: &self.writer,
+        }
+    }
 }
 
 impl FromRef<AppState> for Endpoint {
@@ -175,6 +187,7 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<Option<std::fs::File>>
 
 impl App {
     pub async fn new(config: Config) -> anyhow::Result<App> {
+        config.check().map_err(anyhow::Error::msg)?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
         let data_dir_lock = lock_data_dir(&config.data_dir)?;
@@ -188,8 +201,7 @@ impl App {
         let store = Store::open_with(&url, config.durability)
             .await
             .with_context(|| format!("opening {url}"))?;
-        let repaired = store
-            .repair_responses()
+        let repaired = crate::challenges::read::repair_responses(&store)
             .await
             .context("repairing responses from the update log")?;
         if repaired > 0 {
@@ -210,13 +222,15 @@ impl App {
         let persist_latency = Arc::new(Histogram::new(LATENCY_BUCKETS));
         let writer_stop = CancellationToken::new();
         let (writer, writer_task) =
-            DocWriter::spawn(store.clone(), persist_latency.clone(), writer_stop.clone());
+            DocWriter::spawn(store.clone(), persist_latency.clone(), writer_stop.clone())
+                .context("starting the document writer")?;
         let rooms = Rooms::new(
             store.clone(),
             writer.clone(),
             RoomConfig {
                 snapshot_every: config.snapshot_every,
                 grace: Duration::from_millis(config.room_grace_ms),
+                caps: config.caps(),
             },
             shutdown.clone(),
             tracker.clone(),
@@ -249,6 +263,7 @@ impl App {
             keys,
             endpoint,
             rooms,
+            writer,
             config: Arc::new(config),
             api_limit,
             persist_latency,

@@ -73,6 +73,20 @@ pub struct Config {
     #[arg(long, env = "DUET_API_BURST", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..))]
     pub api_burst: u32,
 
+    /// Largest Yjs update a client may send, in bytes (bigger: "update too large").
+    #[arg(long, env = "DUET_MAX_UPDATE_BYTES", default_value_t = 512 << 10, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..))]
+    pub max_update_bytes: usize,
+
+    /// Largest document of a room (its encoded Yjs state), in bytes; by
+    /// default, and at most, the frame limit less a sixteenth (at least
+    /// 512 bytes), so a joiner's sync of a full document fits in one frame.
+    #[arg(long, env = "DUET_MAX_DOC_BYTES", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(256..))]
+    pub max_doc_bytes: Option<usize>,
+
+    /// Largest awareness state (one client's cursor, selection and name, as JSON), in bytes.
+    #[arg(long, env = "DUET_MAX_AWARENESS_BYTES", default_value_t = 8 << 10, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(256..))]
+    pub max_awareness_bytes: usize,
+
     /// Document updates between two snapshots of a room (compaction).
     #[arg(long, env = "DUET_SNAPSHOT_EVERY", default_value_t = 500)]
     pub snapshot_every: u32,
@@ -111,10 +125,38 @@ impl Config {
         }
     }
 
+    /// The size limits of a room.
+    pub fn caps(&self) -> crate::challenges::room::Caps {
+        crate::challenges::room::Caps {
+            max_update_bytes: self.max_update_bytes,
+            max_doc_bytes: self.max_doc_bytes.unwrap_or_else(|| self.largest_doc()),
+            max_awareness_bytes: self.max_awareness_bytes,
+            max_frame_bytes: self.max_frame_bytes,
+        }
+    }
+
+    /// The largest document whose sync fits in one frame.
+    fn largest_doc(&self) -> usize {
+        let headroom = (self.max_frame_bytes / 16).max(DOC_FRAME_HEADROOM_MIN);
+        self.max_frame_bytes.saturating_sub(headroom).max(1)
+    }
+
+    /// Settings that clap checks one by one but that do not fit together.
+    pub fn check(&self) -> Result<(), String> {
+        match self.max_doc_bytes {
+            Some(doc) if doc > self.largest_doc() => Err(format!(
+                "DUET_MAX_DOC_BYTES ({doc}) must be at most {} with DUET_MAX_FRAME_BYTES {}, so a joiner's sync of a full document fits in one frame",
+                self.largest_doc(),
+                self.max_frame_bytes
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// A one-line summary for the start-up log, without the secret.
     pub fn redacted(&self) -> String {
         format!(
-            "addr={} data_dir={} database={} secret={} allowed_origins={:?} token_ttl_hours={} max_frame_bytes={} max_topics={} socket_rate={}/s burst={} outbound_queue={} idle_timeout={}s snapshot_every={} room_grace={}ms durability={:?} test_channels={}",
+            "addr={} data_dir={} database={} secret={} allowed_origins={:?} token_ttl_hours={} max_frame_bytes={} max_topics={} socket_rate={}/s burst={} outbound_queue={} idle_timeout={}s max_update_bytes={} max_doc_bytes={} max_awareness_bytes={} snapshot_every={} room_grace={}ms durability={:?} test_channels={}",
             self.addr,
             self.data_dir.display(),
             without_password(&self.database_url()),
@@ -127,6 +169,9 @@ impl Config {
             self.socket_burst,
             self.outbound_queue,
             self.idle_timeout_secs,
+            self.max_update_bytes,
+            self.caps().max_doc_bytes,
+            self.max_awareness_bytes,
             self.snapshot_every,
             self.room_grace_ms,
             self.durability,
@@ -145,6 +190,10 @@ impl Config {
         c
     }
 }
+
+/// Least room left in a frame around a full document (the y-protocols and
+/// Phoenix headers: a topic alone may take 255 bytes).
+const DOC_FRAME_HEADROOM_MIN: usize = 512;
 
 /// A URL with its user info (`user:password@`) masked, for the log.
 fn without_password(url: &str) -> String {

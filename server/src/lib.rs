@@ -12,6 +12,10 @@
 //! - [`challenges`]: the product: challenge model, `ChallengeChannel`, the
 //!   room task owning each yrs document.
 //! - [`store`]: SQLite: users, challenges, the document log and snapshots.
+//!
+//! `unsafe` is denied everywhere but in `store::raw` (two calls into SQLite
+//! and libc that no safe crate offers).
+#![deny(unsafe_code)]
 
 pub mod app;
 pub mod auth;

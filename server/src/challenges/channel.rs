@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::doc::{self, YMessage};
 use super::model::{color_for, RESPONSE_MAX};
+pub use super::room::YJS;
 use super::room::{RoomCmd, RoomError, RoomHandle, Rooms};
 use super::SocketUser;
 use crate::channels::channel::{Channel, ChannelCtx, ExitReason, HandleResult, ReplyHandle};
@@ -19,7 +20,6 @@ use crate::channels::message::Payload;
 pub const TOPIC_PREFIX: &str = "challenges:";
 pub const RESPONSE_UPDATE: &str = "response:update";
 pub const YJS_SYNC: &str = "yjs_sync";
-pub const YJS: &str = "yjs";
 pub const TYPING_REMOVE: &str = "current_participant_typing:remove";
 /// `typing` falls back to false after this long without an edit.
 pub const TYPING_TIMEOUT: Duration = Duration::from_secs(3);
@@ -98,7 +98,7 @@ impl Channel for ChallengeChannel {
         if id.is_empty() {
             return Err(json!({ "reason": "not found" }));
         }
-        match rooms.join(&id, ctx.sub_id, &user.id, ctx.pusher()).await {
+        match rooms.join(&id, ctx.sub_id, ctx.pusher()).await {
             Ok((room, challenge)) => {
                 let color = color_for(&user.id);
                 let reply = json!({ "challenge": challenge });

@@ -1,12 +1,15 @@
 //! The product on top of the channels layer: the challenge model and its
 //! validation ([`model`]), `ChallengeChannel` ([`channel`]), the room task
-//! that alone owns each yrs document ([`room`]), pure yrs helpers ([`doc`]),
-//! and the `echo:*` channel used by protocol tests ([`echo`]).
+//! that alone owns each yrs document ([`room`]), yrs helpers and the
+//! checks every Yjs message passes ([`doc`]), the one read path of a live
+//! answer ([`read`]), and the `echo:*` channel used by protocol tests
+//! ([`echo`]).
 
 pub mod channel;
 pub mod doc;
 pub mod echo;
 pub mod model;
+pub mod read;
 pub mod room;
 
 /// The authenticated user behind a socket (the socket's assigns).

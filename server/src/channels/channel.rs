@@ -207,13 +207,8 @@ pub struct Pusher {
 }
 
 impl Pusher {
-    /// Queues an already encoded frame (a broadcast encoded once for many).
-    pub fn send_frame(&self, frame: super::serializer::Frame) {
-        self.outbound.send(frame);
-    }
-
-    /// The member's outgoing queue, for frames encoded once for many.
-    pub fn outbound(&self) -> &Outbound {
+    /// The member's outgoing queue (see [`super::fanout::Fanout`]).
+    pub(super) fn outbound(&self) -> &Outbound {
         &self.outbound
     }
 

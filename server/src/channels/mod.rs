@@ -7,11 +7,14 @@
 //! - [`pubsub`]: topic fan-out; a broadcast is encoded once.
 //! - [`presence`]: Phoenix.Presence: track/update/untrack/list and diffs.
 //! - [`channel`]: the [`Channel`](channel::Channel) trait and the per-join task.
+//! - [`fanout`]: a broadcast encoded once for an explicit member set, sent later.
+//! - [`mailbox`]: the small bounded queue behind every socket and channel.
 //! - [`router`]: topic patterns (`"challenges:*"`) to channel handlers.
 //! - [`socket`]: per-connection state: joins by topic, heartbeat, limits.
 //! - [`transport`]: WebSocket and long-poll, auth at connect, `check_origin`.
 
 pub mod channel;
+pub mod fanout;
 pub mod mailbox;
 pub mod message;
 pub mod presence;

@@ -36,24 +36,7 @@ async fn list(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
 ) -> Result<Json<Value>, ApiError> {
-    let mut challenges = state.store.list_challenges(&user.id).await?;
-    // Loaded rooms first hand over their current text (then it is read).
-    let mut settled = false;
-    for c in &challenges {
-        if state.rooms.is_loaded(&c.id) {
-            state.rooms.settle(&c.id).await;
-            settled = true;
-        }
-    }
-    if settled {
-        challenges = state.store.list_challenges(&user.id).await?;
-    }
-    for c in &mut challenges {
-        if let Some(waiting) = state.rooms.waiting_response(&c.id) {
-            c.response = waiting.text.to_string();
-            c.updated_at = waiting.at.to_string();
-        }
-    }
+    let challenges = state.reader().challenges_of(&user.id).await?;
     Ok(Json(json!({ "challenges": challenges })))
 }
 
@@ -65,15 +48,8 @@ async fn show(
     // An id that is not even UTF-8 once decoded names no challenge.
     let Path(id) =
         id.map_err(|_| ApiError::BadRequest("malformed challenge id in the path".into()))?;
-    state.rooms.settle(&id).await;
-    match state.store.get_challenge(&id).await? {
-        Some(mut challenge) => {
-            if let Some(waiting) = state.rooms.waiting_response(&id) {
-                challenge.response = waiting.text.to_string();
-                challenge.updated_at = waiting.at.to_string();
-            }
-            Ok(Json(json!({ "challenge": challenge })))
-        }
+    match state.reader().challenge(&id).await? {
+        Some(challenge) => Ok(Json(json!({ "challenge": challenge }))),
         None => Err(ApiError::NotFound("no challenge with that id".into())),
     }
 }

@@ -1,12 +1,17 @@
-//! SQLite through sqlx: the pool (WAL, `synchronous=FULL`, busy timeout,
-//! foreign keys), the embedded migrations, and every query, grouped by
-//! table: [`users`], [`challenges`], [`doc_log`] (the document's update log,
-//! the group-commit writer and snapshots).
+//! SQLite: the sqlx pool (WAL, `synchronous=FULL`, busy timeout, foreign
+//! keys) for reads and small writes, the embedded migrations, and every
+//! query, grouped by table: [`users`], [`challenges`], [`docs`] (reading a
+//! document's log), and the group-commit [`writer`] of the update log,
+//! snapshots and responses, which has a connection and a thread of its own.
+//!
+//! The store knows rows, not documents: it hands out logs and takes what
+//! the product computed from them (`challenges::read` repairs responses).
 
 pub mod challenges;
-pub mod doc_log;
+pub mod docs;
 mod raw;
 pub mod users;
+pub mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -76,8 +81,43 @@ pub enum Error {
     Db(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A transaction of the writer failed; `code` is SQLite's extended
+    /// result code (13 `SQLITE_FULL`, 5 `SQLITE_BUSY`, 10 `SQLITE_IOERR`...).
+    #[error("commit failed: {msg} (SQLite code {code})")]
+    CommitFailed { code: i32, msg: String },
+    /// The database file was deleted under the running server: its open
+    /// descriptors still work, but nothing written would survive a restart.
+    #[error("the database file is gone")]
+    DatabaseGone,
+    /// Not written: an earlier commit of the same room failed, and the
+    /// room has not reloaded its document since (see `writer`).
+    #[error("not written after a failed commit of the same room")]
+    AfterFailure,
     #[error("the document writer has stopped")]
     WriterGone,
+}
+
+impl Error {
+    /// A commit was tried and failed (or could not be: the file is gone),
+    /// so whoever queued it may hold state the log lacks.
+    pub fn is_commit_failure(&self) -> bool {
+        matches!(self, Error::CommitFailed { .. } | Error::DatabaseGone)
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(err: rusqlite::Error) -> Self {
+        match err {
+            rusqlite::Error::SqliteFailure(e, msg) => Error::CommitFailed {
+                code: e.extended_code,
+                msg: msg.unwrap_or_else(|| e.to_string()),
+            },
+            other => Error::CommitFailed {
+                code: -1,
+                msg: other.to_string(),
+            },
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -106,8 +146,13 @@ const PAGE_SIZE: u32 = 1024;
 #[derive(Clone)]
 pub struct Store {
     pub pool: SqlitePool,
+    /// The database file (`None` in memory: tests of queries only).
+    path: Option<std::sync::Arc<std::path::Path>>,
+    durability: Durability,
     /// Users known to exist (see [`Store::user_exists`]).
     known_users: std::sync::Arc<users::KnownUsers>,
+    /// Whether the writer's commits fail (see [`Store::health`]).
+    writes: std::sync::Arc<writer::WriteHealth>,
 }
 
 impl Store {
@@ -134,24 +179,58 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
+        let path = pool
+            .connect_options()
+            .get_filename()
+            .to_str()
+            .filter(|f| !f.is_empty() && !f.starts_with(':') && !f.starts_with("file:"))
+            .map(|f| std::sync::Arc::from(std::path::Path::new(f)));
         Ok(Store {
             pool,
+            path,
+            durability,
             known_users: Default::default(),
+            writes: Default::default(),
         })
     }
 
-    /// Whether the database answers, and its file is still where it was
-    /// opened: a data dir deleted under a running server would otherwise
-    /// go on answering from open descriptors while nothing reaches disk.
-    pub async fn health(&self) -> std::result::Result<(), &'static str> {
-        let file: Option<String> =
-            sqlx::query_scalar("select file from pragma_database_list where name = 'main'")
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|_| "database not answering")?;
-        match file.filter(|f| !f.is_empty()) {
-            Some(f) if !std::path::Path::new(&f).exists() => Err("database file is gone"),
+    /// The database file, if the database is one.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        self.path.as_deref()
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    pub(crate) fn write_health(&self) -> &std::sync::Arc<writer::WriteHealth> {
+        &self.writes
+    }
+
+    /// Refuses writes once the database file is gone (deleted under the
+    /// server): they would be acknowledged and lost at the next start.
+    pub fn check_file(&self) -> Result<()> {
+        match &self.path {
+            Some(path) if !path.exists() => Err(Error::DatabaseGone),
             _ => Ok(()),
+        }
+    }
+
+    /// Whether the database answers, its file is still where it was
+    /// opened (a data dir deleted under a running server would otherwise
+    /// go on answering from open descriptors while nothing reaches disk),
+    /// and the writer's commits succeed (a full disk).
+    pub async fn health(&self) -> std::result::Result<(), String> {
+        sqlx::query_scalar::<_, i64>("select 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|_| "database not answering".to_owned())?;
+        if self.check_file().is_err() {
+            return Err("database file is gone".into());
+        }
+        match self.writes.failing() {
+            Some(why) => Err(format!("writes are failing: {why}")),
+            None => Ok(()),
         }
     }
 

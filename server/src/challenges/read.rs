@@ -1,0 +1,84 @@
+//! The one way to read a challenge's live answer, and its rule:
+//!
+//! **A read sees every acknowledged edit.**
+//!
+//! Three places may hold the text, newest first: a loaded room's document
+//! (a busy Yjs room computes its text only on demand), the writer's
+//! waiting responses (a busy room's `challenge.response` is rewritten at
+//! most every few seconds; the texts waiting are durable in the update
+//! log), and the `challenge.response` column. So a read first asks a
+//! loaded room to queue its current text behind every edit acknowledged
+//! before, waits until that is committed ([`Rooms::settle`]), then reads
+//! the column and lays the waiting text over it. At start-up
+//! [`repair_responses`] rebuilds the responses a crash left behind the log.
+
+use super::doc;
+use super::model::Challenge;
+use super::room::Rooms;
+use crate::store::writer::DocWriter;
+use crate::store::Store;
+
+/// What a read of the live answer needs.
+pub struct Reader<'a> {
+    pub store: &'a Store,
+    pub rooms: &'a Rooms,
+    pub writer: &'a DocWriter,
+}
+
+impl Reader<'_> {
+    /// One challenge, with every acknowledged edit in its response.
+    pub async fn challenge(&self, id: &str) -> crate::store::Result<Option<Challenge>> {
+        self.rooms.settle(id).await;
+        let mut challenge = self.store.get_challenge(id).await?;
+        if let Some(c) = &mut challenge {
+            self.overlay(c);
+        }
+        Ok(challenge)
+    }
+
+    /// The challenges `user_id` created, newest first, each with every
+    /// acknowledged edit in its response.
+    pub async fn challenges_of(&self, user_id: &str) -> crate::store::Result<Vec<Challenge>> {
+        let mut challenges = self.store.list_challenges(user_id).await?;
+        let mut settled = false;
+        for c in &challenges {
+            if self.rooms.is_loaded(&c.id) {
+                self.rooms.settle(&c.id).await;
+                settled = true;
+            }
+        }
+        if settled {
+            challenges = self.store.list_challenges(user_id).await?;
+        }
+        for c in &mut challenges {
+            self.overlay(c);
+        }
+        Ok(challenges)
+    }
+
+    /// The writer's waiting text, newer than the column, if any.
+    fn overlay(&self, challenge: &mut Challenge) {
+        if let Some(waiting) = self.writer.waiting_response(&challenge.id) {
+            challenge.response = waiting.text.to_string();
+            challenge.updated_at = waiting.at.to_string();
+        }
+    }
+}
+
+/// After a crash, `challenge.response` may lag behind the update log:
+/// rebuilds the text of those challenges from the log. Returns how many.
+pub async fn repair_responses(store: &Store) -> crate::store::Result<usize> {
+    let mut repaired = 0;
+    for id in store.lagging_responses().await? {
+        let stored = store.load_doc(&id).await?;
+        let loaded = doc::load(stored.snapshot.as_deref(), &stored.tail);
+        if loaded.skipped > 0 {
+            tracing::warn!(challenge_id = %id, skipped = loaded.skipped, "stored updates that do not apply were skipped");
+        }
+        store
+            .set_repaired_response(&id, &doc::text(&loaded.doc))
+            .await?;
+        repaired += 1;
+    }
+    Ok(repaired)
+}

@@ -1,0 +1,371 @@
+//! A room's task: loads the room (snapshot + tail of the log) on first
+//! join, serves its commands one at a time, reloads the document from the
+//! log when yrs panicked or a commit failed, and unloads after its last
+//! member left (memory stays bounded with many idle challenges).
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::awareness::Awareness;
+use super::{CmdRx, CmdTx, RoomCmd, RoomError, Rooms, Signals};
+use crate::challenges::doc;
+use crate::challenges::model::Challenge;
+use crate::channels::channel::Pusher;
+use crate::channels::pubsub::SubId;
+use crate::store::writer::{Done, WriteOp};
+
+/// Size limits of a room (CONTRACT §3 "Limits"; README "Threat model").
+#[derive(Debug, Clone, Copy)]
+pub struct Caps {
+    /// Largest Yjs update accepted, in bytes.
+    pub max_update_bytes: usize,
+    /// Largest document (its encoded state), in bytes: below the frame
+    /// limit, so a joiner's sync step 2 fits in one frame.
+    pub max_doc_bytes: usize,
+    /// Largest awareness state (one client's JSON), in bytes.
+    pub max_awareness_bytes: usize,
+    /// Largest frame the room sends a member: the awareness states a
+    /// joiner gets are split to fit.
+    pub max_frame_bytes: usize,
+}
+
+/// After a reload that followed a failed commit, the Yjs members are asked
+/// for what they have and the log lacks at most this often: while the disk
+/// stays full, every resync fails again.
+const RESYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// A member of the room.
+pub(super) struct Member {
+    pub(super) pusher: Pusher,
+    /// Speaks Yjs (sent a sync step 1): gets `yjs` relays; the others get
+    /// `response:updated` notices for Yjs edits instead.
+    pub(super) yjs: bool,
+}
+
+/// Why a room reloads its document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reload {
+    /// yrs panicked: the document may be inconsistent.
+    Panicked,
+    /// A commit failed: the document holds updates the log does not.
+    CommitFailed,
+}
+
+pub(super) struct RoomTask {
+    rooms: Rooms,
+    id: Arc<str>,
+    rx: CmdRx,
+    tx: CmdTx,
+}
+
+/// A loaded room's state (owned by its task).
+pub(super) struct Room {
+    pub(super) id: Arc<str>,
+    pub(super) topic: String,
+    pub(super) challenge: Challenge,
+    pub(super) doc: yrs::Doc,
+    /// The document's text; stale after a Yjs edit until refreshed
+    /// (computing it walks the whole document, so not once per keystroke).
+    pub(super) text: Arc<str>,
+    pub(super) text_stale: bool,
+    /// The text changed since `challenge.response` was last queued.
+    pub(super) response_dirty: bool,
+    pub(super) members: HashMap<SubId, Member>,
+    pub(super) awareness: Awareness,
+    pub(super) since_snapshot: u32,
+    /// The document's encoded size, an upper bound: measured at load and
+    /// at snapshots, grown by each update's size (see `Room::fits`).
+    pub(super) doc_bytes: usize,
+    /// Bytes added to `doc_bytes` since it was last measured.
+    pub(super) unmeasured: usize,
+    /// Editor of the latest Yjs edit not yet announced as `response:updated`.
+    pub(super) notice_user: Option<String>,
+    /// When to refresh the text (and announce it).
+    pub(super) notice_at: Option<Instant>,
+    pub(super) last_notice: Instant,
+    /// When the text last went to the writer.
+    pub(super) last_push: Instant,
+    /// When the latest Yjs edit was applied: `updated_at` once the text
+    /// is computed.
+    pub(super) edited_at: time::OffsetDateTime,
+    /// yrs panicked on the document: reload it before anything else.
+    pub(super) broken: bool,
+    /// When to ask the Yjs members for what the log lacks.
+    pub(super) resync_at: Option<Instant>,
+    pub(super) last_resync: Option<Instant>,
+    pub(super) signals: Arc<Signals>,
+    /// This room's own queue, for the writer's completions to wake it.
+    pub(super) me: CmdTx,
+    pub(super) caps: Caps,
+}
+
+impl RoomTask {
+    pub(super) fn new(rooms: Rooms, id: Arc<str>, rx: CmdRx, tx: CmdTx) -> Self {
+        RoomTask { rooms, id, rx, tx }
+    }
+
+    pub(super) async fn run(mut self) {
+        // Boxed (as below): the load and command futures are large, and an
+        // idle room's task should hold only its own state.
+        let loaded = Box::pin(load(&self.rooms, &self.id, &self.tx)).await;
+        let mut room = match loaded {
+            Ok(Some(room)) => room,
+            Ok(None) => return self.refuse_joins(RoomError::NotFound),
+            Err(err) => {
+                warn!(cause = %err, "room failed to load");
+                return self.refuse_joins(RoomError::Unavailable);
+            }
+        };
+        info!(bytes = room.text.len(), "room loaded");
+        let grace = self.rooms.inner.config.grace;
+        let shutdown = self.rooms.inner.shutdown.clone();
+        let mut unload_at: Option<Instant> = Some(Instant::now() + grace);
+        loop {
+            if let Some(why) = room.reload_due() {
+                if let Err(err) = Box::pin(room.reload(&self.rooms, why)).await {
+                    warn!(cause = %err, "room could not reload; unloading");
+                    break;
+                }
+            }
+            let (notice_at, resync_at) = (room.notice_at, room.resync_at);
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                cmd = self.rx.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    room.serve(*cmd, &self.rooms).await;
+                    unload_at = room.members.is_empty().then(|| unload_at.unwrap_or_else(|| Instant::now() + grace));
+                }
+                _ = sleep_until_opt(notice_at) => Box::pin(room.refresh(&self.rooms, false)).await,
+                _ = sleep_until_opt(resync_at) => room.resync(),
+                _ = sleep_until_opt(unload_at) => {
+                    if self.try_unload(&room) {
+                        break;
+                    }
+                    unload_at = Some(Instant::now() + grace);
+                }
+            }
+        }
+        Box::pin(room.close(&self.rooms)).await;
+        self.rooms.forget(&self.id, &self.tx);
+        info!("room unloaded");
+    }
+
+    /// The room did not load: answer the joins queued, leave the map.
+    fn refuse_joins(mut self, error: RoomError) {
+        self.rooms.forget(&self.id, &self.tx);
+        while let Ok(cmd) = self.rx.try_recv() {
+            if let RoomCmd::Join { reply, .. } = *cmd {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+
+    /// Leaves the map if nobody joined meanwhile; true when it did.
+    fn try_unload(&self, room: &Room) -> bool {
+        if !room.members.is_empty() || !self.rx.is_empty() {
+            return false;
+        }
+        self.rooms.forget(&self.id, &self.tx);
+        true
+    }
+}
+
+pub(super) async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The document of a room as its log has it: (document, encoded size,
+/// updates since the snapshot). Waits first for every write queued for the
+/// room (a previous life's last snapshot, writes stopped after a failed
+/// commit), so the log read is the whole of what was committed.
+async fn load_doc(rooms: &Rooms, id: &Arc<str>) -> anyhow::Result<(yrs::Doc, usize, u32)> {
+    rooms.writer().resume(id.clone()).await?;
+    let stored = rooms.store().load_doc(id).await?;
+    let since = u32::try_from(stored.tail.len()).unwrap_or(u32::MAX);
+    let loaded = doc::load(stored.snapshot.as_deref(), &stored.tail);
+    if loaded.skipped > 0 {
+        warn!(
+            skipped = loaded.skipped,
+            "stored updates that do not apply were skipped"
+        );
+    }
+    let bytes = doc::encode_state(&loaded.doc).len();
+    Ok((loaded.doc, bytes, since))
+}
+
+async fn load(rooms: &Rooms, id: &Arc<str>, tx: &CmdTx) -> anyhow::Result<Option<Room>> {
+    let Some(challenge) = rooms.store().get_challenge(id).await? else {
+        return Ok(None);
+    };
+    let (doc, doc_bytes, since_snapshot) = load_doc(rooms, id).await?;
+    let text: Arc<str> = doc::text(&doc).into();
+    let now = Instant::now();
+    Ok(Some(Room {
+        id: id.clone(),
+        topic: format!("{}{id}", crate::challenges::channel::TOPIC_PREFIX),
+        challenge,
+        doc,
+        text,
+        text_stale: false,
+        response_dirty: false,
+        members: HashMap::new(),
+        awareness: Awareness::default(),
+        since_snapshot,
+        doc_bytes,
+        unmeasured: 0,
+        notice_user: None,
+        notice_at: None,
+        last_notice: now.checked_sub(super::text::NOTICE_EVERY).unwrap_or(now),
+        last_push: now,
+        edited_at: time::OffsetDateTime::now_utc(),
+        broken: false,
+        resync_at: None,
+        last_resync: None,
+        signals: Arc::new(Signals::default()),
+        me: tx.clone(),
+        caps: rooms.inner.config.caps,
+    }))
+}
+
+impl Room {
+    /// Handles one command; a panic while handling it answers the command
+    /// with an error and has the document reloaded.
+    async fn serve(&mut self, cmd: RoomCmd, rooms: &Rooms) {
+        let reply = cmd.reply_handle();
+        let handled = AssertUnwindSafe(Box::pin(self.handle(cmd, rooms)))
+            .catch_unwind()
+            .await;
+        if handled.is_err() {
+            warn!("a room command panicked; the document is reloaded");
+            if let Some(reply) = reply {
+                reply.error("invalid update");
+            }
+            self.broken = true;
+        }
+    }
+
+    async fn handle(&mut self, cmd: RoomCmd, rooms: &Rooms) {
+        match cmd {
+            RoomCmd::Join {
+                member,
+                pusher,
+                reply,
+            } => {
+                self.members.insert(member, Member { pusher, yjs: false });
+                self.fresh_text();
+                let _ = reply.send(Ok(self.challenge_json()));
+            }
+            RoomCmd::Leave { member } => {
+                self.members.remove(&member);
+                self.remove_awareness_of(member);
+            }
+            RoomCmd::Yjs {
+                member,
+                user_id,
+                msg,
+                reply,
+                received,
+            } => {
+                let edit = super::yjs::Edit {
+                    member,
+                    user_id,
+                    reply,
+                    received,
+                };
+                self.yjs(edit, msg, rooms).await
+            }
+            RoomCmd::ReplaceText {
+                user_id,
+                text,
+                reply,
+                received,
+            } => {
+                self.replace_text(user_id, text, reply, received, rooms)
+                    .await
+            }
+            RoomCmd::Settle { reply } => {
+                self.fresh_text();
+                let done: Done = Box::new(move |_| {
+                    let _ = reply.send(());
+                });
+                self.after_queued_writes(done, rooms).await;
+            }
+            RoomCmd::Wake => {}
+        }
+    }
+
+    fn reload_due(&mut self) -> Option<Reload> {
+        if std::mem::take(&mut self.broken) {
+            Some(Reload::Panicked)
+        } else if self.signals.reload.swap(false, Ordering::AcqRel) {
+            Some(Reload::CommitFailed)
+        } else {
+            None
+        }
+    }
+
+    /// Rebuilds the document from the log, once every write queued before
+    /// is committed (or, after a failed commit, refused by the writer).
+    async fn reload(&mut self, rooms: &Rooms, why: Reload) -> anyhow::Result<()> {
+        warn!(?why, "reloading the document from the log");
+        let (doc, bytes, since) = load_doc(rooms, &self.id).await?;
+        self.doc = doc;
+        self.doc_bytes = bytes;
+        self.unmeasured = 0;
+        self.since_snapshot = since;
+        self.text_stale = true;
+        if self.fresh_text() || why == Reload::CommitFailed {
+            // The column may have been given a text of what failed.
+            self.response_dirty = true;
+            self.push_text(None, rooms).await;
+        }
+        if why == Reload::CommitFailed {
+            let due = self
+                .last_resync
+                .map_or_else(Instant::now, |at| at + RESYNC_EVERY)
+                .max(Instant::now());
+            self.resync_at = Some(due);
+        }
+        Ok(())
+    }
+
+    /// Asks every Yjs member for what it has and the log lacks (edits
+    /// refused as "not saved"): its answer is a sync step 2.
+    fn resync(&mut self) {
+        self.resync_at = None;
+        self.last_resync = Some(Instant::now());
+        let step1 = doc::sync_step1(&doc::state_vector(&self.doc));
+        for m in self.members.values().filter(|m| m.yjs) {
+            m.pusher.push(
+                super::yjs::YJS,
+                crate::channels::message::Payload::Binary(step1.clone().into()),
+            );
+        }
+    }
+
+    /// The room's last moments: its text and a snapshot go to the writer.
+    async fn close(&mut self, rooms: &Rooms) {
+        if self.broken {
+            return;
+        }
+        self.refresh(rooms, true).await;
+        if self.since_snapshot > 0 {
+            let op = WriteOp::Snapshot {
+                challenge_id: self.id.clone(),
+                state: doc::encode_state(&self.doc),
+            };
+            let _ = rooms.writer().send(op).await;
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The y-protocols side of a room (as y-websocket's server speaks them):
+//! a sync step 1 gets the member what it lacks, then the room's own step 1
+//! and the others' awareness; an update (or step 2) is checked against the
+//! document, applied, persisted, then acknowledged and relayed; awareness
+//! is checked, kept and relayed, never persisted.
+
+use bytes::Bytes;
+use serde_json::json;
+use tokio::time::Instant;
+use yrs::StateVector;
+
+use super::task::Room;
+use super::Rooms;
+use crate::challenges::doc::{self, check, DocError, YMessage};
+use crate::channels::channel::ReplyHandle;
+use crate::channels::fanout::Fanout;
+use crate::channels::message::{Payload, Status};
+use crate::channels::pubsub::SubId;
+
+/// The event carrying y-protocols messages, both ways.
+pub const YJS: &str = "yjs";
+
+/// Who sent a message and how to answer it.
+pub(super) struct Edit {
+    pub(super) member: SubId,
+    pub(super) user_id: String,
+    pub(super) reply: ReplyHandle,
+    /// When the channel took the message (for `duet_edit_seconds`).
+    pub(super) received: Instant,
+}
+
+/// Updates measured again only once this share of the cap was added since
+/// the last measure (measuring encodes the whole document).
+const MEASURE_AFTER: usize = 16;
+
+impl Room {
+    pub(super) async fn yjs(&mut self, edit: Edit, msg: YMessage, rooms: &Rooms) {
+        match msg {
+            YMessage::SyncStep1(sv) => self.sync_step1(&edit, &sv),
+            YMessage::SyncStep2(update) | YMessage::Update(update) => {
+                self.update(edit, update, rooms).await
+            }
+            YMessage::Awareness(update) => {
+                match self.awareness.apply(edit.member, update, &self.caps) {
+                    Ok(accepted) if !accepted.is_empty() => {
+                        self.relay(edit.member, doc::awareness_message(accepted))
+                            .send();
+                        edit.reply.ok(json!({}));
+                    }
+                    Ok(_) => edit.reply.ok(json!({})),
+                    Err(reason) => {
+                        tracing::debug!(reason, "awareness refused");
+                        edit.reply.error(reason);
+                    }
+                }
+            }
+            YMessage::QueryAwareness => {
+                if let Some(m) = self.members.get(&edit.member) {
+                    for states in self.awareness.messages(|_| true, &self.caps) {
+                        m.pusher.push(YJS, Payload::Binary(states.into()));
+                    }
+                }
+                edit.reply.ok(json!({}));
+            }
+        }
+    }
+
+    /// What the member lacks, then the room's own state vector (so the
+    /// member sends what the room lacks), then the others' awareness.
+    fn sync_step1(&mut self, edit: &Edit, sv: &StateVector) {
+        let Some(m) = self.members.get_mut(&edit.member) else {
+            return;
+        };
+        m.yjs = true;
+        let step2 = doc::sync_step2(&doc::diff(&self.doc, sv));
+        m.pusher.push(YJS, Payload::Binary(step2.into()));
+        let step1 = doc::sync_step1(&doc::state_vector(&self.doc));
+        m.pusher.push(YJS, Payload::Binary(step1.into()));
+        let member = edit.member;
+        for states in self.awareness.messages(|owner| owner != member, &self.caps) {
+            m.pusher.push(YJS, Payload::Binary(states.into()));
+        }
+        edit.reply.ok(json!({}));
+    }
+
+    async fn update(&mut self, edit: Edit, update: Vec<u8>, rooms: &Rooms) {
+        if update.len() > self.caps.max_update_bytes {
+            return edit.reply.error("update too large");
+        }
+        let shape = match check::update(&update, Some(&doc::state_vector(&self.doc))) {
+            Ok(shape) => shape,
+            Err(why) => {
+                tracing::debug!(cause = %why, "update refused");
+                return edit.reply.error("invalid update");
+            }
+        };
+        if shape.is_empty() {
+            return edit.reply.ok(json!({}));
+        }
+        if !self.fits(update.len()) {
+            return edit.reply.error("document too large");
+        }
+        match doc::apply_update(&self.doc, &update) {
+            Ok(()) => {}
+            Err(err) => {
+                tracing::debug!(cause = %err, "update refused");
+                self.broken |= err == DocError::Panicked;
+                return edit.reply.error("invalid update");
+            }
+        }
+        self.grew(update.len());
+        // The text is computed later, at most every NOTICE_EVERY
+        // (`refresh`), or when a read asks (`Rooms::settle`).
+        self.text_stale = true;
+        self.edited_at = time::OffsetDateTime::now_utc();
+        self.notice_user = Some(edit.user_id.clone());
+        if self.notice_at.is_none() {
+            let due = self.last_notice + super::text::NOTICE_EVERY;
+            self.notice_at = Some(due.max(Instant::now()));
+        }
+        let relay = self.relay(edit.member, doc::sync_update(&update));
+        let ok = edit.reply.prepare(Status::Ok, Payload::Json(json!({})));
+        let latency = rooms.inner.edit_latency.clone();
+        let (reply, received) = (edit.reply, edit.received);
+        let done = Box::new(move |result: crate::store::Result<()>| match result {
+            Ok(()) => {
+                latency.observe(received.elapsed().as_secs_f64());
+                ok.send();
+                relay.send();
+            }
+            Err(_) => reply.error("not saved"),
+        });
+        self.persist(Some(edit.user_id), update, done, rooms).await;
+    }
+
+    /// Whether `adding` more bytes keep the document under its cap. The
+    /// estimate only grows between measures; it is measured again (the
+    /// whole state encoded) when it says no and enough was added since.
+    pub(super) fn fits(&mut self, adding: usize) -> bool {
+        let cap = self.caps.max_doc_bytes;
+        if self.doc_bytes + adding <= cap {
+            return true;
+        }
+        if self.unmeasured >= cap / MEASURE_AFTER {
+            self.doc_bytes = doc::encode_state(&self.doc).len();
+            self.unmeasured = 0;
+        }
+        self.doc_bytes + adding <= cap
+    }
+
+    pub(super) fn grew(&mut self, by: usize) {
+        self.doc_bytes += by;
+        self.unmeasured += by;
+    }
+
+    /// A `yjs` message for every Yjs member but `from`, sent when
+    /// [`Fanout::send`] is called (for an edit: once it is durable).
+    pub(super) fn relay(&self, from: SubId, message: Vec<u8>) -> Fanout {
+        Fanout::new(
+            &self.topic,
+            YJS,
+            || Payload::Binary(Bytes::from(message)),
+            self.members
+                .iter()
+                .filter(|(id, m)| **id != from && m.yjs)
+                .map(|(_, m)| &m.pusher),
+        )
+    }
+
+    /// A member left: its awareness states go, and the others are told (as
+    /// y-websocket's server does).
+    pub(super) fn remove_awareness_of(&mut self, member: SubId) {
+        let gone = self.awareness.remove_member(member);
+        if !gone.is_empty() {
+            self.relay(member, doc::awareness_message(gone)).send();
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The SQL of the writer, on its own rusqlite connection: one commit of a
+//! batch of operations (updates, snapshots, responses) in one transaction,
+//! the responses flushed later, the WAL catch-up, and a probe write while
+//! commits fail. This is the seam a second backend plugs into: the writer
+//! loop (`writer::Writer`) only calls [`LogDb`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use super::{Stamped, WriteOp, RESPONSE_EVERY};
+use crate::store::{Durability, Error, Result, Store};
+
+/// Text bytes of `challenge.response` one commit writes at most: large
+/// documents would otherwise make some commits (and their acks) slow.
+const COMMIT_RESPONSE_BYTES: usize = 256 << 10;
+
+/// How long a statement waits for another connection's write lock (a
+/// sign-in, a challenge created) before it fails.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+const INSERT_UPDATE: &str =
+    "insert into doc_update (challenge_id, user_id, update_v1, created_at) values (?1, ?2, ?3, ?4)";
+const UPSERT_SNAPSHOT: &str = "insert into doc_snapshot (challenge_id, state_v1, last_update_id, created_at)
+     values (?1, ?2, coalesce((select max(doc_update_id) from doc_update where challenge_id = ?1), 0), ?3)
+     on conflict (challenge_id) do update set state_v1 = excluded.state_v1,
+        last_update_id = excluded.last_update_id, created_at = excluded.created_at";
+const UPDATE_RESPONSE: &str =
+    "update challenge set response = ?2, response_update_id = ?3, updated_at = ?4 where challenge_id = ?1";
+
+/// A room's text to write, and the id of the last update it reflects.
+pub(super) struct TextRow<'b> {
+    pub(super) challenge_id: &'b Arc<str>,
+    pub(super) text: &'b Stamped,
+    pub(super) update_id: i64,
+}
+
+/// What one commit wrote.
+pub(super) struct Committed<'b> {
+    /// Each room's last update id.
+    pub(super) last_ids: Vec<(&'b Arc<str>, i64)>,
+    /// Texts written to `challenge.response` now.
+    pub(super) texts: Vec<TextRow<'b>>,
+    /// Texts left for later (their room's response was written lately).
+    pub(super) later: Vec<TextRow<'b>>,
+}
+
+/// The writer's database: the backends Duet can log to.
+pub(super) enum LogDb {
+    Sqlite(SqliteLog),
+}
+
+impl LogDb {
+    pub(super) fn open(store: &Store) -> Result<LogDb> {
+        let Some(path) = store.path() else {
+            return Err(Error::CommitFailed {
+                code: -1,
+                msg: "the document writer needs a database file, not one in memory".into(),
+            });
+        };
+        SqliteLog::open(path, store.durability()).map(LogDb::Sqlite)
+    }
+
+    /// Writes `ops` (those `write` allows) in one transaction.
+    pub(super) fn commit<'b>(
+        &mut self,
+        ops: impl Iterator<Item = &'b WriteOp>,
+        now: &str,
+        written: &HashMap<Arc<str>, Instant>,
+        last_ids: &HashMap<Arc<str>, i64>,
+    ) -> Result<Committed<'b>> {
+        match self {
+            LogDb::Sqlite(db) => db.commit(ops, now, written, last_ids),
+        }
+    }
+
+    pub(super) fn update_responses<'a>(
+        &mut self,
+        rows: impl IntoIterator<Item = (&'a str, &'a Stamped, i64)>,
+    ) -> Result<()> {
+        match self {
+            LogDb::Sqlite(db) => {
+                let tx = db
+                    .conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)?;
+                update_responses(&tx, rows)?;
+                tx.commit()?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the database file is still there (checked before each
+    /// commit: a stat, about a microsecond).
+    pub(super) fn file_exists(&self) -> bool {
+        match self {
+            LogDb::Sqlite(db) => db.path.exists(),
+        }
+    }
+
+    /// The writer's share of a checkpoint (see `checkpoint`): copies the
+    /// frames added since the checkpointer's pass, so the next commit
+    /// starts the WAL over.
+    pub(super) fn catch_up(&mut self) -> Result<()> {
+        match self {
+            LogDb::Sqlite(db) => {
+                let (_, log, copied): (i64, i64, i64) =
+                    db.conn
+                        .query_row("pragma wal_checkpoint(passive)", [], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        })?;
+                tracing::trace!(log, copied, "WAL frames copied by the writer");
+                Ok(())
+            }
+        }
+    }
+
+    /// A small real write, to tell when writes work again after failing.
+    pub(super) fn probe(&mut self, now: &str) -> Result<()> {
+        match self {
+            LogDb::Sqlite(db) => {
+                db.conn.execute(
+                    "insert into write_probe (write_probe_id, written_at) values (1, ?1)
+                     on conflict (write_probe_id) do update set written_at = excluded.written_at",
+                    params![now],
+                )?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The SQLite backend: the writer's own connection.
+pub(super) struct SqliteLog {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl SqliteLog {
+    fn open(path: &Path, durability: Durability) -> Result<SqliteLog> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let synchronous = match durability {
+            Durability::Fsync => "full",
+            Durability::Commit => "normal",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)?;
+        conn.pragma_update(None, "foreign_keys", "on")?;
+        // Checkpoints copy the WAL into the database and fsync it: not on
+        // the path of every ack. The checkpointer does them.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let mode: String = conn.query_row("pragma journal_mode = wal", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(mode, "the database is not in WAL mode");
+        }
+        Ok(SqliteLog {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    fn commit<'b>(
+        &mut self,
+        ops: impl Iterator<Item = &'b WriteOp>,
+        now: &str,
+        written: &HashMap<Arc<str>, Instant>,
+        last_ids: &HashMap<Arc<str>, i64>,
+    ) -> Result<Committed<'b>> {
+        let started = Instant::now();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut ids: HashMap<&'b Arc<str>, i64> = HashMap::new();
+        // The newest text of each room and the last update it reflects.
+        let mut texts: HashMap<&'b Arc<str>, (&'b Stamped, i64)> = HashMap::new();
+        {
+            let mut insert = tx.prepare_cached(INSERT_UPDATE)?;
+            for op in ops {
+                match op {
+                    WriteOp::Append {
+                        challenge_id,
+                        user_id,
+                        update,
+                        text,
+                        ..
+                    } => {
+                        insert.execute(params![&**challenge_id, user_id, update, now])?;
+                        let id = tx.last_insert_rowid();
+                        ids.insert(challenge_id, id);
+                        if let Some(text) = text {
+                            texts.insert(challenge_id, (text, id));
+                        }
+                    }
+                    WriteOp::Response {
+                        challenge_id, text, ..
+                    } => {
+                        let id = ids
+                            .get(challenge_id)
+                            .or_else(|| last_ids.get(challenge_id))
+                            .copied()
+                            .unwrap_or(0);
+                        texts.insert(challenge_id, (text, id));
+                    }
+                    WriteOp::Snapshot {
+                        challenge_id,
+                        state,
+                    } => {
+                        tx.prepare_cached(UPSERT_SNAPSHOT)?.execute(params![
+                            &**challenge_id,
+                            state,
+                            now
+                        ])?;
+                    }
+                    WriteOp::Barrier { .. } | WriteOp::Resume { .. } => {}
+                }
+            }
+        }
+        let (now_texts, later) = due_texts(texts, written, started);
+        update_responses(
+            &tx,
+            now_texts
+                .iter()
+                .map(|r| (&**r.challenge_id, r.text, r.update_id)),
+        )?;
+        tx.commit()?;
+        Ok(Committed {
+            last_ids: ids.into_iter().collect(),
+            texts: now_texts,
+            later,
+        })
+    }
+}
+
+/// `challenge.response` follows the document: now for rooms not written
+/// lately, in a moment (see `Responses`) for the busy ones, and at most
+/// [`COMMIT_RESPONSE_BYTES`] of them per commit.
+fn due_texts<'b>(
+    texts: HashMap<&'b Arc<str>, (&'b Stamped, i64)>,
+    written: &HashMap<Arc<str>, Instant>,
+    started: Instant,
+) -> (Vec<TextRow<'b>>, Vec<TextRow<'b>>) {
+    let mut bytes = 0;
+    let (now, later): (Vec<_>, Vec<_>) = texts
+        .into_iter()
+        .map(|(challenge_id, (text, update_id))| TextRow {
+            challenge_id,
+            text,
+            update_id,
+        })
+        .partition(|row| {
+            let due = written
+                .get(row.challenge_id)
+                .is_none_or(|at| started.duration_since(*at) >= RESPONSE_EVERY);
+            let len = row.text.text.len();
+            if due && (bytes == 0 || bytes + len <= COMMIT_RESPONSE_BYTES) {
+                bytes += len;
+                true
+            } else {
+                false
+            }
+        });
+    (now, later)
+}
+
+/// Writes (challenge id, text and its time, id of the last update it
+/// reflects) rows.
+fn update_responses<'a>(
+    db: &Connection,
+    rows: impl IntoIterator<Item = (&'a str, &'a Stamped, i64)>,
+) -> Result<()> {
+    let mut rows = rows.into_iter().peekable();
+    if rows.peek().is_none() {
+        return Ok(());
+    }
+    let mut update = db.prepare_cached(UPDATE_RESPONSE)?;
+    for (id, stamped, update_id) in rows {
+        update.execute(params![id, &*stamped.text, update_id, &*stamped.at])?;
+    }
+    Ok(())
+}
+
+/// Opens a second connection on the same file (the checkpointer's).
+pub(super) fn open_side_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
