@@ -98,10 +98,14 @@ pub enum Error {
 }
 
 impl Error {
-    /// A commit was tried and failed (or could not be: the file is gone),
-    /// so whoever queued it may hold state the log lacks.
-    pub fn is_commit_failure(&self) -> bool {
-        matches!(self, Error::CommitFailed { .. } | Error::DatabaseGone)
+    /// The write was not stored because a commit failed (this one, or an
+    /// earlier one of the same room): whoever queued it holds state the
+    /// log lacks, and must reload from the log.
+    pub fn lost_a_write(&self) -> bool {
+        matches!(
+            self,
+            Error::CommitFailed { .. } | Error::DatabaseGone | Error::AfterFailure
+        )
     }
 }
 

@@ -439,8 +439,14 @@ mod tests {
 
     #[test]
     fn other_roots_nested_types_and_non_text_content_are_refused() {
-        assert_eq!(update(&nested_maps(8000, "nest"), None), Err(Refused::OtherRoot));
-        assert_eq!(update(&nested_maps(8000, TEXT_NAME), None), Err(Refused::NotText));
+        assert_eq!(
+            update(&nested_maps(8000, "nest"), None),
+            Err(Refused::OtherRoot)
+        );
+        assert_eq!(
+            update(&nested_maps(8000, TEXT_NAME), None),
+            Err(Refused::NotText)
+        );
         let other = {
             let doc = new_doc();
             let t = doc.get_or_insert_text("other");

@@ -129,7 +129,7 @@ impl Room {
         let (signals, me) = (self.signals.clone(), self.me.clone());
         let done: Done = Box::new(move |result| {
             if let Err(err) = &result {
-                if err.is_commit_failure() {
+                if err.lost_a_write() {
                     signals
                         .reload
                         .store(true, std::sync::atomic::Ordering::Release);
