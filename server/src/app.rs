@@ -4,9 +4,9 @@
 //! writer and close the pool, in that order.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::FromRef;
@@ -26,7 +26,6 @@ use crate::channels::pubsub::{LocalPubSub, PubSub};
 use crate::channels::router::Router as ChannelRouter;
 use crate::channels::{ConnectInfo, Connected, Endpoint, Metrics, SocketHandler};
 use crate::config::Config;
-use crate::http::ApiError;
 use crate::store::writer::DocWriter;
 use crate::store::Store;
 use crate::telemetry::{Histogram, LATENCY_BUCKETS};
@@ -42,7 +41,7 @@ pub struct AppState {
     pub rooms: Rooms,
     pub writer: DocWriter,
     pub config: Arc<Config>,
-    pub api_limit: Arc<ApiLimit>,
+    pub api_limit: Arc<crate::http::limit::ApiLimit>,
     pub persist_latency: Arc<Histogram>,
 }
 
@@ -103,47 +102,10 @@ impl SocketHandler for DuetSocket {
     }
 }
 
-/// Per-address token buckets for the API's writes (sign-in, create).
-pub struct ApiLimit {
-    rate: f64,
-    burst: f64,
-    buckets: Mutex<std::collections::HashMap<IpAddr, (f64, Instant)>>,
-}
-
-impl ApiLimit {
-    pub fn new(rate: u32, burst: u32) -> Self {
-        ApiLimit {
-            rate: f64::from(rate),
-            burst: f64::from(burst.max(1)),
-            buckets: Mutex::default(),
-        }
-    }
-
-    pub fn check(&self, ip: IpAddr) -> Result<(), ApiError> {
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() > 100_000 {
-            buckets.retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(60));
-        }
-        let (tokens, at) = buckets.entry(ip).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = (1.0 - *tokens) / self.rate.max(f64::MIN_POSITIVE);
-            Err(ApiError::RateLimited {
-                retry_after_secs: wait.ceil().min(3600.0) as u64,
-            })
-        }
-    }
-}
-
 /// Everything the server runs, built from a config.
 pub struct App {
     pub state: AppState,
-    writer_task: tokio::task::JoinHandle<()>,
+    writer_task: crate::store::writer::WriterTask,
     writer_stop: CancellationToken,
     /// Held while the app lives: one server per data dir.
     _data_dir_lock: Option<std::fs::File>,
@@ -257,7 +219,10 @@ impl App {
             tracker,
             longpoll: Default::default(),
         });
-        let api_limit = Arc::new(ApiLimit::new(config.api_rate, config.api_burst));
+        let api_limit = Arc::new(crate::http::limit::ApiLimit::new(
+            config.api_rate,
+            config.api_burst,
+        ));
         let state = AppState {
             store,
             keys,
@@ -310,7 +275,7 @@ impl App {
         }
         // Rooms have queued their last snapshots: commit what is queued, stop.
         self.writer_stop.cancel();
-        if tokio::time::timeout(DRAIN_TIMEOUT, self.writer_task)
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.writer_task.finished())
             .await
             .is_err()
         {

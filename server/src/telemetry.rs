@@ -1,5 +1,11 @@
 //! Logging setup (tracing with `EnvFilter`) and the `/metrics` text in
 //! Prometheus format, built from the counters the other layers keep.
+//!
+//! Why not the prometheus-client crate: it writes OpenMetrics only (its
+//! own content type, `# EOF`, `_total` names added to counters), and
+//! `/metrics` answers Prometheus's `text/plain; version=0.0.4` (CONTRACT
+//! §1), which its scrapers and our clients read. What this file keeps is
+//! small: gauges and counters read from atomics, and one histogram type.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};

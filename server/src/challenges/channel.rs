@@ -5,7 +5,9 @@
 //! presence meta (true on an edit, false on request or 3 s after the last
 //! edit; a presence update is sent only when `typing` changes).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde_json::{json, Map, Value};
 
@@ -136,7 +138,7 @@ impl Channel for ChallengeChannel {
         ctx: &mut ChannelCtx<Info>,
     ) -> HandleResult {
         let member = ctx.sub_id;
-        let received = tokio::time::Instant::now();
+        let received = Instant::now();
         match event.as_str() {
             RESPONSE_UPDATE => {
                 let Some(text) = payload

@@ -13,7 +13,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -114,9 +116,8 @@ impl Presence {
         format!("{}{:x}", self.inner.epoch, n)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, TopicState>> {
-        // A panic while holding the lock leaves consistent maps: keep going.
-        self.inner.topics.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, TopicState>> {
+        self.inner.topics.lock()
     }
 
     /// Tracks `key` on `topic` with `meta`; returns the entry's `phx_ref`.

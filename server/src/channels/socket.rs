@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use serde_json::{json, Value};
 use tracing::debug;
@@ -276,7 +276,8 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::TokenBucket;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
+    use tokio::time::Instant;
 
     #[test]
     fn bucket_allows_burst_then_rate() {

@@ -1,6 +1,7 @@
 //! The REST API of CONTRACT §1 and the embedded web app, one router per
 //! area: [`session`] (sign-in, me), [`challenges`], [`health`] (healthz,
-//! metrics), [`assets`] (pages and static files). Errors are [`ApiError`];
+//! metrics), [`assets`] (pages and static files); [`limit`] is the
+//! per-address limit on writes. Errors are [`ApiError`];
 //! JSON bodies and the bearer token go through the extractors in [`extract`].
 
 pub mod assets;
@@ -8,6 +9,7 @@ pub mod challenges;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod limit;
 pub mod session;
 
 pub use error::ApiError;

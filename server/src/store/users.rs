@@ -16,7 +16,7 @@ pub struct User {
 /// database only the first time. Users are never deleted while the server
 /// runs; the set is emptied if it ever holds [`KnownUsers::MAX`] ids.
 #[derive(Default)]
-pub(super) struct KnownUsers(std::sync::Mutex<std::collections::HashSet<Box<str>>>);
+pub(super) struct KnownUsers(parking_lot::Mutex<std::collections::HashSet<Box<str>>>);
 
 impl KnownUsers {
     const MAX: usize = 1 << 20;
@@ -33,8 +33,8 @@ impl KnownUsers {
         set.insert(id.into());
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<Box<str>>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, std::collections::HashSet<Box<str>>> {
+        self.0.lock()
     }
 }
 

@@ -23,7 +23,9 @@ mod yjs;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -216,9 +218,8 @@ impl Rooms {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CmdTx>> {
-        // A panic while holding the lock leaves a consistent map.
-        self.inner.map.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, CmdTx>> {
+        self.inner.map.lock()
     }
 
     fn handle(&self, challenge_id: &str) -> CmdTx {

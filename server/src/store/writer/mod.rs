@@ -108,7 +108,7 @@ impl WriteOp {
 /// Whether the writer's commits fail, and why (for `/healthz`).
 #[derive(Default)]
 pub struct WriteHealth {
-    failing: std::sync::Mutex<Option<String>>,
+    failing: parking_lot::Mutex<Option<String>>,
 }
 
 impl WriteHealth {
@@ -120,9 +120,8 @@ impl WriteHealth {
         *self.lock() = failing;
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        // A panic while holding the lock leaves a consistent value.
-        self.failing.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Option<String>> {
+        self.failing.lock()
     }
 }
 
@@ -140,7 +139,7 @@ impl DocWriter {
         store: Store,
         latency: Arc<Histogram>,
         stop: CancellationToken,
-    ) -> Result<(DocWriter, JoinHandle<()>)> {
+    ) -> Result<(DocWriter, WriterTask)> {
         let db = LogDb::open(&store)?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let responses = Arc::new(Responses::default());
@@ -166,18 +165,28 @@ impl DocWriter {
         };
         // A thread of its own: on the shared runtime each step of a commit
         // would wait behind every runnable socket task, and under load a
-        // commit took 100 ms instead of 1.
-        let task = tokio::task::spawn_blocking(move || {
-            super::raw::raise_priority();
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt.block_on(writer.run(completer)),
-                Err(err) => tracing::error!(cause = %err, "document writer could not start"),
-            }
-        });
-        Ok((DocWriter { tx, responses }, task))
+        // commit took 100 ms instead of 1. Not a `spawn_blocking` task: one
+        // that lives as long as the server would keep tokio's paused clock
+        // (tests) from ever advancing by itself.
+        let (finished, done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("duet-writer".into())
+            .spawn(move || {
+                super::raw::raise_priority();
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(writer.run(completer)),
+                    Err(err) => tracing::error!(cause = %err, "document writer could not start"),
+                }
+                let _ = finished.send(());
+            })
+            .map_err(|err| Error::CommitFailed {
+                code: -1,
+                msg: format!("the document writer's thread did not start: {err}"),
+            })?;
+        Ok((DocWriter { tx, responses }, WriterTask(done)))
     }
 
     /// The durable text of a challenge whose `response` column lags behind.
@@ -198,6 +207,16 @@ impl DocWriter {
         });
         self.send(WriteOp::Resume { challenge_id, done }).await?;
         rx.await.map_err(|_| Error::WriterGone)
+    }
+}
+
+/// The writer's thread, to wait for its end (after `stop`).
+pub struct WriterTask(oneshot::Receiver<()>);
+
+impl WriterTask {
+    /// Resolves once the writer has committed what was queued and stopped.
+    pub async fn finished(self) {
+        let _ = self.0.await;
     }
 }
 

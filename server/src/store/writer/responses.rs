@@ -32,13 +32,12 @@ pub(super) struct Waiting {
 /// The texts waiting, shared by the writer and the readers.
 #[derive(Default)]
 pub struct Responses {
-    waiting: std::sync::Mutex<HashMap<Arc<str>, Waiting>>,
+    waiting: parking_lot::Mutex<HashMap<Arc<str>, Waiting>>,
 }
 
 impl Responses {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Waiting>> {
-        // A panic while holding the lock leaves a consistent map.
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<Arc<str>, Waiting>> {
+        self.waiting.lock()
     }
 
     /// The durable text of a challenge whose `response` lags behind.

@@ -16,7 +16,7 @@ struct Fixture {
     store: Store,
     writer: DocWriter,
     stop: CancellationToken,
-    task: JoinHandle<()>,
+    task: WriterTask,
 }
 
 async fn fixture() -> Fixture {
@@ -99,7 +99,7 @@ async fn the_wal_starts_over_under_a_steady_stream_of_commits() {
         "the WAL grew to {wal} bytes for {edits} edits of four pages each"
     );
     f.stop.cancel();
-    f.task.await.unwrap();
+    f.task.finished().await;
     let stored = f.store.load_doc(&challenge).await.unwrap();
     assert_eq!(
         stored.tail.len(),
@@ -134,7 +134,7 @@ async fn a_failed_commit_stops_the_rooms_writes_until_it_resumes() {
     let log = f.store.load_doc(&a).await.unwrap().tail;
     assert_eq!(log, vec![vec![1], vec![5]], "only what was acknowledged");
     f.stop.cancel();
-    f.task.await.unwrap();
+    f.task.finished().await;
 }
 
 /// A commit that SQLite refuses keeps SQLite's code in the error.
@@ -148,5 +148,5 @@ async fn a_refused_commit_keeps_sqlites_code() {
         other => panic!("{other:?}"),
     }
     f.stop.cancel();
-    f.task.await.unwrap();
+    f.task.finished().await;
 }

@@ -1,0 +1,161 @@
+//! The REST API of CONTRACT §1 against a real server: every 4xx answers
+//! with an error body, and forged, expired or foreign tokens are refused on
+//! the HTTP API and the socket alike.
+
+mod common;
+
+use common::{get_json, TestServer};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn rest_validation_answers_every_4xx_with_an_error_body() {
+    let server = TestServer::start().await;
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: String, token: Option<&str>| {
+        let mut req = http
+            .post(server.url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let cases: Vec<(&str, String, u16)> = vec![
+        ("/api/session", r#"{"first_name": ""}"#.into(), 422),
+        ("/api/session", r#"{"first_name": "   "}"#.into(), 422),
+        (
+            "/api/session",
+            json!({"first_name": "a".repeat(41)}).to_string(),
+            422,
+        ),
+        ("/api/session", r#"{"first_name": "a\u0007b"}"#.into(), 422),
+        ("/api/session", r#"{"first_name": 5}"#.into(), 422),
+        ("/api/session", r#"{}"#.into(), 422),
+        ("/api/session", r#"{"first_name": "#.into(), 400),
+        ("/api/session", "x".repeat(2 << 20), 413),
+    ];
+    for (path, body, status) in cases {
+        let res = post(path, body.clone(), None).await.unwrap();
+        assert_eq!(
+            res.status().as_u16(),
+            status,
+            "{path} {}",
+            &body[..body.len().min(40)]
+        );
+        let err: Value = res.json().await.unwrap();
+        assert!(
+            err["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{err}"
+        );
+    }
+    let (token, _) = server.sign_in("Sophie").await;
+    let bad = [
+        (
+            json!({"title": "", "prompt": "", "language": "python"}),
+            422,
+        ),
+        (
+            json!({"title": "t".repeat(121), "prompt": "", "language": "python"}),
+            422,
+        ),
+        (
+            json!({"title": "ok", "prompt": "p".repeat(20_001), "language": "python"}),
+            422,
+        ),
+        (
+            json!({"title": "ok", "prompt": "", "language": "cobol"}),
+            422,
+        ),
+        (json!({"title": "ok"}), 422),
+    ];
+    for (body, status) in bad {
+        let res = post("/api/challenges", body.to_string(), Some(&token))
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), status, "{body}");
+    }
+    let res = post(
+        "/api/challenges",
+        json!({"title": "ok", "prompt": "", "language": "python"}).to_string(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = http
+        .get(server.url("/api/challenges/doesnotexist"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(res.json::<Value>().await.unwrap()["error"].is_string());
+    let langs: Value = reqwest::get(server.url("/api/languages"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(langs["languages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["id"] == json!("python")));
+    let health: Value = reqwest::get(server.url("/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health, json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn jwt_attacks_are_refused_on_http_and_socket() {
+    use base64::Engine as _;
+    let server = TestServer::start().await;
+    let (_token, user_id) = server.sign_in("Sophie").await;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let now = duet::auth::now();
+    let claims =
+        json!({"sub": user_id, "name": "Sophie", "iat": now, "exp": now + 3600}).to_string();
+    let forged = duet::auth::Keys::new(b"not the server key", 3600).issue(&user_id, "Sophie", now);
+    let secret = std::fs::read(server.dir.path().join("secret.key")).unwrap();
+    let expired = duet::auth::Keys::new(&secret, 10).issue(&user_id, "Sophie", now - 3600);
+    // Signed with the right key, for a user this database never had (one
+    // reset while its secret was kept).
+    let ghost = duet::auth::Keys::new(&secret, 3600).issue("ghostghostghost1", "Ghost", now);
+    let attacks = [
+        format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&claims)),
+        format!(
+            "{}.{}.c2ln",
+            b64(r#"{"alg":"HS512","typ":"JWT"}"#),
+            b64(&claims)
+        ),
+        forged,
+        expired,
+        ghost,
+        "garbage".into(),
+    ];
+    for token in attacks {
+        let res = reqwest::Client::new()
+            .get(server.url("/api/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "{token}");
+        let url = format!(
+            "ws://{}/socket/websocket?vsn=2.0.0&token={token}",
+            server.addr
+        );
+        assert!(
+            tokio_tungstenite::connect_async(url).await.is_err(),
+            "socket accepted {token}"
+        );
+        let poll =
+            get_json(&server.url(&format!("/socket/longpoll?vsn=2.0.0&token={token}"))).await;
+        assert_eq!(poll["status"], json!(403), "long-poll accepted {token}");
+    }
+}
