@@ -1,13 +1,15 @@
 //! The REST API of CONTRACT §1 and the embedded web app, one router per
 //! area: [`session`] (sign-in, me), [`challenges`], [`health`] (healthz,
 //! metrics), [`assets`] (pages and static files). Errors are [`ApiError`];
-//! JSON bodies and the bearer token go through the extractors in [`extract`].
+//! JSON bodies and the bearer token go through the extractors in [`extract`];
+//! [`security`] holds the response headers every answer carries (CSP...).
 
 pub mod assets;
 pub mod challenges;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod security;
 pub mod session;
 
 pub use error::ApiError;
