@@ -6,7 +6,11 @@
 //!   `{"status": 200, "token", "messages": [...]}` or `{"status": 204}`.
 //! - POST with a session: ndjson batch of messages; a line starting with `[`
 //!   is a JSON frame, any other line is a base64 binary frame.
-//! - A session that is gone (closed, expired): `{"status": 410}`.
+//! - A session that is gone (closed, expired): `{"status": 410}`, before any
+//!   of a POST's body is read.
+//! - A POST body over twice the frame limit, or one that stops arriving
+//!   within the body deadline: HTTP 413 / 408 (the JSON status says the same;
+//!   a slow one also closes the connection).
 //!
 //! phoenix.js sends its `params` (the JWT `token`) and the session `token`
 //! in the same query string; session tokens start with `lp_`, which no JWT

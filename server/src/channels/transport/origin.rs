@@ -11,8 +11,10 @@
 //!   that IP) at its port;
 //! - on a specific IP: that IP at its port;
 //! - on any address, an `Origin` equal to the `Host` header when that host
-//!   is an IP literal: no name was resolved, so nothing was rebound (this is
-//!   how a server on `0.0.0.0` knows which of its addresses a page used).
+//!   is an IP literal or `localhost`: no name was looked up in DNS, so
+//!   nothing was rebound (browsers resolve `localhost` to loopback
+//!   themselves). This is how a server on `0.0.0.0` knows which of its
+//!   addresses a page used, a container's mapped port included.
 //!
 //! Any other host name must be allow-listed (a line in the log says so).
 //! Only `http` and `https` origins count, default ports (80, 443) may be
@@ -109,11 +111,19 @@ fn is_own(origin: &Origin, listen: Option<SocketAddr>, host_header: Option<&str>
             }
         }
     }
-    // The Host header alone, when it names no host: an IP literal.
+    // The Host header alone, when no DNS name is in it.
     let default_port = if origin.secure { 443 } else { 80 };
     match host_header.and_then(|h| split_host_port(h, default_port)) {
-        Some((Host::Ip(ip), port)) => origin.host == Host::Ip(ip) && origin.port == port,
+        Some((host, port)) if not_rebindable(&host) => origin.host == host && origin.port == port,
         _ => false,
+    }
+}
+
+/// An IP literal, or `localhost` (which browsers never ask DNS about).
+fn not_rebindable(host: &Host) -> bool {
+    match host {
+        Host::Ip(_) => true,
+        Host::Name(name) => name == "localhost",
     }
 }
 
@@ -274,6 +284,25 @@ mod tests {
             &[]
         ));
         assert!(!check("http://app.example", Some("app.example"), any, &[]));
+        // localhost through a container's mapped port: the page and the socket agree.
+        assert!(check(
+            "http://localhost:8080",
+            Some("localhost:8080"),
+            any,
+            &[]
+        ));
+        assert!(!check(
+            "http://localhost:8080",
+            Some("198.51.100.3:8080"),
+            any,
+            &[]
+        ));
+        assert!(!check(
+            "http://localhost.evil.example",
+            Some("localhost.evil.example"),
+            any,
+            &[]
+        ));
     }
 
     #[test]
