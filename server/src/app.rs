@@ -204,6 +204,12 @@ impl App {
         }
         let mut allowed = config.allowed_origins.clone();
         allowed.retain(|o| !o.trim().is_empty());
+        for entry in crate::channels::transport::origin::unusable_entries(&allowed) {
+            tracing::warn!(
+                entry,
+                "DUET_ALLOWED_ORIGINS: not an origin (http(s)://host[:port]); it matches nothing"
+            );
+        }
         let endpoint = Endpoint::new(crate::channels::EndpointParts {
             handler: Arc::new(DuetSocket {
                 keys: keys.clone(),
@@ -245,7 +251,7 @@ impl App {
         let api = crate::http::routes()
             .with_state(self.state.clone())
             .layer(CompressionLayer::new());
-        Router::new()
+        let router = Router::new()
             .merge(crate::channels::transport::routes(
                 self.state.endpoint.clone(),
             ))
@@ -259,7 +265,8 @@ impl App {
                         .unwrap_or_else(|| req.uri().path().to_owned());
                     tracing::debug_span!("http", method = %req.method(), path)
                 }),
-            )
+            );
+        crate::http::security::headers(router)
     }
 
     /// Stops everything that runs, in order, once HTTP has stopped.
@@ -318,31 +325,27 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Serves on a bound listener (tests bind port 0 themselves).
+/// Serves on a bound listener (tests bind port 0 themselves): HTTP through
+/// [`crate::conn`] (timeouts, the per-address cap), then, once `shutdown`
+/// resolves, sockets close with 1001, HTTP drains, and [`App::shutdown`]
+/// stops rooms and flushes the writer.
 pub async fn serve(
     app: App,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let router = app.router();
+    let limits = app.state.config.conn_limits();
     let token = app.state.endpoint.shutdown.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: closing sockets");
-        // Upgraded sockets are not awaited by axum: cancel them ourselves.
+        // Upgraded sockets are not awaited by the HTTP server: cancel them ourselves.
         token.cancel();
     };
-    // Frames are written whole: Nagle's delay would only add latency.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(signal)
-    .await
-    .context("serving HTTP")?;
+    crate::conn::serve_http(listener, router, limits, signal)
+        .await
+        .context("serving HTTP")?;
     app.shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -100,6 +100,34 @@ pub struct Config {
     #[arg(long, env = "DUET_DURABILITY", value_enum, default_value = "fsync")]
     pub durability: crate::store::Durability,
 
+    /// Seconds a connection may take to send a complete request head: a new
+    /// connection from its start, a kept-alive one from the first byte of its
+    /// next request. Slower: the connection is closed.
+    #[arg(long, env = "DUET_HEADER_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a kept-alive HTTP connection may wait, silent, for its next
+    /// request before it is closed (upgraded WebSockets are not concerned).
+    #[arg(long, env = "DUET_KEEPALIVE_SECS", default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub keepalive_secs: u64,
+
+    /// Seconds a request body may take to arrive; slower: 408 and the
+    /// connection is closed.
+    #[arg(long, env = "DUET_BODY_TIMEOUT_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub body_timeout_secs: u64,
+
+    /// Open TCP connections (WebSockets included) one client address may
+    /// hold; beyond, new ones are closed at once. Loopback addresses are
+    /// exempt unless `--limit-loopback`.
+    #[arg(long, env = "DUET_MAX_CONNECTIONS_PER_ADDR", default_value_t = 2000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections_per_addr: usize,
+
+    /// Apply the per-address connection cap to loopback clients too (they
+    /// are exempt by default: a reverse proxy on the same host is one
+    /// address for all its clients); `1`/`true`.
+    #[arg(long, env = "DUET_LIMIT_LOOPBACK", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
+    pub limit_loopback: bool,
+
     /// Enable the `echo:*` test channel (protocol tests only); `1`/`true`.
     #[arg(long, env = "DUET_TEST_CHANNELS", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub test_channels: bool,
@@ -153,10 +181,21 @@ impl Config {
         }
     }
 
+    /// What the HTTP server enforces on every connection.
+    pub fn conn_limits(&self) -> crate::conn::ConnLimits {
+        crate::conn::ConnLimits {
+            header_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
+            keepalive: Duration::from_secs(self.keepalive_secs.max(1)),
+            body_timeout: Duration::from_secs(self.body_timeout_secs.max(1)),
+            max_per_addr: self.max_connections_per_addr.max(1),
+            limit_loopback: self.limit_loopback,
+        }
+    }
+
     /// A one-line summary for the start-up log, without the secret.
     pub fn redacted(&self) -> String {
         format!(
-            "addr={} data_dir={} database={} secret={} allowed_origins={:?} token_ttl_hours={} max_frame_bytes={} max_topics={} socket_rate={}/s burst={} outbound_queue={} idle_timeout={}s max_update_bytes={} max_doc_bytes={} max_awareness_bytes={} snapshot_every={} room_grace={}ms durability={:?} test_channels={}",
+            "addr={} data_dir={} database={} secret={} allowed_origins={:?} token_ttl_hours={} max_frame_bytes={} max_topics={} socket_rate={}/s burst={} outbound_queue={} idle_timeout={}s max_update_bytes={} max_doc_bytes={} max_awareness_bytes={} snapshot_every={} room_grace={}ms durability={:?} header_timeout={}s keepalive={}s body_timeout={}s max_connections_per_addr={} limit_loopback={} test_channels={}",
             self.addr,
             self.data_dir.display(),
             without_password(&self.database_url()),
@@ -175,6 +214,11 @@ impl Config {
             self.snapshot_every,
             self.room_grace_ms,
             self.durability,
+            self.header_timeout_secs,
+            self.keepalive_secs,
+            self.body_timeout_secs,
+            self.max_connections_per_addr,
+            self.limit_loopback,
             self.test_channels,
         )
     }
@@ -233,6 +277,10 @@ mod tests {
             ("--api-rate", "0"),
             ("--api-burst", "0"),
             ("--token-ttl-hours", "0"),
+            ("--header-timeout-secs", "0"),
+            ("--keepalive-secs", "0"),
+            ("--body-timeout-secs", "0"),
+            ("--max-connections-per-addr", "0"),
             ("--token-ttl-hours", "3000000000000000"),
         ] {
             let parsed = Config::try_parse_from(["duet", flag, value]);

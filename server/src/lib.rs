@@ -4,6 +4,7 @@
 //! Layout:
 //! - [`config`]: command line and environment settings.
 //! - [`app`]: `AppState`, the router, `run` (serve, drain, flush).
+//! - [`conn`]: HTTP connections: accept, timeouts, the per-address cap.
 //! - [`telemetry`]: logging setup and `/metrics` text.
 //! - [`auth`]: JWT keys, claims, `issue` and `verify`.
 //! - [`http`]: the REST API and the embedded web app.
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod challenges;
 pub mod channels;
 pub mod config;
+pub mod conn;
 pub mod http;
 pub mod store;
 pub mod telemetry;

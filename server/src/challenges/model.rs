@@ -1,7 +1,8 @@
 //! A challenge, what creating one takes, and the validation rules of
 //! CONTRACT §1 (title 1–120 chars, prompt ≤ 20 000, language from a fixed
 //! list; first names 1–40 chars; names and titles without control
-//! characters, prompts without NUL).
+//! characters, bidi controls or line separators and with something
+//! visible in them; prompts without NUL).
 
 use serde::{Deserialize, Serialize};
 
@@ -84,8 +85,48 @@ pub const LANGUAGES: &[(&str, &str)] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid(pub &'static str, pub String);
 
-fn has_control(s: &str) -> bool {
-    s.chars().any(char::is_control)
+/// What makes a short label (a first name, a title) unfit to be shown as
+/// typed, as the end of "<field> must ...": control characters; bidi
+/// controls, which reorder the text around them (a name that makes "Ann is
+/// typing" read otherwise); line and paragraph separators; and a label
+/// with nothing to see (only spaces and invisible characters).
+fn label_problem(s: &str) -> Option<&'static str> {
+    if s.chars().any(char::is_control) {
+        return Some("not contain control characters");
+    }
+    if s.chars().any(is_bidi_control) {
+        return Some(
+            "not contain bidirectional formatting characters (U+202A–U+202E, U+2066–U+2069, U+061C, U+200E, U+200F)",
+        );
+    }
+    if s.contains(['\u{2028}', '\u{2029}']) {
+        return Some("not contain line or paragraph separators");
+    }
+    if !s.chars().any(|c| !c.is_whitespace() && !is_invisible(c)) {
+        return Some("contain a visible character, not only spaces or invisible characters");
+    }
+    None
+}
+
+/// Embeddings, overrides, isolates and the invisible direction marks:
+/// text that reorders what surrounds it. Letters of right-to-left scripts
+/// carry their direction themselves and need none of these.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{061C}' | '\u{200E}' | '\u{200F}')
+}
+
+/// Characters that draw nothing: Unicode's default-ignorable code points
+/// (zero-width spaces and joiners, word joiner, BOM, variation selectors,
+/// tags, Hangul fillers...) and the blank Braille pattern. A joiner
+/// inside visible text (the ZWJ of 👩‍💻) is fine: only a label made of
+/// nothing else is refused.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
+        | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// Trims and checks a first name.
@@ -101,11 +142,8 @@ pub fn validate_first_name(raw: &str) -> Result<String, Invalid> {
             format!("first_name must be at most {NAME_MAX} characters"),
         ));
     }
-    if has_control(name) {
-        return Err(Invalid(
-            "first_name",
-            "first_name must not contain control characters".into(),
-        ));
+    if let Some(problem) = label_problem(name) {
+        return Err(Invalid("first_name", format!("first_name must {problem}")));
     }
     Ok(name.to_owned())
 }
@@ -124,11 +162,8 @@ impl NewChallenge {
                 format!("title must be at most {TITLE_MAX} characters"),
             ));
         }
-        if has_control(&self.title) {
-            return Err(Invalid(
-                "title",
-                "title must not contain control characters".into(),
-            ));
+        if let Some(problem) = label_problem(&self.title) {
+            return Err(Invalid("title", format!("title must {problem}")));
         }
         if self.prompt.chars().count() > PROMPT_MAX {
             return Err(Invalid(
@@ -209,6 +244,55 @@ mod tests {
         assert!(validate_first_name(&"é".repeat(40)).is_ok());
         assert!(validate_first_name("So\u{7}phie").is_err());
         assert!(validate_first_name("So\nphie").is_err());
+    }
+
+    #[test]
+    fn names_that_draw_nothing_or_reorder_text_are_refused() {
+        for (bad, why) in [
+            ("\u{200B}", "visible"),
+            ("\u{200D}\u{200D}\u{200D}", "visible"),
+            ("\u{FEFF}", "visible"),
+            ("\u{3164}", "visible"),
+            ("\u{115F}\u{1160}", "visible"),
+            ("\u{FFA0}", "visible"),
+            ("\u{2060}\u{2063}", "visible"),
+            ("\u{034F}\u{FE0F}", "visible"),
+            ("\u{E0041}\u{E007F}", "visible"),
+            (" \u{00A0}\u{200C} ", "visible"),
+            ("\u{202E}niamdA", "bidirectional"),
+            ("Ann\u{2066}x\u{2069}", "bidirectional"),
+            ("a\u{061C}b", "bidirectional"),
+            ("Ann\u{200F}", "bidirectional"),
+            ("a\u{2028}b", "separators"),
+            ("a\u{2029}b", "separators"),
+        ] {
+            let err = validate_first_name(bad).unwrap_err();
+            assert!(err.1.contains(why), "{bad:?}: {}", err.1);
+            let title = new(bad, "", "python").validate().unwrap_err();
+            assert_eq!(title.0, "title", "{bad:?}");
+            assert!(title.1.contains(why), "{bad:?}: {}", title.1);
+        }
+    }
+
+    #[test]
+    fn names_in_every_script_are_kept() {
+        for good in [
+            "Zoë",
+            "José María",
+            "李小龙",
+            "محمد",
+            "דוד",
+            "Ελένη",
+            "Łukasz",
+            "👩‍💻",
+            "Ann 👩‍👩‍👧",
+            "🏳️‍🌈",
+            "a\u{0301}",
+            "Chloé\u{200B}",
+        ] {
+            assert_eq!(validate_first_name(good).unwrap(), good);
+            assert!(new(good, "", "python").validate().is_ok(), "{good:?}");
+        }
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! The web app, embedded in the binary with rust-embed: `index.html` for
-//! `/` and `/challenges/:id`, hashed files under `/assets/` with long-lived
-//! caching. A binary built without the web app says how to build it.
+//! `/` and `/challenges/:id` (with the pages' Content-Security-Policy),
+//! hashed files under `/assets/` with long-lived caching. A binary built without the web app says how to build it.
 
 use axum::extract::Path;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use rust_embed::RustEmbed;
 
+use super::security::{csp, PAGE_POLICY};
 use crate::app::AppState;
 
 #[derive(RustEmbed)]
@@ -27,7 +28,11 @@ pub fn routes() -> Router<AppState> {
 async fn index() -> Response {
     match Dist::get("index.html") {
         Some(file) => (
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")],
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+                (header::CONTENT_SECURITY_POLICY, csp(PAGE_POLICY)),
+            ],
             file.data,
         )
             .into_response(),

@@ -15,6 +15,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("request body too large")]
     TooLarge,
+    /// The body stopped arriving: 408, and the connection is closed.
+    #[error("the request body did not arrive in time")]
+    TimedOut,
     #[error("{0}")]
     Invalid(String),
     #[error("too many requests, slow down")]
@@ -35,6 +38,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TimedOut => StatusCode::REQUEST_TIMEOUT,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -66,6 +70,12 @@ impl IntoResponse for ApiError {
             res.headers_mut().insert(
                 "www-authenticate",
                 axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        if let ApiError::TimedOut = self {
+            res.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
             );
         }
         if let ApiError::RateLimited { retry_after_secs } = self {

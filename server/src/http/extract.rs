@@ -1,6 +1,7 @@
 //! Extractors: [`ApiJson`] (our JSON body, whose rejections are
-//! [`ApiError`]s: 400 malformed, 413 too large, 422 invalid field) and
-//! [`AuthUser`] (the bearer token, verified, and its user).
+//! [`ApiError`]s: 400 malformed, 408 too slow, 413 too large, 422 invalid
+//! field or not an object) and [`AuthUser`] (the bearer token, verified,
+//! and its user).
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
@@ -11,28 +12,40 @@ use serde::de::DeserializeOwned;
 use super::ApiError;
 use crate::app::AppState;
 use crate::auth::AuthError;
+use crate::channels::transport::body::{read_limited, BodyError, DEFAULT_BODY_TIMEOUT};
+use crate::channels::transport::BodyTimeout;
 use crate::store::users::User;
 
-/// A JSON body; failures answer in the API's error format.
+/// A JSON object body; failures answer in the API's error format. The body
+/// is read here, up to [`super::MAX_BODY_BYTES`] and within the body
+/// deadline (see [`read_limited`]: an over-limit body is drained before
+/// the 413). Then, in this order: not JSON at all is 400 (even when a type
+/// error comes first in the text, as in `[[[[`), JSON that is not an object
+/// is 422, and an object whose fields do not fit `T` is 422.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if let Some(len) = declared.filter(|len| *len > super::MAX_BODY_BYTES as u64) {
-            drain(req.into_body().into_data_stream(), len).await;
-            return Err(ApiError::TooLarge);
-        }
-        // Read here, up to the limit: a chunked body (no length to refuse
-        // it by) that goes over it is drained like a declared one.
         let (parts, body) = req.into_parts();
-        let bytes = read_at_most(body, super::MAX_BODY_BYTES).await?;
+        let within = parts
+            .extensions
+            .get::<BodyTimeout>()
+            .map_or(DEFAULT_BODY_TIMEOUT, |t| t.0);
+        let bytes = read_limited(&parts.headers, body, super::MAX_BODY_BYTES, within)
+            .await
+            .map_err(|err| match err {
+                BodyError::TooLarge => ApiError::TooLarge,
+                BodyError::TimedOut => ApiError::TimedOut,
+                BodyError::Broken(e) => ApiError::BadRequest(e),
+            })?;
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+            return Err(ApiError::BadRequest("malformed JSON body".into()));
+        }
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            return Err(ApiError::Invalid("the body must be a JSON object".into()));
+        }
         let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
@@ -52,50 +65,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             }),
         }
     }
-}
-
-/// Bodies up to this size are read (and dropped) before a 413 is sent.
-const DRAIN_AT_MOST: u64 = 16 << 20;
-/// How long reading a refused body may take.
-const DRAIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Reads a refused body of `len` bytes to its end (if it is not huge): a
-/// server that answers and closes while the client is still sending makes
-/// the client's kernel reset the connection, and the client may never see
-/// the 413 (it sees EPIPE or ECONNRESET instead).
-async fn drain(mut stream: axum::body::BodyDataStream, len: u64) {
-    use futures_util::StreamExt;
-    if len > DRAIN_AT_MOST {
-        return;
-    }
-    let mut read = 0u64;
-    let _ = tokio::time::timeout(DRAIN_WITHIN, async {
-        while let Some(Ok(chunk)) = stream.next().await {
-            read += chunk.len() as u64;
-            if read > len {
-                break;
-            }
-        }
-    })
-    .await;
-}
-
-/// The whole body if it is at most `limit` bytes; a longer one is drained
-/// (see [`drain`]) and refused with 413.
-async fn read_at_most(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    use futures_util::StreamExt;
-    let mut stream = body.into_data_stream();
-    let mut buf = bytes::BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::BadRequest(format!("the body could not be read: {e}")))?;
-        if buf.len() + chunk.len() > limit {
-            drain(stream, DRAIN_AT_MOST).await;
-            return Err(ApiError::TooLarge);
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
 }
 
 /// The signed-in user, from `Authorization: Bearer <jwt>`.

@@ -1,8 +1,9 @@
 //! The REST API of CONTRACT §1 and the embedded web app, one router per
 //! area: [`session`] (sign-in, me), [`challenges`], [`health`] (healthz,
 //! metrics), [`assets`] (pages and static files); [`limit`] is the
-//! per-address limit on writes. Errors are [`ApiError`];
-//! JSON bodies and the bearer token go through the extractors in [`extract`].
+//! per-address limit on writes. Errors are [`ApiError`]; JSON bodies and
+//! the bearer token go through the extractors in [`extract`]; [`security`]
+//! holds the response headers every answer carries (CSP...).
 
 pub mod assets;
 pub mod challenges;
@@ -10,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod limit;
+pub mod security;
 pub mod session;
 
 pub use error::ApiError;

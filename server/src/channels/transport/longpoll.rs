@@ -6,7 +6,11 @@
 //!   `{"status": 200, "token", "messages": [...]}` or `{"status": 204}`.
 //! - POST with a session: ndjson batch of messages; a line starting with `[`
 //!   is a JSON frame, any other line is a base64 binary frame.
-//! - A session that is gone (closed, expired): `{"status": 410}`.
+//! - A session that is gone (closed, expired): `{"status": 410}`, before any
+//!   of a POST's body is read.
+//! - A POST body over twice the frame limit, or one that stops arriving
+//!   within the body deadline: HTTP 413 / 408 (the JSON status says the same;
+//!   a slow one also closes the connection).
 //!
 //! phoenix.js sends its `params` (the JWT `token`) and the session `token`
 //! in the same query string; session tokens start with `lp_`, which no JWT
@@ -17,8 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{RawQuery, Request, State};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::Bytes;
@@ -27,13 +31,17 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, Mutex};
 use tracing::{info, Instrument};
 
+use super::body::{read_limited, BodyError, BodyTimeout, DEFAULT_BODY_TIMEOUT};
 use super::{origin_allowed, vsn_supported, AUTH_TOKEN_HEADER};
 use crate::channels::serializer::{binary_to_text, Frame};
 use crate::channels::socket::{CloseWith, Socket};
 use crate::channels::{ConnectInfo, Endpoint, Outbound, OutboundRx};
 
-/// Largest POST body: phoenix.js batches up to 100 messages.
-pub const MAX_BODY_BYTES: usize = 16 << 20;
+/// Largest POST body, in frames of the largest size: a base64 line of a
+/// frame at the limit (4/3 of it) fits, and so does a batch of smaller
+/// messages (phoenix.js sends what queued while a POST was under way).
+/// More would only let a client make the server hold more.
+const MAX_BODY_FRAMES: usize = 2;
 /// Messages returned by one poll at most.
 const MAX_MESSAGES_PER_POLL: usize = 1000;
 /// Frames a session's socket may have waiting before POSTs wait.
@@ -178,8 +186,9 @@ pub async fn poll(
     State(endpoint): State<Endpoint>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    extensions: Extensions,
 ) -> Response {
-    if !origin_allowed(&endpoint, &headers) {
+    if !origin_allowed(&endpoint, &headers, &extensions) {
         return status(json!({ "status": 403 }));
     }
     let (jwt, session_token, params) = parse_query(query.as_deref());
@@ -253,13 +262,16 @@ fn frame_text(frame: Frame) -> Option<String> {
     String::from_utf8(bytes.to_vec()).ok()
 }
 
+/// A POST: the origin and the session are checked before a byte of the
+/// body is read (no session: 410, the body unread), then the body is read
+/// up to its limit and within the body deadline.
 pub async fn publish(
     State(endpoint): State<Endpoint>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    req: Request,
 ) -> Response {
-    if !origin_allowed(&endpoint, &headers) {
+    let (parts, body) = req.into_parts();
+    if !origin_allowed(&endpoint, &parts.headers, &parts.extensions) {
         return status(json!({ "status": 403 }));
     }
     let (_, session_token, _) = parse_query(query.as_deref());
@@ -268,6 +280,20 @@ pub async fn publish(
         return status(json!({ "status": 410 }));
     };
     session.touch();
+    let within = parts
+        .extensions
+        .get::<BodyTimeout>()
+        .map_or(DEFAULT_BODY_TIMEOUT, |t| t.0);
+    let limit = endpoint
+        .limits
+        .max_frame_bytes
+        .saturating_mul(MAX_BODY_FRAMES);
+    let body = match read_limited(&parts.headers, body, limit, within).await {
+        Ok(body) => body,
+        Err(err) => return body_refused(&err),
+    };
+    session.touch();
+    let headers = parts.headers;
     let ndjson = headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|c| c.as_bytes().starts_with(b"application/x-ndjson"));
@@ -295,6 +321,25 @@ pub async fn publish(
         }
     }
     status(json!({ "status": 200 }))
+}
+
+/// A body that could not be read: a real HTTP status (phoenix.js reads
+/// the JSON status, which says the same), and a slow one closes the
+/// connection.
+fn body_refused(err: &BodyError) -> Response {
+    let code = match err {
+        BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        BodyError::TimedOut => StatusCode::REQUEST_TIMEOUT,
+        BodyError::Broken(_) => StatusCode::BAD_REQUEST,
+    };
+    info!(cause = %err, "long-poll body refused");
+    let mut res = status(json!({ "status": code.as_u16() }));
+    *res.status_mut() = code;
+    if matches!(err, BodyError::TimedOut) {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
 }
 
 impl Session {

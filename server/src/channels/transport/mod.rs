@@ -1,15 +1,21 @@
 //! Transports carry frames between a client and its [`Socket`](super::socket::Socket):
 //! WebSocket at `/socket/websocket`, long-poll at `/socket/longpoll`. What
-//! they share lives here: `check_origin`, finding the token (query param,
-//! `authToken` sub-protocol or header), the `vsn` check, and the routes.
+//! they share lives here: `check_origin` ([`origin`]), reading a body
+//! ([`body`]), finding the token (query param, `authToken` sub-protocol or
+//! header), the `vsn` check, and the routes.
 
+pub mod body;
 pub mod longpoll;
+pub mod origin;
 pub mod websocket;
 pub mod wsframe;
 
+pub use body::BodyTimeout;
+pub use origin::ListenAddr;
+
 use std::collections::HashMap;
 
-use axum::http::{header, HeaderMap};
+use axum::http::{Extensions, HeaderMap};
 use axum::routing::get;
 use base64::Engine as _;
 
@@ -30,30 +36,13 @@ pub fn routes(endpoint: Endpoint) -> axum::Router {
                 .post(longpoll::publish)
                 .options(longpoll::preflight),
         )
-        .layer(axum::extract::DefaultBodyLimit::max(
-            longpoll::MAX_BODY_BYTES,
-        ))
         .with_state(endpoint)
 }
 
-/// `check_origin`: a request with an `Origin` header must come from the
-/// server's own host or from an allowed origin. Requests without `Origin`
-/// (non-browser clients) pass, as in Phoenix.
-pub fn origin_allowed(endpoint: &Endpoint, headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
-        return true;
-    };
-    let origin = origin.trim_end_matches('/');
-    if endpoint
-        .allowed_origins
-        .iter()
-        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
-    {
-        return true;
-    }
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+/// `check_origin` (see [`origin`]) on a request's headers and extensions.
+pub fn origin_allowed(endpoint: &Endpoint, headers: &HeaderMap, extensions: &Extensions) -> bool {
+    let listen = extensions.get::<ListenAddr>().map(|l| l.0);
+    origin::allowed(&endpoint.allowed_origins, headers, listen)
 }
 
 /// The protocol version must be 2.x (the V2 serializer); absent means 2.0.0.

@@ -53,7 +53,7 @@ pub async fn upgrade(
         Ok(key) => key,
         Err(refusal) => return *refusal,
     };
-    if !origin_allowed(&endpoint, headers) {
+    if !origin_allowed(&endpoint, headers, req.extensions()) {
         info!(origin = ?headers.get("origin"), "websocket refused: origin not allowed");
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
