@@ -93,7 +93,7 @@ test("Python: a run prints for both people, stderr apart, with the exit status a
     assert.equal(await output(page).locator(".out-stderr").textContent(), "to stderr\n");
     assert.equal(await output(page).locator(".out-stdout").textContent(), "hello Bob\n");
   }
-  console.log(`# Python cold run (load + print): ${Date.now() - started} ms to the exit`);
+  console.log(`Python cold run (load + print): ${Date.now() - started} ms to the exit`);
 
   // A second run uses the interpreter the frame loaded meanwhile: no wait for Python.
   await new Promise((r) => setTimeout(r, 2000)); // the frame prepares the next interpreter
@@ -101,7 +101,7 @@ test("Python: a run prints for both people, stderr apart, with the exit status a
   const warm = Date.now();
   await runButton(alice.page).click();
   await eventually(async () => assert.equal(await outText(alice.page), "1\n"), { timeout: 10000, interval: 10 });
-  console.log(`# Python warm run: first output after ${Date.now() - warm} ms`);
+  console.log(`Python warm run: first output after ${Date.now() - warm} ms`);
   await waitExit(bob.page, /^Exit 0 in \d+ ms\.$/, 10000);
   assert.equal(await outText(bob.page), "1\n");
   assert.deepEqual([...alice.errors, ...bob.errors], []);
@@ -120,21 +120,23 @@ test("JavaScript: a run prints for both people, console.error apart, with the ex
   const started = Date.now();
   await runButton(alice.page).click();
   await eventually(async () => assert.match(await outText(alice.page), /^hello/), { timeout: 20000, interval: 10 });
-  console.log(`# JavaScript cold run: first output after ${Date.now() - started} ms`);
+  console.log(`JavaScript cold run: first output after ${Date.now() - started} ms`);
   for (const { page } of [alice, bob]) {
     await waitExit(page, /^Exit 2 in \d+ ms\.$/, 20000);
     assert.equal(await outText(page), "hello Alice { a: [ 1, 'x' ] }\noops\nlater\n");
     assert.equal(await output(page).locator(".out-stderr").textContent(), "oops\n");
   }
-  // An uncaught error is exit 1 with its message on stderr.
-  await setCode(alice.page, 'console.log("before");\nnull.x;\n', bob.page);
+  // An uncaught error is exit 1 with its message on stderr. Output is text, never HTML.
+  await setCode(alice.page, 'console.log("<b>before</b>");\nnull.x;\n', bob.page);
   await new Promise((r) => setTimeout(r, 500)); // the next QuickJS loads
   const warm = Date.now();
   await runButton(alice.page).click();
-  await eventually(async () => assert.match(await outText(alice.page), /^before\n/), { timeout: 10000, interval: 10 });
-  console.log(`# JavaScript warm run: first output after ${Date.now() - warm} ms`);
+  await eventually(async () => assert.match(await outText(alice.page), /^<b>before<\/b>\n/), { timeout: 10000, interval: 10 });
+  console.log(`JavaScript warm run: first output after ${Date.now() - warm} ms`);
   await waitExit(bob.page, /^Exit 1 in \d+ ms\.$/, 10000);
   assert.match(await output(bob.page).locator(".out-stderr").textContent(), /^TypeError: /);
+  assert.equal(await output(bob.page).locator("b").count(), 0);
+  assert.deepEqual([...alice.errors, ...bob.errors, ...alice.dialogs, ...bob.dialogs], []);
 });
 
 test("an infinite loop is stopped after 10 s; both pages stay usable meanwhile; a second press says who runs", T, async () => {
@@ -154,7 +156,7 @@ test("an infinite loop is stopped after 10 s; both pages stay usable meanwhile; 
 
   // The runner's page answers at once: timers on time, typing reaches Bob.
   const lag = await worstTimerLag(alice.page, 1500);
-  console.log(`# during the loop, Alice's page answered a 0 ms timer within ${lag.toFixed(1)} ms`);
+  console.log(`during the loop, Alice's page answered a 0 ms timer within ${lag.toFixed(1)} ms`);
   assert.ok(lag < 250, `Alice's main thread blocked for ${lag} ms`);
   await alice.page.getByLabel("Input").fill("still typing");
   await eventually(async () => assert.equal(await bob.page.getByLabel("Input").inputValue(), "still typing"));
@@ -170,6 +172,32 @@ test("an infinite loop is stopped after 10 s; both pages stay usable meanwhile; 
   for (const { page } of [alice, bob]) {
     await waitExit(page, /^Exit 0/, 20000);
     assert.equal(await outText(page), "after\n");
+  }
+});
+
+test("the wall limit is the server's (DUET_RUN_TIMEOUT_SECS): a Python loop stops after 2 s, loading not counted", T, async () => {
+  const quick = await startServer({ env: { DUET_RUN_TIMEOUT_SECS: "2" } });
+  try {
+    const maker = await signIn(quick, "Owner");
+    const ch = await createChallenge(quick, maker.token, { language: "python" });
+    const alice = await joinRoom(browser, quick, ch.id, "Alice");
+    const bob = await joinRoom(browser, quick, ch.id, "Bob");
+    people.push(alice, bob);
+    await setCode(alice.page, 'print("looping", flush=True)\nwhile True:\n    pass\n', bob.page);
+    await runButton(alice.page).click();
+    // Python's first load in this fresh profile takes longer than the limit; it is not counted.
+    await eventually(async () => assert.equal(await outText(bob.page), "looping\n"), { timeout: LOAD_MS });
+    const lag = await worstTimerLag(alice.page, 1000);
+    assert.ok(lag < 250, `Alice's main thread blocked for ${lag} ms`);
+    for (const { page } of [alice, bob]) await waitExit(page, /^Stopped after 2 s\.$/, 10000);
+    // The next run starts at once.
+    await setCode(alice.page, 'print("next")\n', bob.page);
+    await runButton(alice.page).click();
+    await waitExit(bob.page, /^Exit 0/, LOAD_MS);
+    assert.equal(await outText(bob.page), "next\n");
+  } finally {
+    await quick.stop();
+    quick.cleanup();
   }
 });
 
@@ -217,7 +245,7 @@ test("a program gets nothing of the runner's: no token, no cookie, no storage, n
       await waitExit(bob.page, /^Exit 0 in/);
       for (const { page } of [alice, bob]) {
         const text = await outText(page);
-        console.log(`# ${language} probe as ${page === alice.page ? "Alice" : "Bob"} sees it:\n${text.replace(/^/gm, "#   ")}`);
+        console.log(`${language} probe as ${page === alice.page ? "Alice" : "Bob"} sees it:\n${text.replace(/^/gm, "   ")}`);
         assert.ok(!text.includes(token), "the token never reaches the Output");
         assert.ok(!text.includes(token.split(".")[1]), "nor its claims");
         assert.ok(!text.includes("COOKIE-SECRET-42"), "nor the page's cookies");

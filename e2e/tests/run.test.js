@@ -26,6 +26,8 @@ async function enter(p, user, id) {
   const seen = {};
   for (const e of ["run:state", "run:started", "run:status", "run:output", "run:exited"]) seen[e] = collect(channel, e);
   await join(channel);
+  // run:state follows the join reply.
+  await waitFor(() => seen["run:state"].length === 1, { message: "run:state after the join" });
   return { socket, channel, seen };
 }
 

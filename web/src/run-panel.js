@@ -13,6 +13,10 @@ const RUNNABLE = { python: "Python", javascript: "JavaScript" };
 const DEFAULT_OUTPUT_BYTES = 64 * 1024;
 /** How long "Already running…" and other notes stay beside the button. */
 const NOTE_MS = 6000;
+/** How long the runner frame may take to load its page and script. */
+const FRAME_START_MS = 15000;
+/** Longest stdin, in characters (the server's STDIN_MAX). */
+const STDIN_MAX = 100000;
 
 const languageName = (id) => RUNNABLE[id] || id;
 const utf8Length = (s) => new TextEncoder().encode(s).length;
@@ -34,7 +38,7 @@ export function exitText(p) {
 export function createRunPanel({ channel, ydoc, ytext }) {
   const button = h("button", { type: "button", class: "primary run-button", disabled: true }, "Run");
   const note = h("span", { class: "run-note", "aria-live": "polite" });
-  const input = h("textarea", { id: "run-input", class: "run-input", spellcheck: "false", placeholder: "What the program reads from stdin" });
+  const input = h("textarea", { id: "run-input", class: "run-input", spellcheck: "false", maxlength: String(STDIN_MAX), placeholder: "What the program reads from stdin" });
   const text = h("pre", { class: "output-text" });
   const cut = h("p", { class: "output-cut", hidden: true });
   const end = h("p", { class: "output-exit" });
@@ -175,8 +179,16 @@ export function createRunPanel({ channel, ydoc, ytext }) {
   }
 
   async function runInFrame({ run_id, limits }, code, stdin) {
-    await ensureFrame();
+    const timeout = new Promise((resolve) => setTimeout(() => resolve(false), FRAME_START_MS));
+    const started = await Promise.race([ensureFrame().then(() => true), timeout]);
     if (!mine || mine.run_id !== run_id) return; // ended meanwhile (e.g. the socket dropped)
+    if (!started) {
+      frame.iframe.remove(); // the next press tries a new one
+      frame = null;
+      report(run_id, { type: "output", id: run_id, chunks: [{ stream: "stderr", data: "The runner did not start.\n" }] });
+      report(run_id, { type: "exit", id: run_id, exit: null, wall_ms: 0 });
+      return;
+    }
     frame.iframe.contentWindow.postMessage({ type: "run", id: run_id, language, code, stdin, limits }, "*");
   }
 
@@ -186,8 +198,12 @@ export function createRunPanel({ channel, ydoc, ytext }) {
     const m = ev.data;
     if (!m || typeof m !== "object") return;
     if (m.type === "hello") return frame.hello();
-    if (!mine || m.id !== mine.run_id) return;
-    const run_id = mine.run_id;
+    if (mine) report(mine.run_id, m);
+  };
+  window.addEventListener("message", onMessage);
+
+  function report(run_id, m) {
+    if (!mine || m.id !== run_id || mine.run_id !== run_id) return;
     if (m.type === "phase" && (m.phase === "loading" || m.phase === "running")) {
       setPhase(m.phase);
       channel.push("run:status", { run_id, phase: m.phase });
@@ -204,8 +220,7 @@ export function createRunPanel({ channel, ydoc, ytext }) {
       channel.push("run:exit", exit);
       if (view && view.run_id === run_id) showExit(exit);
     }
-  };
-  window.addEventListener("message", onMessage);
+  }
 
   return {
     element,

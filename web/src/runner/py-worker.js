@@ -82,7 +82,7 @@ async function load() {
   run = pyodide.runPython(HARNESS);
 }
 
-self.onmessage = (ev) => {
+self.onmessage = async (ev) => {
   const m = ev.data;
   if (!m || m.type !== "run" || !run) return;
   output = new Output(init.outputBytes);
@@ -90,7 +90,10 @@ self.onmessage = (ev) => {
   let exit = 1;
   let oom = false;
   try {
-    const result = run(String(m.code ?? ""));
+    // Called so that the program may block on JavaScript promises (asyncio.run,
+    // asyncio.sleep) where the browser can switch stacks (JSPI).
+    const code = String(m.code ?? "");
+    const result = run.callPromising ? await run.callPromising(code) : run(code);
     [exit, oom] = result.toJs();
     result.destroy();
   } catch (e) {
