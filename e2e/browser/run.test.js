@@ -51,6 +51,15 @@ async function setCode(page, code, ...others) {
   for (const p of [page, ...others]) await eventually(async () => assert.equal(await editorText(p), code));
 }
 
+/** Presses Run on `page` and waits until every page in `all` shows the new run. */
+async function startRun(page, ...all) {
+  const before = await Promise.all(all.map((p) => output(p).getAttribute("data-run-id")));
+  await runButton(page).click();
+  for (const [i, p] of all.entries()) {
+    await eventually(async () => assert.notEqual(await output(p).getAttribute("data-run-id"), before[i]), { timeout: 10000 });
+  }
+}
+
 async function waitExit(page, pattern, timeout = LOAD_MS) {
   await eventually(async () => assert.match(await exitLine(page), pattern), { timeout, interval: 100 });
 }
@@ -215,6 +224,19 @@ test("200 000 lines are cut at 64 KiB with a line saying so, for both", T, async
     assert.ok(!text.includes("line 199999"));
     assert.equal(await output(page).locator(".output-cut").textContent(), "[output cut at 64 KiB]");
     assert.ok(await output(page).locator(".output-cut").isVisible());
+  }
+  // Lines alternating between stdout and stderr: thousands of pieces. They go
+  // to the server in batches (one message each would pass the socket's rate
+  // limit) and onto the page with one layout per batch (one per piece froze it).
+  await setCode(alice.page, 'import sys\nfor i in range(20000):\n    print(i)\n    print(i, file=sys.stderr)\n', bob.page);
+  await startRun(alice.page, alice.page, bob.page);
+  for (const { page } of [alice, bob]) {
+    await waitExit(page, /^Exit 0 in/, 20000);
+    const text = await outText(page);
+    assert.equal(Buffer.byteLength(text), 64 * 1024);
+    assert.ok(text.startsWith("0\n0\n1\n1\n"), JSON.stringify(text.slice(0, 80)));
+    assert.equal(await output(page).locator(".out-stderr").first().textContent(), "0\n");
+    assert.equal(await page.locator(".badge").textContent(), "Connected");
   }
 });
 

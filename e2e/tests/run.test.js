@@ -96,9 +96,14 @@ test("only the runner may send status, output and exit; output goes to the other
   await waitFor(() => b.seen["run:output"].length === 2, { message: "Bob gets the output" });
   assert.deepEqual(b.seen["run:status"], [{ run_id: id, phase: "running" }]);
   assert.deepEqual(b.seen["run:output"], [
-    { run_id: id, stream: "stdout", data: "real\n" },
-    { run_id: id, stream: "stderr", data: "warn\n" },
+    { run_id: id, chunks: [{ stream: "stdout", data: "real\n" }] },
+    { run_id: id, chunks: [{ stream: "stderr", data: "warn\n" }] },
   ]);
+  // A batch: any number of pieces of both streams, relayed as one message.
+  const batch = [{ stream: "stdout", data: "a" }, { stream: "stderr", data: "b" }, { stream: "stdout", data: "c" }];
+  assert.equal((await push(a.channel, "run:output", { run_id: id, chunks: batch })).status, "ok");
+  await waitFor(() => b.seen["run:output"].length === 3, { message: "Bob gets the batch" });
+  assert.deepEqual(b.seen["run:output"][2], { run_id: id, chunks: batch });
   await sleep(100);
   assert.deepEqual(a.seen["run:output"], [], "the runner has its output already");
   assert.deepEqual(a.seen["run:status"], []);
@@ -117,7 +122,7 @@ test("the server cuts the output at 64 KiB whatever the runner sends", T, async 
   await push(a.channel, "run:exit", { run_id: id, exit: 0, truncated: false });
   const exited = await waitFor(() => b.seen["run:exited"][0], { message: "run:exited" });
   assert.equal(exited.truncated, true, "the server says it cut");
-  const got = b.seen["run:output"].map((o) => o.data).join("");
+  const got = b.seen["run:output"].flatMap((o) => o.chunks.map((c) => c.data)).join("");
   assert.equal(got.length, CAP);
   assert.equal(b.seen["run:output"].at(-1).truncated, true);
   assert.equal(b.seen["run:output"].filter((o) => o.truncated).length, 1);
@@ -168,7 +173,7 @@ test("a member who joins during a run gets its output so far, then the rest; aft
   await push(a.channel, "run:output", { run_id: id, stream: "stdout", data: "three\n" });
   await push(a.channel, "run:exit", { run_id: id, exit: 0, wall_ms: 3 });
   await waitFor(() => c.seen["run:exited"].length === 1, { message: "Carol gets the exit" });
-  assert.deepEqual(c.seen["run:output"].map((o) => o.data), ["three\n"]);
+  assert.deepEqual(c.seen["run:output"], [{ run_id: id, chunks: [{ stream: "stdout", data: "three\n" }] }]);
 
   const d = await enter(p, bob, ch.id); // a second tab of Bob's, after the run
   const last = d.seen["run:state"][0].run;

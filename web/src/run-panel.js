@@ -42,12 +42,13 @@ export function createRunPanel({ channel, ydoc, ytext }) {
   const text = h("pre", { class: "output-text" });
   const cut = h("p", { class: "output-cut", hidden: true });
   const end = h("p", { class: "output-exit" });
+  const body = h("div", { class: "output-body" }, text, cut, end);
   const status = h("span", { class: "output-status muted", "aria-live": "polite" });
   const region = h(
     "section",
     { class: "output", "aria-label": "Output" },
     h("div", { class: "output-head" }, h("h2", { class: "section-title" }, "Output"), status),
-    h("div", { class: "output-body" }, text, cut, end),
+    body,
   );
   const element = h(
     "div",
@@ -79,6 +80,7 @@ export function createRunPanel({ channel, ydoc, ytext }) {
 
   // ---------- the Output, as every member renders it
   function show(run) {
+    region.dataset.runId = run.run_id;
     view = { run_id: run.run_id, first_name: run.first_name, language: run.language, bytes: 0, cap: run.limits?.output_bytes || DEFAULT_OUTPUT_BYTES, exited: false };
     text.replaceChildren();
     cut.hidden = true;
@@ -87,19 +89,25 @@ export function createRunPanel({ channel, ydoc, ytext }) {
     renderButton();
   }
 
-  function append(stream, data) {
-    if (!view || typeof data !== "string" || !data) return;
-    if (view.bytes >= view.cap) return;
-    view.bytes += utf8Length(data);
-    const stick = text.scrollHeight - text.scrollTop - text.clientHeight < 4;
-    const last = text.lastElementChild;
-    if (last && last.dataset.stream === stream) last.append(data);
-    else {
-      const span = h("span", { class: `out-${stream === "stderr" ? "stderr" : "stdout"}` }, data);
-      span.dataset.stream = stream;
-      text.append(span);
+  /**
+   * Adds a batch of output. One layout per batch, not per piece: a program
+   * alternating stdout and stderr sends thousands of pieces.
+   */
+  function append(chunks) {
+    if (!view || !chunks.length) return;
+    const stick = body.scrollHeight - body.scrollTop - body.clientHeight < 4;
+    let last = text.lastElementChild;
+    for (const { stream, data } of chunks) {
+      if (typeof data !== "string" || !data || view.bytes >= view.cap) continue;
+      view.bytes += utf8Length(data);
+      if (last && last.dataset.stream === stream) last.firstChild.appendData(data);
+      else {
+        last = h("span", { class: stream === "stderr" ? "out-stderr" : "out-stdout" }, data);
+        last.dataset.stream = stream;
+        text.append(last);
+      }
     }
-    if (stick) text.scrollTop = text.scrollHeight;
+    if (stick) body.scrollTop = body.scrollHeight;
   }
 
   function markCut() {
@@ -127,7 +135,7 @@ export function createRunPanel({ channel, ydoc, ytext }) {
     ["run:status", (p) => view && p.run_id === view.run_id && setPhase(p.phase)],
     ["run:output", (p) => {
       if (!view || p.run_id !== view.run_id || (mine && mine.run_id === p.run_id)) return;
-      append(p.stream, p.data);
+      append(Array.isArray(p.chunks) ? p.chunks : []);
       if (p.truncated) markCut();
     }],
     ["run:exited", (p) => {
@@ -137,7 +145,7 @@ export function createRunPanel({ channel, ydoc, ytext }) {
     ["run:state", ({ run }) => {
       if (!run || (mine && mine.run_id === run.run_id)) return;
       show(run);
-      for (const c of run.output || []) append(c.stream, c.data);
+      append(run.output || []);
       if (run.truncated) markCut();
       if (run.exit) showExit(run.exit);
       else setPhase(run.phase);
@@ -208,11 +216,13 @@ export function createRunPanel({ channel, ydoc, ytext }) {
       setPhase(m.phase);
       channel.push("run:status", { run_id, phase: m.phase });
     } else if (m.type === "output" && Array.isArray(m.chunks)) {
-      for (const c of m.chunks) {
-        if (!c || (c.stream !== "stdout" && c.stream !== "stderr") || typeof c.data !== "string") continue;
-        append(c.stream, c.data);
-        channel.push("run:output", { run_id, stream: c.stream, data: c.data });
-      }
+      // One push per batch, however often the program switched streams:
+      // a push per piece could pass the socket's message rate.
+      const chunks = m.chunks
+        .filter((c) => c && (c.stream === "stdout" || c.stream === "stderr") && typeof c.data === "string")
+        .map((c) => ({ stream: c.stream, data: c.data }));
+      append(chunks);
+      if (chunks.length) channel.push("run:output", { run_id, chunks });
       if (m.truncated) markCut();
     } else if (m.type === "exit") {
       const exit = { run_id, exit: Number.isInteger(m.exit) ? m.exit : null, wall_ms: Math.max(0, Number(m.wall_ms) | 0), timed_out: m.timed_out === true, out_of_memory: m.out_of_memory === true, truncated: m.truncated === true };

@@ -412,10 +412,12 @@ impl Runs {
         })
     }
 
-    /// `run:output` `{"run_id", "stream", "data"}` from the runner: kept
-    /// and relayed to the others up to [`OUTPUT_CAP`] bytes; the piece that
-    /// reaches the cap carries `"truncated": true`, and nothing after it is
-    /// relayed. Answers `{"truncated"}`.
+    /// `run:output` from the runner, `{"run_id", "chunks": [{"stream":
+    /// "stdout" | "stderr", "data"}, ...]}` (or one chunk as `{"run_id",
+    /// "stream", "data"}`): kept and relayed to the others, in one
+    /// `run:output` `{"run_id", "chunks"}`, up to [`OUTPUT_CAP`] bytes. The
+    /// relay that reaches the cap carries `"truncated": true`, and nothing
+    /// after it is relayed. Answers `{"truncated"}`.
     pub fn output(
         &self,
         room: &str,
@@ -424,19 +426,23 @@ impl Runs {
         relay: Notify,
     ) -> Result<Value, RunError> {
         let id = str_field(payload, "run_id").ok_or(RunError::Invalid("run_id"))?;
-        let stream = match str_field(payload, "stream") {
-            Some("stdout") => "stdout",
-            Some("stderr") => "stderr",
-            _ => return Err(RunError::Invalid("stream")),
-        };
-        let data = str_field(payload, "data").ok_or(RunError::Invalid("data"))?;
+        let chunks = chunks_of(payload)?;
         self.with_board(room, |b| {
             let run = b.live_run(id, sub)?;
             if run.truncated {
                 return Ok(json!({ "truncated": true }));
             }
-            let kept = run.append(stream, data);
-            let mut relayed = json!({ "run_id": run.id, "stream": stream, "data": kept });
+            let mut kept = Vec::with_capacity(chunks.len());
+            for (stream, data) in chunks {
+                let piece = run.append(stream, data);
+                if !piece.is_empty() {
+                    kept.push(json!({ "stream": stream, "data": piece }));
+                }
+                if run.truncated {
+                    break;
+                }
+            }
+            let mut relayed = json!({ "run_id": run.id, "chunks": kept });
             if run.truncated {
                 relayed["truncated"] = Value::Bool(true);
             }
@@ -506,6 +512,26 @@ impl Runs {
     /// Rooms with a board (members present), for tests and metrics.
     pub fn boards(&self) -> usize {
         self.boards.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// A `run:output`'s pieces: its `chunks`, or the one `stream` and `data`.
+fn chunks_of(payload: &Value) -> Result<Vec<(&'static str, &str)>, RunError> {
+    fn chunk(c: &Value) -> Result<(&'static str, &str), RunError> {
+        let stream = match str_field(c, "stream") {
+            Some("stdout") => "stdout",
+            Some("stderr") => "stderr",
+            _ => return Err(RunError::Invalid("stream")),
+        };
+        Ok((
+            stream,
+            str_field(c, "data").ok_or(RunError::Invalid("data"))?,
+        ))
+    }
+    match payload.get("chunks") {
+        Some(Value::Array(list)) => list.iter().map(chunk).collect(),
+        Some(_) => Err(RunError::Invalid("chunks")),
+        None => Ok(vec![chunk(payload)?]),
     }
 }
 
@@ -807,7 +833,7 @@ mod tests {
             sent,
             vec![(
                 RUN_OUTPUT.to_owned(),
-                json!({"run_id": id, "stream": "stdout", "data": "real\n"})
+                json!({"run_id": id, "chunks": [{"stream": "stdout", "data": "real\n"}]})
             )]
         );
     }
@@ -829,7 +855,7 @@ mod tests {
         );
         assert_eq!(
             sent[1].1,
-            json!({"run_id": id, "stream": "stdout", "data": "", "truncated": true})
+            json!({"run_id": id, "chunks": [], "truncated": true})
         );
         // Nothing after the cut is relayed.
         assert_eq!(
@@ -857,9 +883,40 @@ mod tests {
             out(&runs, 1, &id, &big, &mut sent),
             Ok(json!({"truncated": true}))
         );
-        let data = sent[0].1["data"].as_str().expect("data");
+        let data = sent[0].1["chunks"][0]["data"].as_str().expect("data");
         assert_eq!(data.len(), OUTPUT_CAP);
         assert!(big.starts_with(data));
+    }
+
+    #[test]
+    fn a_batch_of_chunks_is_kept_in_order_and_relayed_as_one_message() {
+        let runs = runs();
+        let id = start(&runs, Instant::now());
+        let mut sent = Sent::new();
+        // Lines alternating between stdout and stderr: one message, not one per line.
+        let chunks: Vec<Value> = (0..OUTPUT_CAP)
+            .map(|i| json!({"stream": if i % 2 == 0 { "stdout" } else { "stderr" }, "data": "ab"}))
+            .collect();
+        let payload = json!({"run_id": id, "chunks": chunks});
+        assert_eq!(
+            runs.output(ROOM, 1, &payload, &mut record(&mut sent)),
+            Ok(json!({"truncated": true}))
+        );
+        assert_eq!(sent.len(), 1);
+        let relayed = sent[0].1["chunks"].as_array().expect("chunks");
+        assert_eq!(relayed.len(), OUTPUT_CAP / 2);
+        assert_eq!(relayed[1], json!({"stream": "stderr", "data": "ab"}));
+        assert_eq!(sent[0].1["truncated"], true);
+        let bad = json!({"run_id": id, "chunks": [{"stream": "stdin", "data": "x"}]});
+        assert_eq!(
+            runs.output(ROOM, 1, &bad, &mut |_, _| {}),
+            Err(RunError::Invalid("stream"))
+        );
+        let bad = json!({"run_id": id, "chunks": "x"});
+        assert_eq!(
+            runs.output(ROOM, 1, &bad, &mut |_, _| {}),
+            Err(RunError::Invalid("chunks"))
+        );
     }
 
     #[test]
