@@ -64,6 +64,9 @@ async function load() {
   const { loadPyodide } = await import(init.base + "pyodide.mjs");
   const pyodide = await loadPyodide({
     indexURL: init.base,
+    // Packages would come from here too, never from Pyodide's default CDN
+    // (the frame's policy would block it anyway); the binary serves none.
+    packageBaseUrl: init.base,
     // Nothing from the page's environment: a clean interpreter.
     env: { HOME: "/home/pyodide" },
     stdout: () => {},
