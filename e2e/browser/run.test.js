@@ -4,10 +4,18 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
+import { mkdirSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join as pathJoin } from "node:path";
+import { fileURLToPath } from "node:url";
 import { startServer, signIn, createChallenge } from "../lib/server.js";
 import { launchBrowser, joinRoom, editorText, eventually } from "./helpers.js";
 
 const T = { timeout: 180000 };
+// The README's screenshot is refreshed only when asked (DUET_SCREENSHOTS=1), as in app.test.js.
+const SHOTS = process.env.DUET_SCREENSHOTS === "1"
+  ? pathJoin(dirname(fileURLToPath(import.meta.url)), "..", "..", "docs", "screenshots")
+  : mkdtempSync(pathJoin(tmpdir(), "duet-shots-"));
 /** Python's first load in a fresh browser profile (6 MB to compile) on a busy 2-core box. */
 const LOAD_MS = 60000;
 
@@ -103,6 +111,8 @@ test("Python: a run prints for both people, stderr apart, with the exit status a
     assert.equal(await output(page).locator(".out-stdout").textContent(), "hello Bob\n");
   }
   console.log(`Python cold run (load + print): ${Date.now() - started} ms to the exit`);
+  mkdirSync(SHOTS, { recursive: true });
+  await bob.page.screenshot({ path: pathJoin(SHOTS, "run.png") });
 
   // A second run uses the interpreter the frame loaded meanwhile: no wait for Python.
   await new Promise((r) => setTimeout(r, 2000)); // the frame prepares the next interpreter
