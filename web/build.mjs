@@ -1,7 +1,7 @@
 // Builds the web app into dist/: hashed ESM bundles under dist/assets/ and an
 // index.html that references them. `node build.mjs` (or `npm run build`).
 import * as esbuild from "esbuild";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
@@ -9,6 +9,7 @@ import { gzipSync } from "node:zlib";
 const here = dirname(fileURLToPath(import.meta.url));
 const dist = join(here, "dist");
 const assets = join(dist, "assets");
+const url = (file) => "/assets/" + relative(assets, join(here, file));
 
 rmSync(dist, { recursive: true, force: true });
 mkdirSync(assets, { recursive: true });
@@ -32,6 +33,11 @@ const result = await esbuild.build({
   define: { "process.env.NODE_ENV": '"production"' },
 });
 
+// The code runner (see src/runner/): its frame page, two workers, and the
+// runtimes they load, all under /assets/runner/ (served with CORS, since the
+// sandboxed frame's origin is opaque). Loaded only when someone presses Run.
+const runner = await buildRunner();
+
 // Find the entry's JS and CSS outputs.
 let js = null;
 let css = null;
@@ -42,7 +48,6 @@ for (const [file, out] of Object.entries(result.metafile.outputs)) {
   }
 }
 if (!js) throw new Error("entry bundle not found in esbuild metafile");
-const url = (file) => "/assets/" + relative(assets, join(here, file));
 
 // yjs must be bundled exactly once: two copies break y-codemirror.next.
 const yjsCopies = new Set(
@@ -102,8 +107,91 @@ if (roomChunk) {
     kb(sizes.reduce((a, [, g]) => a + g, 0)),
   );
 }
+// The runner loads on the first Run: the frame, then one language's worker
+// (and, for Python, Pyodide). What the binary stores is the gzip column.
+const runnerSum = (test) => {
+  const picked = runner.rows.filter(([name]) => test(name));
+  return [picked.reduce((a, [, r]) => a + r, 0), picked.reduce((a, [, , g]) => a + g, 0)];
+};
+for (const [name, raw, gz] of runner.rows) console.log(name.padEnd(44), kb(raw), kb(gz));
+const [allRaw, allGz] = runnerSum(() => true);
+console.log("runner, all (stored in the binary: gzip)".padEnd(44), kb(allRaw), kb(allGz));
+const [jsRaw, jsGz] = runnerSum((n) => /frame-|js-worker-/.test(n));
+console.log("runner, first JavaScript run".padEnd(44), kb(jsRaw), kb(jsGz));
+const [pyRaw, pyGz] = runnerSum((n) => /frame-|py-worker-|pyodide-/.test(n));
+console.log("runner, first Python run".padEnd(44), kb(pyRaw), kb(pyGz));
 console.log(
   "first load (index.html + entry JS + CSS)".padEnd(44),
   kb(first.reduce((a, [r]) => a + r, 0)),
   kb(first.reduce((a, [, g]) => a + g, 0)),
 );
+
+async function buildRunner() {
+  const dir = join(assets, "runner");
+  const common = {
+    absWorkingDir: here,
+    bundle: true,
+    minify: true,
+    target: ["es2020", "chrome100", "firefox100", "safari15"],
+    outdir: dir,
+    entryNames: "[name]-[hash]",
+    metafile: true,
+    legalComments: "none",
+    logLevel: "warning",
+  };
+  // Module workers: Pyodide refuses classic ones.
+  const workers = await esbuild.build({
+    ...common,
+    entryPoints: { "js-worker": "src/runner/js-worker.js", "py-worker": "src/runner/py-worker.js" },
+    format: "esm",
+  });
+  const out = (name) => {
+    const file = Object.keys(workers.metafile.outputs).find((f) => f.includes(`/${name}-`) && f.endsWith(".js"));
+    if (!file) throw new Error(`runner output ${name} not found`);
+    return url(file);
+  };
+  const pyodidePkg = JSON.parse(readFileSync(join(here, "node_modules/pyodide/package.json"), "utf8"));
+  // The version in the folder's name makes the files immutable (the server caches them for good).
+  const pyodideDir = `pyodide-${pyodidePkg.version}`;
+  mkdirSync(join(dir, pyodideDir));
+  for (const f of ["pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json"]) {
+    copyFileSync(join(here, "node_modules/pyodide", f), join(dir, pyodideDir, f));
+  }
+  const frame = await esbuild.build({
+    ...common,
+    entryPoints: { frame: "src/runner/frame.js" },
+    format: "iife", // a classic script: the opaque-origin frame loads it without CORS
+    define: {
+      __DUET_WORKERS__: JSON.stringify({ javascript: out("js-worker"), python: out("py-worker") }),
+      __DUET_PYODIDE__: JSON.stringify(`/assets/runner/${pyodideDir}/`),
+    },
+  });
+  const frameJs = Object.keys(frame.metafile.outputs).find((f) => f.endsWith(".js"));
+  writeFileSync(
+    join(dist, "runner.html"),
+    `<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>Duet runner</title>\n<script src="${url(frameJs)}"></script>\n</head>\n<body></body>\n</html>\n`,
+  );
+  // Stored gzipped (the server sends them as they are to every browser, and
+  // inflates them for a client that takes no gzip): smaller binary, no CPU
+  // spent compressing 10 MB of wasm per visitor.
+  const files = [];
+  const walk = (d) => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else files.push(p);
+    }
+  };
+  walk(dir);
+  const rows = [];
+  for (const p of files) {
+    const raw = readFileSync(p);
+    const gz = gzipSync(raw, { level: 9 });
+    if (gz.length < raw.length) {
+      writeFileSync(p + ".gz", gz);
+      unlinkSync(p);
+    }
+    rows.push([relative(dist, p), raw.length, Math.min(gz.length, raw.length)]);
+  }
+  return { rows, pyodideDir };
+}

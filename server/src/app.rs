@@ -17,9 +17,10 @@ use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::Keys;
-use crate::challenges::channel::ChallengeChannel;
+use crate::challenges::channel::{ChallengeChannel, ChallengeState};
 use crate::challenges::echo::EchoChannel;
 use crate::challenges::room::{RoomConfig, Rooms};
+use crate::challenges::run::{RunLimits, Runs};
 use crate::challenges::SocketUser;
 use crate::channels::presence::Presence;
 use crate::channels::pubsub::{LocalPubSub, PubSub};
@@ -197,8 +198,15 @@ impl App {
             shutdown.clone(),
             tracker.clone(),
         );
+        let runs = Runs::new(RunLimits {
+            wall: Duration::from_secs(config.run_timeout_secs),
+        });
+        let challenge_state = ChallengeState {
+            rooms: rooms.clone(),
+            runs,
+        };
         let mut router =
-            ChannelRouter::new().channel::<ChallengeChannel>("challenges:*", rooms.clone());
+            ChannelRouter::new().channel::<ChallengeChannel>("challenges:*", challenge_state);
         if config.test_channels {
             router = router.channel::<EchoChannel>("echo:*", ());
         }

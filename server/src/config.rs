@@ -128,6 +128,11 @@ pub struct Config {
     #[arg(long, env = "DUET_LIMIT_LOOPBACK", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub limit_loopback: bool,
 
+    /// Wall time a Run may take, in seconds, once its runtime has loaded
+    /// (CONTRACT §8); the runner stops the program then.
+    #[arg(long, env = "DUET_RUN_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub run_timeout_secs: u64,
+
     /// Enable the `echo:*` test channel (protocol tests only); `1`/`true`.
     #[arg(long, env = "DUET_TEST_CHANNELS", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub test_channels: bool,
@@ -195,7 +200,7 @@ impl Config {
     /// A one-line summary for the start-up log, without the secret.
     pub fn redacted(&self) -> String {
         format!(
-            "addr={} data_dir={} database={} secret={} allowed_origins={:?} token_ttl_hours={} max_frame_bytes={} max_topics={} socket_rate={}/s burst={} outbound_queue={} idle_timeout={}s max_update_bytes={} max_doc_bytes={} max_awareness_bytes={} snapshot_every={} room_grace={}ms durability={:?} header_timeout={}s keepalive={}s body_timeout={}s max_connections_per_addr={} limit_loopback={} test_channels={}",
+            "addr={} data_dir={} database={} secret={} allowed_origins={:?} token_ttl_hours={} max_frame_bytes={} max_topics={} socket_rate={}/s burst={} outbound_queue={} idle_timeout={}s max_update_bytes={} max_doc_bytes={} max_awareness_bytes={} snapshot_every={} room_grace={}ms durability={:?} header_timeout={}s keepalive={}s body_timeout={}s max_connections_per_addr={} limit_loopback={} run_timeout={}s test_channels={}",
             self.addr,
             self.data_dir.display(),
             without_password(&self.database_url()),
@@ -219,6 +224,7 @@ impl Config {
             self.body_timeout_secs,
             self.max_connections_per_addr,
             self.limit_loopback,
+            self.run_timeout_secs,
             self.test_channels,
         )
     }

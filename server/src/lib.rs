@@ -11,7 +11,7 @@
 //! - [`channels`]: the generic Phoenix Channels layer (sockets, transports,
 //!   PubSub, Presence); it knows nothing of challenges.
 //! - [`challenges`]: the product: challenge model, `ChallengeChannel`, the
-//!   room task owning each yrs document.
+//!   room task owning each yrs document, the run board of each room.
 //! - [`store`]: SQLite: users, challenges, the document log and snapshots.
 //!
 //! `unsafe` is denied everywhere but in `store::raw` (two calls into SQLite

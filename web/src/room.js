@@ -1,4 +1,5 @@
-// The room: prompt, shared editor, participants, typing line, connection badge.
+// The room: prompt, shared editor, participants, typing line, connection
+// badge, and Run with its shared Input and Output (run-panel.js).
 import { Socket, Presence } from "phoenix";
 import * as Y from "yjs";
 import { PhoenixChannelProvider } from "y-phoenix-channel";
@@ -6,6 +7,7 @@ import { h, mount } from "./dom.js";
 import { getChallenge, getMe, ApiError } from "./api.js";
 import { getToken, tokenExpired } from "./auth-store.js";
 import { createEditor } from "./editor.js";
+import { createRunPanel } from "./run-panel.js";
 import { people, renderPresence } from "./presence-view.js";
 
 const LANGUAGE_NAMES = {
@@ -47,6 +49,7 @@ export function mountRoom(root, id, user, { onAuthLost }) {
   const copyNote = h("span", { class: "copy-note muted", "aria-live": "polite" });
   const copyFallback = h("input", { type: "text", class: "copy-fallback", readonly: true, hidden: true, "aria-label": "Room link" });
   const editorHost = h("div", { class: "editor-host" });
+  const runHost = h("div", { class: "run-host" });
   const myDot = h("span", { class: "dot", "aria-hidden": "true" });
 
   mount(
@@ -73,7 +76,7 @@ export function mountRoom(root, id, user, { onAuthLost }) {
         h("h2", { class: "section-title" }, "Participants"),
         participants,
       ),
-      h("section", { class: "editor-pane" }, editorHost, h("div", { class: "statusbar" }, typingLine)),
+      h("section", { class: "editor-pane" }, editorHost, h("div", { class: "statusbar" }, typingLine), runHost),
     ),
   );
 
@@ -99,6 +102,8 @@ export function mountRoom(root, id, user, { onAuthLost }) {
 
   provider.connect(); // creates provider.channel and queues the join
   const channel = provider.channel;
+  const runPanel = createRunPanel({ channel, ydoc, ytext });
+  runHost.append(runPanel.element);
   const presence = new Presence(channel);
   let myColor = null;
   presence.onSync(() => {
@@ -164,6 +169,7 @@ export function mountRoom(root, id, user, { onAuthLost }) {
     if (!challengeShown) {
       challengeShown = true;
       editor.setLanguage(c.language);
+      runPanel.setLanguage(c.language);
     }
   }
 
@@ -270,6 +276,7 @@ export function mountRoom(root, id, user, { onAuthLost }) {
     clearTimeout(typingTimer);
     clearTimeout(copyTimer);
     for (const c of cleanups) c();
+    runPanel.destroy();
     provider.destroy();
     socket.disconnect();
     editor.destroy();

@@ -3,7 +3,8 @@
 //! y-protocols sync over binary `yjs_sync` / `yjs` payloads, turns
 //! `response:update` into Yjs edits, and keeps `typing` in the member's
 //! presence meta (true on an edit, false on request or 3 s after the last
-//! edit; a presence update is sent only when `typing` changes).
+//! edit; a presence update is sent only when `typing` changes). The
+//! `run:*` events go to the room's run board ([`super::run`]).
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use super::doc::{self, YMessage};
 use super::model::{color_for, RESPONSE_MAX};
 pub use super::room::YJS;
 use super::room::{RoomCmd, RoomError, RoomHandle, Rooms};
+use super::run::{self, Runs};
 use super::SocketUser;
 use crate::channels::channel::{Channel, ChannelCtx, ExitReason, HandleResult, ReplyHandle};
 use crate::channels::message::Payload;
@@ -35,8 +37,18 @@ pub const TYPING_TIMEOUT: Duration = Duration::from_secs(3);
 /// `typing: false` still goes out at once.
 const TYPING_ON_WINDOW: Duration = Duration::from_millis(200);
 
+/// What every join of `challenges:*` shares: the rooms and their run boards.
+#[derive(Clone)]
+pub struct ChallengeState {
+    pub rooms: Rooms,
+    pub runs: Runs,
+}
+
 pub struct ChallengeChannel {
     room: RoomHandle,
+    runs: Runs,
+    challenge_id: String,
+    language: String,
     user: SocketUser,
     color: &'static str,
     typing: bool,
@@ -46,6 +58,8 @@ pub struct ChallengeChannel {
 
 pub enum Info {
     TypingCheck,
+    /// The deadline of run `.0`, which this member started.
+    RunDeadline(String),
 }
 
 impl ChallengeChannel {
@@ -81,11 +95,11 @@ impl ChallengeChannel {
 }
 
 impl Channel for ChallengeChannel {
-    type State = Rooms;
+    type State = ChallengeState;
     type Info = Info;
 
     async fn join(
-        rooms: &Rooms,
+        state: &ChallengeState,
         _params: Value,
         ctx: &mut ChannelCtx<Info>,
     ) -> Result<(Self, Value), Value> {
@@ -100,12 +114,16 @@ impl Channel for ChallengeChannel {
         if id.is_empty() {
             return Err(json!({ "reason": "not found" }));
         }
-        match rooms.join(&id, ctx.sub_id, ctx.pusher()).await {
+        match state.rooms.join(&id, ctx.sub_id, ctx.pusher()).await {
             Ok((room, challenge)) => {
                 let color = color_for(&user.id);
+                let language = challenge.language.clone();
                 let reply = json!({ "challenge": challenge });
                 let channel = ChallengeChannel {
                     room,
+                    runs: state.runs.clone(),
+                    challenge_id: id,
+                    language,
                     user,
                     color,
                     typing: false,
@@ -128,6 +146,7 @@ impl Channel for ChallengeChannel {
         meta.insert("online_at".into(), json!(crate::auth::now().to_string()));
         ctx.track(&self.user.id, meta);
         ctx.push_presence_state();
+        run::enter(&self.runs, &self.challenge_id, ctx);
     }
 
     async fn handle_in(
@@ -191,6 +210,10 @@ impl Channel for ChallengeChannel {
                 self.set_typing(false, ctx);
                 HandleResult::ok(json!({}))
             }
+            e if run::is_run_event(e) => {
+                let (runs, room, user) = (&self.runs, &self.challenge_id, &self.user);
+                run::handle_in(runs, room, user, &self.language, e, &payload, ctx)
+            }
             _ => HandleResult::error("unknown event"),
         }
     }
@@ -209,11 +232,13 @@ impl Channel for ChallengeChannel {
                     }
                 }
             }
+            Info::RunDeadline(id) => run::handle_deadline(&self.runs, &self.challenge_id, id, ctx),
         }
         None
     }
 
     async fn terminate(&mut self, _reason: &ExitReason, ctx: &mut ChannelCtx<Info>) {
+        run::leave(&self.runs, &self.challenge_id, ctx);
         self.room.send(RoomCmd::Leave { member: ctx.sub_id }).await;
     }
 }

@@ -2,8 +2,8 @@
 //! validation ([`model`]), `ChallengeChannel` ([`channel`]), the room task
 //! that alone owns each yrs document ([`room`]), yrs helpers and the
 //! checks every Yjs message passes ([`doc`]), the one read path of a live
-//! answer ([`read`]), and the `echo:*` channel used by protocol tests
-//! ([`echo`]).
+//! answer ([`read`]), the run board of each room ([`run`]), and the
+//! `echo:*` channel used by protocol tests ([`echo`]).
 
 pub mod channel;
 pub mod doc;
@@ -11,6 +11,7 @@ pub mod echo;
 pub mod model;
 pub mod read;
 pub mod room;
+pub mod run;
 
 /// The authenticated user behind a socket (the socket's assigns).
 #[derive(Debug, Clone)]

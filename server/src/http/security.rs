@@ -32,6 +32,25 @@ pub const PAGE_POLICY: Policy = &[
     ("frame-ancestors", "'none'"),
 ];
 
+/// The code runner's frame (`/runner`, see `web/src/runner/`).
+/// `sandbox allow-scripts` gives the page an opaque origin however it is
+/// loaded (the room's iframe also says so); scripts and runtime files come
+/// from this server only, wasm may compile, workers start only from data:
+/// URLs (the frame makes them), nothing else loads, no form posts, and only
+/// our own pages may embed it. The workers inherit this policy: the
+/// programs they run cannot fetch anything but this server's files, which
+/// need no credentials (the API takes a bearer token the frame never has).
+pub const RUNNER_POLICY: Policy = &[
+    ("sandbox", "allow-scripts"),
+    ("default-src", "'none'"),
+    ("script-src", "'self' 'wasm-unsafe-eval'"),
+    ("worker-src", "data:"),
+    ("connect-src", "'self'"),
+    ("base-uri", "'none'"),
+    ("form-action", "'none'"),
+    ("frame-ancestors", "'self'"),
+];
+
 /// Anything that is not a page: it renders nothing and is never framed.
 pub const OTHER_POLICY: Policy = &[("default-src", "'none'"), ("frame-ancestors", "'none'")];
 
