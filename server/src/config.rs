@@ -10,6 +10,10 @@ use clap::Parser;
 
 use crate::channels::Limits;
 
+/// The smallest outgoing byte cap: below it, a join's reply and the room's
+/// presence state queued together could already count as a slow client.
+const MIN_OUTBOUND_BYTES: u64 = 64 << 10;
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "duet",
@@ -61,6 +65,11 @@ pub struct Config {
     #[arg(long, env = "DUET_OUTBOUND_QUEUE", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub outbound_queue: usize,
 
+    /// Bytes queued for one socket before it counts as too slow and is
+    /// disconnected (a frame alone on an empty queue goes out whatever its size).
+    #[arg(long, env = "DUET_OUTBOUND_BYTES", default_value_t = 8 << 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(MIN_OUTBOUND_BYTES..))]
+    pub outbound_bytes: usize,
+
     /// Seconds a socket may stay silent (no heartbeat) before it is closed.
     #[arg(long, env = "DUET_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idle_timeout_secs: u64,
@@ -106,6 +115,7 @@ impl Config {
             rate_per_sec: self.socket_rate,
             rate_burst: self.socket_burst,
             outbound_queue: self.outbound_queue.max(1),
+            outbound_bytes: self.outbound_bytes.max(MIN_OUTBOUND_BYTES as usize),
             idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
             ..Limits::default()
         }
@@ -114,7 +124,7 @@ impl Config {
     /// A one-line summary for the start-up log, without the secret.
     pub fn redacted(&self) -> String {
         format!(
-            "addr={} data_dir={} database={} secret={} allowed_origins={:?} token_ttl_hours={} max_frame_bytes={} max_topics={} socket_rate={}/s burst={} outbound_queue={} idle_timeout={}s snapshot_every={} room_grace={}ms durability={:?} test_channels={}",
+            "addr={} data_dir={} database={} secret={} allowed_origins={:?} token_ttl_hours={} max_frame_bytes={} max_topics={} socket_rate={}/s burst={} outbound_queue={} outbound_bytes={} idle_timeout={}s snapshot_every={} room_grace={}ms durability={:?} test_channels={}",
             self.addr,
             self.data_dir.display(),
             without_password(&self.database_url()),
@@ -126,6 +136,7 @@ impl Config {
             self.socket_rate,
             self.socket_burst,
             self.outbound_queue,
+            self.outbound_bytes,
             self.idle_timeout_secs,
             self.snapshot_every,
             self.room_grace_ms,
@@ -180,6 +191,8 @@ mod tests {
             ("--socket-rate", "0"),
             ("--socket-burst", "0"),
             ("--outbound-queue", "0"),
+            ("--outbound-bytes", "0"),
+            ("--outbound-bytes", "65535"),
             ("--idle-timeout-secs", "0"),
             ("--api-rate", "0"),
             ("--api-burst", "0"),

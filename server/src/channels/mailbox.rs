@@ -2,6 +2,11 @@
 //! wait. A tokio mpsc channel holds a 32-slot block and a cache-padded
 //! header (about 1 KiB) from the start, which is most of what an idle
 //! socket would cost; sockets and channels have several of these.
+//!
+//! A mailbox is bounded in items and, when made with [`weighed`], in the
+//! total weight of its items too (a socket's outgoing queue counts bytes):
+//! the weight is kept as one sum next to the items, added when an item is
+//! queued and taken off when it is received.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,6 +18,8 @@ const KEEP_SLOTS: usize = 64;
 
 struct State<T> {
     items: VecDeque<T>,
+    /// The sum of the waiting items' weights.
+    weight: usize,
     /// No more items will come (the sending side closed).
     closed: bool,
     /// Nobody will read: sends fail.
@@ -24,6 +31,10 @@ struct Inner<T> {
     ready: Notify,
     space: Notify,
     capacity: usize,
+    /// The most the waiting items may weigh together; one item alone on an
+    /// empty queue is always accepted, whatever its weight.
+    max_weight: usize,
+    weigh: fn(&T) -> usize,
 }
 
 /// Why an item could not be queued; the item comes back.
@@ -53,15 +64,29 @@ pub struct Receiver<T> {
 
 /// A mailbox holding at most `capacity` items (`usize::MAX`: unbounded).
 pub fn mailbox<T>(capacity: usize) -> (Mailbox<T>, Receiver<T>) {
+    weighed(capacity, usize::MAX, |_| 0)
+}
+
+/// A mailbox holding at most `capacity` items weighing at most
+/// `max_weight` together (an item on an empty mailbox always fits, so no
+/// item is refused forever).
+pub fn weighed<T>(
+    capacity: usize,
+    max_weight: usize,
+    weigh: fn(&T) -> usize,
+) -> (Mailbox<T>, Receiver<T>) {
     let inner = Arc::new(Inner {
         state: Mutex::new(State {
             items: VecDeque::new(),
+            weight: 0,
             closed: false,
             receiver_gone: false,
         }),
         ready: Notify::new(),
         space: Notify::new(),
         capacity: capacity.max(1),
+        max_weight,
+        weigh,
     });
     (
         Mailbox {
@@ -75,6 +100,13 @@ impl<T> Inner<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Whether an item of `weight` may join the waiting ones.
+    fn fits(&self, state: &State<T>, weight: usize) -> bool {
+        state.items.is_empty()
+            || (state.items.len() < self.capacity
+                && state.weight.saturating_add(weight) <= self.max_weight)
+    }
 }
 
 impl<T> Mailbox<T> {
@@ -85,9 +117,11 @@ impl<T> Mailbox<T> {
             if state.receiver_gone || state.closed {
                 return Err(SendError::Closed(item));
             }
-            if state.items.len() >= self.inner.capacity {
+            let weight = (self.inner.weigh)(&item);
+            if !self.inner.fits(&state, weight) {
                 return Err(SendError::Full(item));
             }
+            state.weight += weight;
             state.items.push_back(item);
         }
         self.inner.ready.notify_one();
@@ -102,6 +136,7 @@ impl<T> Mailbox<T> {
             if state.receiver_gone || state.closed {
                 return Err(item);
             }
+            state.weight += (self.inner.weigh)(&item);
             state.items.push_back(item);
         }
         self.inner.ready.notify_one();
@@ -120,7 +155,8 @@ impl<T> Mailbox<T> {
                     let space = self.inner.space.notified();
                     tokio::pin!(space);
                     space.as_mut().enable();
-                    if self.inner.lock().items.len() < self.inner.capacity {
+                    let weight = (self.inner.weigh)(&item);
+                    if self.inner.fits(&self.inner.lock(), weight) {
                         continue;
                     }
                     space.await;
@@ -158,6 +194,9 @@ impl<T> Receiver<T> {
         let item = {
             let mut state = self.inner.lock();
             let item = state.items.pop_front();
+            if let Some(item) = &item {
+                state.weight = state.weight.saturating_sub((self.inner.weigh)(item));
+            }
             if state.items.is_empty() && state.items.capacity() > KEEP_SLOTS {
                 state.items = VecDeque::new();
             }
@@ -174,6 +213,11 @@ impl<T> Receiver<T> {
         self.inner.lock().items.len()
     }
 
+    /// What the waiting items weigh together.
+    pub fn weight(&self) -> usize {
+        self.inner.lock().weight
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -184,6 +228,7 @@ impl<T> Drop for Receiver<T> {
         let items = {
             let mut state = self.inner.lock();
             state.receiver_gone = true;
+            state.weight = 0;
             std::mem::take(&mut state.items)
         };
         drop(items);
@@ -216,6 +261,41 @@ mod tests {
         drop(rx);
         assert!(tx.is_closed());
         assert_eq!(tx.send(1).await, Err(1));
+    }
+
+    #[test]
+    fn weight_is_bounded_added_on_send_and_removed_on_receive() {
+        let (tx, mut rx) = weighed::<Vec<u8>>(10, 100, Vec::len);
+        // Alone on an empty mailbox, an item of any weight fits.
+        tx.try_send(vec![0; 150]).unwrap();
+        assert!(matches!(tx.try_send(vec![0; 1]), Err(SendError::Full(_))));
+        assert_eq!(rx.try_recv().map(|v| v.len()), Some(150));
+        assert_eq!(rx.weight(), 0);
+        tx.try_send(vec![0; 60]).unwrap();
+        tx.try_send(vec![0; 40]).unwrap();
+        assert!(matches!(tx.try_send(vec![0; 1]), Err(SendError::Full(_))));
+        assert_eq!(rx.weight(), 100);
+        rx.try_recv();
+        assert_eq!(rx.weight(), 40);
+        tx.try_send(vec![0; 60]).unwrap();
+        // A forced item counts too; its weight is removed when received.
+        tx.force_send(vec![0; 30]).unwrap();
+        assert_eq!(rx.weight(), 130);
+        while rx.try_recv().is_some() {}
+        assert_eq!(rx.weight(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_send_waits_for_weight_to_be_freed() {
+        let (tx, mut rx) = weighed::<Vec<u8>>(10, 100, Vec::len);
+        tx.try_send(vec![0; 80]).unwrap();
+        let tx2 = tx.clone();
+        let waiter = tokio::spawn(async move { tx2.send(vec![0; 50]).await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        assert_eq!(rx.recv().await.map(|v| v.len()), Some(80));
+        waiter.await.unwrap().unwrap();
+        assert_eq!(rx.weight(), 50);
     }
 
     #[test]

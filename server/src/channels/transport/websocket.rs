@@ -189,6 +189,7 @@ fn serve(
     // The closer is a child of the shutdown token: one future covers both.
     let (outbound, out_rx, closer) = Outbound::new(
         endpoint.limits.outbound_queue,
+        endpoint.limits.outbound_bytes,
         endpoint.metrics.clone(),
         &endpoint.shutdown,
     );
