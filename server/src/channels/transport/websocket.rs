@@ -502,7 +502,32 @@ async fn close_handshake(
 
 #[cfg(test)]
 mod tests {
-    use super::accept_key;
+    use super::*;
+
+    /// The size of what `f` returns: a future's size, without making one
+    /// (an `Upgraded` cannot be made outside hyper).
+    fn returned_size<A, B, C, R>(_: fn(A, B, C) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// Every idle socket's task carries this future for its whole life
+    /// (docs/BENCHMARKS.md, "Memory": the connection task was 1.7 KiB with
+    /// tungstenite). 1 352 bytes today: the `Socket` (152), the decoder
+    /// (96), the idle deadline and the `select!` states. Reads go through a
+    /// stack buffer inside `read_some`'s `poll_fn`, which must never become
+    /// part of the future: [`READ_CHUNK`] alone is 8 KiB.
+    const CONNECTION_FUTURE_CEILING: usize = 1_440;
+
+    #[test]
+    fn an_idle_connections_future_stays_small() {
+        let size = returned_size(serve as fn(_, _, _) -> _);
+        assert!(
+            size <= CONNECTION_FUTURE_CEILING,
+            "the connection future is {size} bytes (ceiling {CONNECTION_FUTURE_CEILING}): \
+             something large is held across an await; see docs/BENCHMARKS.md"
+        );
+        assert!(size < READ_CHUNK / 4, "a read buffer is part of the future");
+    }
 
     #[test]
     fn accept_key_of_rfc_6455() {
