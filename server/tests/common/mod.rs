@@ -3,6 +3,8 @@
 //! `test/support/websocket_client.exs`).
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};

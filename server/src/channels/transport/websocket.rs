@@ -291,7 +291,9 @@ async fn live(
                                 }
                                 _ => wsframe::close_frame(code.unwrap_or(close_code::NORMAL), ""),
                             };
-                            let _ = tokio::time::timeout(CLOSE_GRACE, write_raw(&mut writer, &reply)).await;
+                            // Boxed: rare, and the idle future should not carry it.
+                            let flush = Box::pin(flush_then(&mut writer, &mut out_rx, &reply));
+                            let _ = tokio::time::timeout(CLOSE_GRACE, flush).await;
                             break 'conn None;
                         }
                     };
@@ -462,6 +464,16 @@ async fn write_raw(writer: &mut Writer, bytes: &[u8]) -> io::Result<()> {
     writer.flush().await
 }
 
+/// Writes the frames queued so far (replies to what came before a close,
+/// `phx_close`), then `last` (a close frame): RFC 6455 §5.5.1 lets an
+/// endpoint send its pending messages before its close.
+async fn flush_then(writer: &mut Writer, out_rx: &mut OutboundRx, last: &[u8]) -> io::Result<()> {
+    while let Some(frame) = out_rx.try_recv() {
+        write_frames(writer, frame, out_rx).await?;
+    }
+    write_raw(writer, last).await
+}
+
 /// The closing handshake: flush what is queued, send our close, then read
 /// (and drop) what the client still sends until its close arrives, so the
 /// kernel does not reset a connection with unread data before the client
@@ -476,16 +488,8 @@ async fn close_handshake(
 ) {
     decoder.closing();
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        // Frames queued before the close (a reply, phx_close) still go out.
-        while let Some(frame) = out_rx.try_recv() {
-            if write_frames(writer, frame, out_rx).await.is_err() {
-                return;
-            }
-        }
-        if write_raw(writer, &wsframe::close_frame(code, reason))
-            .await
-            .is_err()
-        {
+        let close = wsframe::close_frame(code, reason);
+        if flush_then(writer, out_rx, &close).await.is_err() {
             return;
         }
         loop {
