@@ -533,6 +533,8 @@ fn section7() -> Vec<Case> {
         case("7.5.1", "close 1000 with a reason that is not UTF-8: 1007", vec![close(1000, &bad_reason)], vec![c(1007)]),
         case("7.x.1", "invalid text then close 1000 in one write: our close carries 1007, not an echo",
             vec![text(b"\xff"), close(1000, b"")], vec![c(1007)]),
+        case("7.x.2", "close 3000, then an unmasked frame, in one write: 3000 echoed (nothing after a close is read)",
+            vec![close(3000, b""), frame_with(0x81, b"x", false)], vec![c(3000)]),
     ]
     .into_iter()
     .chain(section7_codes())

@@ -270,7 +270,12 @@ impl Decoder {
             OP_PING => out.push(Event::Ping(Bytes::from(payload))),
             OP_PONG => out.push(Event::Pong),
             _ => match close_code(&payload) {
-                Ok(code) => out.push(Event::Close(code)),
+                Ok(code) => {
+                    out.push(Event::Close(code));
+                    // Nothing after the client's close is read: a broken
+                    // frame behind it must not turn our echo into a 1002.
+                    self.closing();
+                }
                 Err(v) => {
                     self.fail(v);
                     // The client is closing anyway: answer with our code.
@@ -478,7 +483,8 @@ mod tests {
         bytes.extend(client(true, OP_PONG, b""));
         bytes.extend(client(true, OP_CLOSE, &[0x03, 0xE8, b'b', b'y', b'e']));
         let (events, v) = decode_all(1024, &bytes);
-        assert_eq!(v, None);
+        // No violation: after the client's close the decoder is closing.
+        assert_eq!(v, Some(Violation::Closing));
         assert_eq!(
             events,
             vec![
@@ -609,6 +615,16 @@ mod tests {
         big.extend(cont);
         let (_, v) = decode_all(1 << 20, &big);
         assert_eq!(v.map(Violation::code), Some(1009));
+    }
+
+    #[test]
+    fn nothing_after_the_clients_close_is_read() {
+        let mut bytes = client(true, OP_CLOSE, &[0x0B, 0xB8]);
+        bytes.extend([0x81, 0x01, b'x']); // unmasked: a violation, were it read
+        bytes.extend(client(true, OP_PING, b""));
+        let (events, v) = decode_all(64, &bytes);
+        assert_eq!(events, vec![Event::Close(Some(3000))]);
+        assert_eq!(v, Some(Violation::Closing));
     }
 
     #[test]
