@@ -13,6 +13,8 @@ use crate::channels::Limits;
 /// The smallest outgoing byte cap: below it, a join's reply and the room's
 /// presence state queued together could already count as a slow client.
 const MIN_OUTBOUND_BYTES: u64 = 64 << 10;
+/// The largest: the queue counts its bytes in 32 bits (`channels::mailbox`).
+const MAX_OUTBOUND_BYTES: u64 = u32::MAX as u64;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -67,7 +69,7 @@ pub struct Config {
 
     /// Bytes queued for one socket before it counts as too slow and is
     /// disconnected (a frame alone on an empty queue goes out whatever its size).
-    #[arg(long, env = "DUET_OUTBOUND_BYTES", default_value_t = 8 << 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(MIN_OUTBOUND_BYTES..))]
+    #[arg(long, env = "DUET_OUTBOUND_BYTES", default_value_t = 8 << 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(MIN_OUTBOUND_BYTES..=MAX_OUTBOUND_BYTES))]
     pub outbound_bytes: usize,
 
     /// Seconds a socket may stay silent (no heartbeat) before it is closed.
@@ -193,6 +195,7 @@ mod tests {
             ("--outbound-queue", "0"),
             ("--outbound-bytes", "0"),
             ("--outbound-bytes", "65535"),
+            ("--outbound-bytes", "4294967296"),
             ("--idle-timeout-secs", "0"),
             ("--api-rate", "0"),
             ("--api-burst", "0"),

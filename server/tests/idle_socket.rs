@@ -66,7 +66,7 @@ static ALLOC: Counting = Counting;
 /// the process (a timer wheel level, a log line) vanish in the average.
 const SOCKETS: usize = 200;
 /// Heap per idle socket joined to one `echo:*` channel that has had one
-/// message, in requested bytes: 4 440 when measured (the connection task
+/// message, in requested bytes: 4 400 when measured (the connection task
 /// with its 1 352-byte future and tokio's task header, the channel task,
 /// two mailboxes and their rings of slots, the `Socket`, the PubSub entry,
 /// tokio's I/O registration). A read or write buffer kept per socket (8 KiB

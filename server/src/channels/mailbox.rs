@@ -4,9 +4,11 @@
 //! socket would cost; sockets and channels have several of these.
 //!
 //! A mailbox is bounded in items and, when made with [`weighed`], in the
-//! total weight of its items too (a socket's outgoing queue counts bytes):
-//! the weight is kept as one sum next to the items, added when an item is
-//! queued and taken off when it is received.
+//! total [`Weigh::weight`] of its items too (a socket's outgoing queue
+//! counts bytes): one sum next to the items, added when an item is queued
+//! and taken off when it is received. The sum and both bounds are 32-bit,
+//! so they fit where the item count and padding already were: the shared
+//! state is as large as before (120 bytes for frames).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,10 +18,18 @@ use tokio::sync::Notify;
 /// Above this many slots an emptied queue gives its memory back.
 const KEEP_SLOTS: usize = 64;
 
+/// What an item counts against a mailbox's weight bound: nothing, unless
+/// its type says otherwise (a frame: its bytes).
+pub trait Weigh {
+    fn weight(&self) -> usize {
+        0
+    }
+}
+
 struct State<T> {
     items: VecDeque<T>,
-    /// The sum of the waiting items' weights.
-    weight: usize,
+    /// The sum of the waiting items' weights (saturating).
+    weight: u32,
     /// No more items will come (the sending side closed).
     closed: bool,
     /// Nobody will read: sends fail.
@@ -30,11 +40,11 @@ struct Inner<T> {
     state: Mutex<State<T>>,
     ready: Notify,
     space: Notify,
-    capacity: usize,
+    /// Items at most.
+    capacity: u32,
     /// The most the waiting items may weigh together; one item alone on an
     /// empty queue is always accepted, whatever its weight.
-    max_weight: usize,
-    weigh: fn(&T) -> usize,
+    max_weight: u32,
 }
 
 /// Why an item could not be queued; the item comes back.
@@ -64,17 +74,14 @@ pub struct Receiver<T> {
 
 /// A mailbox holding at most `capacity` items (`usize::MAX`: unbounded).
 pub fn mailbox<T>(capacity: usize) -> (Mailbox<T>, Receiver<T>) {
-    weighed(capacity, usize::MAX, |_| 0)
+    weighed(capacity, usize::MAX)
 }
 
 /// A mailbox holding at most `capacity` items weighing at most
 /// `max_weight` together (an item on an empty mailbox always fits, so no
-/// item is refused forever).
-pub fn weighed<T>(
-    capacity: usize,
-    max_weight: usize,
-    weigh: fn(&T) -> usize,
-) -> (Mailbox<T>, Receiver<T>) {
+/// item is refused forever). Both bounds count up to `u32::MAX` (4 Gi
+/// items, 4 GiB): beyond, they are that.
+pub fn weighed<T>(capacity: usize, max_weight: usize) -> (Mailbox<T>, Receiver<T>) {
     let inner = Arc::new(Inner {
         state: Mutex::new(State {
             items: VecDeque::new(),
@@ -84,9 +91,8 @@ pub fn weighed<T>(
         }),
         ready: Notify::new(),
         space: Notify::new(),
-        capacity: capacity.max(1),
-        max_weight,
-        weigh,
+        capacity: clamp(capacity.max(1)),
+        max_weight: clamp(max_weight),
     });
     (
         Mailbox {
@@ -96,20 +102,24 @@ pub fn weighed<T>(
     )
 }
 
+fn clamp(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 impl<T> Inner<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether an item of `weight` may join the waiting ones.
-    fn fits(&self, state: &State<T>, weight: usize) -> bool {
+    fn fits(&self, state: &State<T>, weight: u32) -> bool {
         state.items.is_empty()
-            || (state.items.len() < self.capacity
+            || (state.items.len() < self.capacity as usize
                 && state.weight.saturating_add(weight) <= self.max_weight)
     }
 }
 
-impl<T> Mailbox<T> {
+impl<T: Weigh> Mailbox<T> {
     /// Queues an item now, or says why not.
     pub fn try_send(&self, item: T) -> Result<(), SendError<T>> {
         {
@@ -117,11 +127,11 @@ impl<T> Mailbox<T> {
             if state.receiver_gone || state.closed {
                 return Err(SendError::Closed(item));
             }
-            let weight = (self.inner.weigh)(&item);
+            let weight = clamp(item.weight());
             if !self.inner.fits(&state, weight) {
                 return Err(SendError::Full(item));
             }
-            state.weight += weight;
+            state.weight = state.weight.saturating_add(weight);
             state.items.push_back(item);
         }
         self.inner.ready.notify_one();
@@ -136,7 +146,7 @@ impl<T> Mailbox<T> {
             if state.receiver_gone || state.closed {
                 return Err(item);
             }
-            state.weight += (self.inner.weigh)(&item);
+            state.weight = state.weight.saturating_add(clamp(item.weight()));
             state.items.push_back(item);
         }
         self.inner.ready.notify_one();
@@ -155,8 +165,7 @@ impl<T> Mailbox<T> {
                     let space = self.inner.space.notified();
                     tokio::pin!(space);
                     space.as_mut().enable();
-                    let weight = (self.inner.weigh)(&item);
-                    if self.inner.fits(&self.inner.lock(), weight) {
+                    if self.inner.fits(&self.inner.lock(), clamp(item.weight())) {
                         continue;
                     }
                     space.await;
@@ -178,7 +187,7 @@ impl<T> Mailbox<T> {
     }
 }
 
-impl<T> Receiver<T> {
+impl<T: Weigh> Receiver<T> {
     /// The next item; `None` once the mailbox is closed and drained.
     pub async fn recv(&mut self) -> Option<T> {
         loop {
@@ -195,7 +204,7 @@ impl<T> Receiver<T> {
             let mut state = self.inner.lock();
             let item = state.items.pop_front();
             if let Some(item) = &item {
-                state.weight = state.weight.saturating_sub((self.inner.weigh)(item));
+                state.weight = state.weight.saturating_sub(clamp(item.weight()));
             }
             if state.items.is_empty() && state.items.capacity() > KEEP_SLOTS {
                 state.items = VecDeque::new();
@@ -215,7 +224,7 @@ impl<T> Receiver<T> {
 
     /// What the waiting items weigh together.
     pub fn weight(&self) -> usize {
-        self.inner.lock().weight
+        self.inner.lock().weight as usize
     }
 
     pub fn is_empty(&self) -> bool {
@@ -239,6 +248,14 @@ impl<T> Drop for Receiver<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Weigh for u32 {}
+    impl Weigh for [u8; 64] {}
+    impl Weigh for Vec<u8> {
+        fn weight(&self) -> usize {
+            self.len()
+        }
+    }
 
     #[tokio::test]
     async fn bounded_send_waits_for_space_and_close_ends_recv() {
@@ -265,7 +282,7 @@ mod tests {
 
     #[test]
     fn weight_is_bounded_added_on_send_and_removed_on_receive() {
-        let (tx, mut rx) = weighed::<Vec<u8>>(10, 100, Vec::len);
+        let (tx, mut rx) = weighed::<Vec<u8>>(10, 100);
         // Alone on an empty mailbox, an item of any weight fits.
         tx.try_send(vec![0; 150]).unwrap();
         assert!(matches!(tx.try_send(vec![0; 1]), Err(SendError::Full(_))));
@@ -287,7 +304,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_send_waits_for_weight_to_be_freed() {
-        let (tx, mut rx) = weighed::<Vec<u8>>(10, 100, Vec::len);
+        let (tx, mut rx) = weighed::<Vec<u8>>(10, 100);
         tx.try_send(vec![0; 80]).unwrap();
         let tx2 = tx.clone();
         let waiter = tokio::spawn(async move { tx2.send(vec![0; 50]).await });
@@ -296,6 +313,14 @@ mod tests {
         assert_eq!(rx.recv().await.map(|v| v.len()), Some(80));
         waiter.await.unwrap().unwrap();
         assert_eq!(rx.weight(), 50);
+    }
+
+    /// Every idle socket and channel holds one of these per mailbox; the
+    /// weight bound must not make it larger (docs/BENCHMARKS.md, "Memory").
+    #[test]
+    fn the_shared_state_stays_120_bytes() {
+        let size = std::mem::size_of::<Inner<crate::channels::serializer::Frame>>();
+        assert!(size <= 120, "a mailbox's shared state is {size} bytes");
     }
 
     #[test]

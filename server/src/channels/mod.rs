@@ -167,8 +167,8 @@ pub mod close_code {
 /// waits: a full queue means the client cannot keep up, and the socket is
 /// closed (1008) instead of buffering. The bytes are counted when a frame is
 /// queued and uncounted when the transport takes it (WebSocket or
-/// long-poll, through [`OutboundRx`]); the count is one word in the queue's
-/// shared state, so an idle socket carries nothing more.
+/// long-poll, through [`OutboundRx`]); the count lives in the queue's
+/// shared state, which is no larger for it (see [`mailbox`]).
 #[derive(Clone)]
 pub struct Outbound {
     queue: mailbox::Mailbox<Frame>,
@@ -179,6 +179,13 @@ pub struct Outbound {
 /// The transport's end of an [`Outbound`] queue; taking a frame uncounts
 /// its bytes.
 pub type OutboundRx = mailbox::Receiver<Frame>;
+
+/// A frame counts its bytes against the outgoing queue's byte bound.
+impl mailbox::Weigh for Frame {
+    fn weight(&self) -> usize {
+        self.len()
+    }
+}
 
 /// Asks a socket's transport to close it, with a code and reason.
 #[derive(Debug, Default)]
@@ -216,7 +223,7 @@ impl Outbound {
         metrics: Arc<Metrics>,
         parent: &CancellationToken,
     ) -> (Self, OutboundRx, Arc<Closer>) {
-        let (queue, rx) = mailbox::weighed(capacity, max_bytes, Frame::len);
+        let (queue, rx) = mailbox::weighed(capacity, max_bytes);
         let closer = Arc::new(Closer {
             token: parent.child_token(),
             code: AtomicU16::new(0),
