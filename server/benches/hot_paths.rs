@@ -65,7 +65,7 @@ fn fanout(c: &mut Criterion) {
         let mut receivers = Vec::new();
         for i in 0..members {
             let (outbound, rx, _closer) =
-                Outbound::new(1 << 20, metrics.clone(), &Default::default());
+                Outbound::new(1 << 20, usize::MAX, metrics.clone(), &Default::default());
             pubsub.subscribe(
                 "room",
                 i as u64,

@@ -170,7 +170,7 @@ impl App {
         if repaired > 0 {
             tracing::info!(repaired, "rebuilt challenge responses from the update log");
         }
-        let secret = match &config.secret {
+        let secret = match config.secret.as_ref().map(|s| s.expose()) {
             Some(s) if !s.is_empty() => s.as_bytes().to_vec(),
             _ => crate::auth::load_or_create_secret(&config.data_dir)?,
         };

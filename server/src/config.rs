@@ -10,6 +10,12 @@ use clap::Parser;
 
 use crate::channels::Limits;
 
+/// The smallest outgoing byte cap: below it, a join's reply and the room's
+/// presence state queued together could already count as a slow client.
+const MIN_OUTBOUND_BYTES: u64 = 64 << 10;
+/// The largest: the queue counts its bytes in 32 bits (`channels::mailbox`).
+const MAX_OUTBOUND_BYTES: u64 = u32::MAX as u64;
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "duet",
@@ -27,11 +33,11 @@ pub struct Config {
 
     /// SQLite URL overriding `<data dir>/duet.db`, e.g. `sqlite:///var/lib/duet/duet.db`.
     #[arg(long, env = "DATABASE_URL")]
-    pub database_url: Option<String>,
+    pub database_url: Option<DatabaseUrl>,
 
     /// HMAC key for the JWTs; if unset, `<data dir>/secret.key` (generated on first run).
     #[arg(long, env = "DUET_SECRET", hide_env_values = true)]
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
 
     /// Origins allowed to open sockets besides the server's own (comma separated).
     #[arg(long, env = "DUET_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = trimmed)]
@@ -60,6 +66,11 @@ pub struct Config {
     /// Frames queued for one socket before it counts as too slow and is disconnected.
     #[arg(long, env = "DUET_OUTBOUND_QUEUE", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub outbound_queue: usize,
+
+    /// Bytes queued for one socket before it counts as too slow and is
+    /// disconnected (a frame alone on an empty queue goes out whatever its size).
+    #[arg(long, env = "DUET_OUTBOUND_BYTES", default_value_t = 8 << 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(MIN_OUTBOUND_BYTES..=MAX_OUTBOUND_BYTES))]
+    pub outbound_bytes: usize,
 
     /// Seconds a socket may stay silent (no heartbeat) before it is closed.
     #[arg(long, env = "DUET_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -142,7 +153,8 @@ impl Config {
     /// The SQLite URL: `DATABASE_URL` or the data dir's `duet.db`.
     pub fn database_url(&self) -> String {
         self.database_url
-            .clone()
+            .as_ref()
+            .map(|u| u.0.clone())
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("duet.db").display()))
     }
 
@@ -153,6 +165,7 @@ impl Config {
             rate_per_sec: self.socket_rate,
             rate_burst: self.socket_burst,
             outbound_queue: self.outbound_queue.max(1),
+            outbound_bytes: self.outbound_bytes.max(MIN_OUTBOUND_BYTES as usize),
             idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
             ..Limits::default()
         }
@@ -197,36 +210,10 @@ impl Config {
         }
     }
 
-    /// A one-line summary for the start-up log, without the secret.
+    /// The start-up log's view of the settings: every field, the secret
+    /// and the database password masked (see [`Secret`], [`DatabaseUrl`]).
     pub fn redacted(&self) -> String {
-        format!(
-            "addr={} data_dir={} database={} secret={} allowed_origins={:?} token_ttl_hours={} max_frame_bytes={} max_topics={} socket_rate={}/s burst={} outbound_queue={} idle_timeout={}s max_update_bytes={} max_doc_bytes={} max_awareness_bytes={} snapshot_every={} room_grace={}ms durability={:?} header_timeout={}s keepalive={}s body_timeout={}s max_connections_per_addr={} limit_loopback={} run_timeout={}s test_channels={}",
-            self.addr,
-            self.data_dir.display(),
-            without_password(&self.database_url()),
-            if self.secret.as_deref().is_some_and(|s| !s.is_empty()) { "from DUET_SECRET" } else { "from secret.key" },
-            self.allowed_origins,
-            self.token_ttl_hours,
-            self.max_frame_bytes,
-            self.max_topics,
-            self.socket_rate,
-            self.socket_burst,
-            self.outbound_queue,
-            self.idle_timeout_secs,
-            self.max_update_bytes,
-            self.caps().max_doc_bytes,
-            self.max_awareness_bytes,
-            self.snapshot_every,
-            self.room_grace_ms,
-            self.durability,
-            self.header_timeout_secs,
-            self.keepalive_secs,
-            self.body_timeout_secs,
-            self.max_connections_per_addr,
-            self.limit_loopback,
-            self.run_timeout_secs,
-            self.test_channels,
-        )
+        format!("{self:?}")
     }
 
     /// A config for tests: everything default, data in `dir`, any free port.
@@ -244,6 +231,49 @@ impl Config {
 /// Least room left in a frame around a full document (the y-protocols and
 /// Phoenix headers: a topic alone may take 255 bytes).
 const DOC_FRAME_HEADROOM_MIN: usize = 512;
+
+/// The JWT key from `DUET_SECRET`: its `Debug` (the start-up log) never
+/// shows it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The key's bytes (empty when `DUET_SECRET` is set but empty).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.0.is_empty() { "empty" } else { "set" };
+        write!(f, "Secret({what}, not shown)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// `DATABASE_URL`: its `Debug` masks a password in it.
+#[derive(Clone)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", without_password(&self.0))
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(DatabaseUrl(s.to_owned()))
+    }
+}
 
 /// A URL with its user info (`user:password@`) masked, for the log.
 fn without_password(url: &str) -> String {
@@ -279,6 +309,9 @@ mod tests {
             ("--socket-rate", "0"),
             ("--socket-burst", "0"),
             ("--outbound-queue", "0"),
+            ("--outbound-bytes", "0"),
+            ("--outbound-bytes", "65535"),
+            ("--outbound-bytes", "4294967296"),
             ("--idle-timeout-secs", "0"),
             ("--api-rate", "0"),
             ("--api-burst", "0"),

@@ -336,6 +336,138 @@ async fn a_client_that_never_reads_is_disconnected() {
     drop(sleeper);
 }
 
+/// Size of each edit in the byte-cap tests: just under the 500 000
+/// characters a `response:update` may carry (hardening D7's case).
+const BIG_EDIT: usize = 499_000;
+
+/// Receives until the reply to `r`, dropping everything else (keeping the
+/// big `response:updated`s in a backlog would cost the test 0.5 MB each).
+async fn drain_until_reply(c: &mut common::Client, r: &str) -> Value {
+    loop {
+        match c.recv().await {
+            Received::Json(v) if v[1] == json!(r) && is_event(&v, "phx_reply") => return v,
+            Received::Closed(code) => panic!("closed ({code:?}) before the reply to {r}"),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_member_that_stops_reading_is_dropped_at_the_byte_cap_not_at_1024_frames() {
+    // Default limits: 1 024 frames, 8 MiB.
+    let server = TestServer::start().await;
+    let (busy_token, _) = server.sign_in("Busy").await;
+    let (sleeper_token, _) = server.sign_in("Sleeper").await;
+    let id = server.create_challenge(&busy_token).await;
+    let topic = format!("challenges:{id}");
+    // A 4 KiB receive window: what the sleeper does not read waits in the
+    // server's queue, not in the kernel's buffers.
+    let mut sleeper = server.connect_with_rcvbuf(&sleeper_token, 4096).await;
+    sleeper.join(&topic, json!({})).await;
+    let mut busy = server.connect(&busy_token).await;
+    let (jr, _) = busy.join(&topic, json!({})).await;
+    let cap = duet::channels::Limits::default().outbound_bytes;
+    // Each edit queues one `response:updated` of ~BIG_EDIT bytes for the
+    // sleeper: it must be dropped once ~cap bytes wait (plus what the
+    // kernel took before its window closed), not after 1 024 frames
+    // (0.5 GB).
+    let at_cap = cap / BIG_EDIT;
+    let at_most = at_cap + 16;
+    let mut dropped_after = None;
+    for n in 1..=at_most {
+        let text = format!("{n:08}").repeat(BIG_EDIT / 8);
+        let r = busy
+            .push(
+                Some(&jr),
+                &topic,
+                "response:update",
+                json!({ "response": text }),
+            )
+            .await;
+        let reply = drain_until_reply(&mut busy, &r).await;
+        assert_eq!(reply[4]["status"], json!("ok"), "edit {n}: {reply}");
+        if server.metric("duet_slow_disconnects_total").await > 0 {
+            dropped_after = Some(n);
+            break;
+        }
+    }
+    let n = dropped_after.unwrap_or_else(|| {
+        panic!(
+            "the sleeper was not dropped after {at_most} edits of {BIG_EDIT} B ({} MB queued)",
+            at_most * BIG_EDIT / 1_000_000
+        )
+    });
+    assert!(
+        n > at_cap,
+        "dropped after {n} edits, before {cap} bytes were queued"
+    );
+    // The busy member is still served.
+    let r = busy.push(None, "phoenix", "heartbeat", json!({})).await;
+    drain_until_reply(&mut busy, &r).await;
+    drop(sleeper);
+}
+
+/// Broadcasts `{"data": data}` to the topic's other members `count` times,
+/// each acknowledged before the next.
+async fn broadcast_from(
+    c: &mut common::Client,
+    join_ref: &str,
+    topic: &str,
+    data: &str,
+    count: usize,
+) {
+    for _ in 0..count {
+        let r = c
+            .push(
+                Some(join_ref),
+                topic,
+                "broadcast_from",
+                json!({ "data": data }),
+            )
+            .await;
+        drain_until_reply(c, &r).await;
+    }
+}
+
+#[tokio::test]
+async fn a_long_poll_session_is_dropped_at_the_byte_cap_and_its_polls_free_the_bytes() {
+    const CAP: usize = 1 << 20;
+    const PAYLOAD: usize = 200_000;
+    let server = TestServer::start_with(|c| c.outbound_bytes = CAP).await;
+    let (token, _) = server.sign_in("Sophie").await;
+    let mut ws = server.connect(&token).await;
+    let (jw, _) = ws.join("echo:lp", json!({})).await;
+    let base = format!("{}?vsn=2.0.0&token={token}", server.url("/socket/longpoll"));
+    let first = get_json(&base).await;
+    let url = format!("{base}&token={}", first["token"].as_str().unwrap());
+    let posted = post_ndjson(&url, &[json!(["1", "1", "echo:lp", "phx_join", {}])]).await;
+    assert_eq!(posted["status"], json!(200));
+    let mut replied = false;
+    while !replied {
+        let polled = get_json(&url).await;
+        replied = polled["messages"]
+            .as_array()
+            .is_some_and(|ms| ms.iter().any(|m| m.as_str().unwrap().contains("phx_reply")));
+    }
+    let data = "x".repeat(PAYLOAD);
+    // Three times 0.8 MB, each taken by a poll before the next: the
+    // session goes through more than its cap and is not dropped.
+    for round in 0..3 {
+        broadcast_from(&mut ws, &jw, "echo:lp", &data, 4).await;
+        let mut got = 0;
+        while got < 4 {
+            let polled = get_json(&url).await;
+            assert_eq!(polled["status"], json!(200), "round {round}: {polled}");
+            got += polled["messages"].as_array().unwrap().len();
+        }
+    }
+    assert_eq!(server.metric("duet_slow_disconnects_total").await, 0);
+    // 1.2 MB not taken: over the cap, dropped.
+    broadcast_from(&mut ws, &jw, "echo:lp", &data, 6).await;
+    assert_eq!(server.metric("duet_slow_disconnects_total").await, 1);
+    assert_eq!(get_json(&url).await["status"], json!(410));
+}
+
 #[tokio::test]
 async fn shutdown_closes_sockets_with_1001() {
     let server = TestServer::start().await;

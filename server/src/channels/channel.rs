@@ -76,6 +76,9 @@ pub enum ChannelInput {
     Info(Box<dyn std::any::Any + Send>),
 }
 
+/// Channel inputs count against the inbox's item bound only.
+impl super::mailbox::Weigh for ChannelInput {}
+
 /// Phoenix's channel behaviour. A channel value lives in its own task.
 pub trait Channel: Sized + Send + 'static {
     /// Shared state the route hands to every join (database handles...).

@@ -2,6 +2,13 @@
 //! wait. A tokio mpsc channel holds a 32-slot block and a cache-padded
 //! header (about 1 KiB) from the start, which is most of what an idle
 //! socket would cost; sockets and channels have several of these.
+//!
+//! A mailbox is bounded in items and, when made with [`weighed`], in the
+//! total [`Weigh::weight`] of its items too (a socket's outgoing queue
+//! counts bytes): one sum next to the items, added when an item is queued
+//! and taken off when it is received. The sum and both bounds are 32-bit,
+//! so they fit where the item count and padding already were: the shared
+//! state is as large as before (120 bytes for frames).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,8 +18,18 @@ use tokio::sync::Notify;
 /// Above this many slots an emptied queue gives its memory back.
 const KEEP_SLOTS: usize = 64;
 
+/// What an item counts against a mailbox's weight bound: nothing, unless
+/// its type says otherwise (a frame: its bytes).
+pub trait Weigh {
+    fn weight(&self) -> usize {
+        0
+    }
+}
+
 struct State<T> {
     items: VecDeque<T>,
+    /// The sum of the waiting items' weights (saturating).
+    weight: u32,
     /// No more items will come (the sending side closed).
     closed: bool,
     /// Nobody will read: sends fail.
@@ -23,7 +40,11 @@ struct Inner<T> {
     state: Mutex<State<T>>,
     ready: Notify,
     space: Notify,
-    capacity: usize,
+    /// Items at most.
+    capacity: u32,
+    /// The most the waiting items may weigh together; one item alone on an
+    /// empty queue is always accepted, whatever its weight.
+    max_weight: u32,
 }
 
 /// Why an item could not be queued; the item comes back.
@@ -53,15 +74,25 @@ pub struct Receiver<T> {
 
 /// A mailbox holding at most `capacity` items (`usize::MAX`: unbounded).
 pub fn mailbox<T>(capacity: usize) -> (Mailbox<T>, Receiver<T>) {
+    weighed(capacity, usize::MAX)
+}
+
+/// A mailbox holding at most `capacity` items weighing at most
+/// `max_weight` together (an item on an empty mailbox always fits, so no
+/// item is refused forever). Both bounds count up to `u32::MAX` (4 Gi
+/// items, 4 GiB): beyond, they are that.
+pub fn weighed<T>(capacity: usize, max_weight: usize) -> (Mailbox<T>, Receiver<T>) {
     let inner = Arc::new(Inner {
         state: Mutex::new(State {
             items: VecDeque::new(),
+            weight: 0,
             closed: false,
             receiver_gone: false,
         }),
         ready: Notify::new(),
         space: Notify::new(),
-        capacity: capacity.max(1),
+        capacity: clamp(capacity.max(1)),
+        max_weight: clamp(max_weight),
     });
     (
         Mailbox {
@@ -71,13 +102,24 @@ pub fn mailbox<T>(capacity: usize) -> (Mailbox<T>, Receiver<T>) {
     )
 }
 
+fn clamp(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 impl<T> Inner<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Whether an item of `weight` may join the waiting ones.
+    fn fits(&self, state: &State<T>, weight: u32) -> bool {
+        state.items.is_empty()
+            || (state.items.len() < self.capacity as usize
+                && state.weight.saturating_add(weight) <= self.max_weight)
+    }
 }
 
-impl<T> Mailbox<T> {
+impl<T: Weigh> Mailbox<T> {
     /// Queues an item now, or says why not.
     pub fn try_send(&self, item: T) -> Result<(), SendError<T>> {
         {
@@ -85,9 +127,11 @@ impl<T> Mailbox<T> {
             if state.receiver_gone || state.closed {
                 return Err(SendError::Closed(item));
             }
-            if state.items.len() >= self.inner.capacity {
+            let weight = clamp(item.weight());
+            if !self.inner.fits(&state, weight) {
                 return Err(SendError::Full(item));
             }
+            state.weight = state.weight.saturating_add(weight);
             state.items.push_back(item);
         }
         self.inner.ready.notify_one();
@@ -102,6 +146,7 @@ impl<T> Mailbox<T> {
             if state.receiver_gone || state.closed {
                 return Err(item);
             }
+            state.weight = state.weight.saturating_add(clamp(item.weight()));
             state.items.push_back(item);
         }
         self.inner.ready.notify_one();
@@ -120,7 +165,7 @@ impl<T> Mailbox<T> {
                     let space = self.inner.space.notified();
                     tokio::pin!(space);
                     space.as_mut().enable();
-                    if self.inner.lock().items.len() < self.inner.capacity {
+                    if self.inner.fits(&self.inner.lock(), clamp(item.weight())) {
                         continue;
                     }
                     space.await;
@@ -142,7 +187,7 @@ impl<T> Mailbox<T> {
     }
 }
 
-impl<T> Receiver<T> {
+impl<T: Weigh> Receiver<T> {
     /// The next item; `None` once the mailbox is closed and drained.
     pub async fn recv(&mut self) -> Option<T> {
         loop {
@@ -158,6 +203,9 @@ impl<T> Receiver<T> {
         let item = {
             let mut state = self.inner.lock();
             let item = state.items.pop_front();
+            if let Some(item) = &item {
+                state.weight = state.weight.saturating_sub(clamp(item.weight()));
+            }
             if state.items.is_empty() && state.items.capacity() > KEEP_SLOTS {
                 state.items = VecDeque::new();
             }
@@ -174,6 +222,11 @@ impl<T> Receiver<T> {
         self.inner.lock().items.len()
     }
 
+    /// What the waiting items weigh together.
+    pub fn weight(&self) -> usize {
+        self.inner.lock().weight as usize
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -184,6 +237,7 @@ impl<T> Drop for Receiver<T> {
         let items = {
             let mut state = self.inner.lock();
             state.receiver_gone = true;
+            state.weight = 0;
             std::mem::take(&mut state.items)
         };
         drop(items);
@@ -194,6 +248,14 @@ impl<T> Drop for Receiver<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Weigh for u32 {}
+    impl Weigh for [u8; 64] {}
+    impl Weigh for Vec<u8> {
+        fn weight(&self) -> usize {
+            self.len()
+        }
+    }
 
     #[tokio::test]
     async fn bounded_send_waits_for_space_and_close_ends_recv() {
@@ -216,6 +278,49 @@ mod tests {
         drop(rx);
         assert!(tx.is_closed());
         assert_eq!(tx.send(1).await, Err(1));
+    }
+
+    #[test]
+    fn weight_is_bounded_added_on_send_and_removed_on_receive() {
+        let (tx, mut rx) = weighed::<Vec<u8>>(10, 100);
+        // Alone on an empty mailbox, an item of any weight fits.
+        tx.try_send(vec![0; 150]).unwrap();
+        assert!(matches!(tx.try_send(vec![0; 1]), Err(SendError::Full(_))));
+        assert_eq!(rx.try_recv().map(|v| v.len()), Some(150));
+        assert_eq!(rx.weight(), 0);
+        tx.try_send(vec![0; 60]).unwrap();
+        tx.try_send(vec![0; 40]).unwrap();
+        assert!(matches!(tx.try_send(vec![0; 1]), Err(SendError::Full(_))));
+        assert_eq!(rx.weight(), 100);
+        rx.try_recv();
+        assert_eq!(rx.weight(), 40);
+        tx.try_send(vec![0; 60]).unwrap();
+        // A forced item counts too; its weight is removed when received.
+        tx.force_send(vec![0; 30]).unwrap();
+        assert_eq!(rx.weight(), 130);
+        while rx.try_recv().is_some() {}
+        assert_eq!(rx.weight(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_send_waits_for_weight_to_be_freed() {
+        let (tx, mut rx) = weighed::<Vec<u8>>(10, 100);
+        tx.try_send(vec![0; 80]).unwrap();
+        let tx2 = tx.clone();
+        let waiter = tokio::spawn(async move { tx2.send(vec![0; 50]).await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        assert_eq!(rx.recv().await.map(|v| v.len()), Some(80));
+        waiter.await.unwrap().unwrap();
+        assert_eq!(rx.weight(), 50);
+    }
+
+    /// Every idle socket and channel holds one of these per mailbox; the
+    /// weight bound must not make it larger (docs/BENCHMARKS.md, "Memory").
+    #[test]
+    fn the_shared_state_stays_120_bytes() {
+        let size = std::mem::size_of::<Inner<crate::channels::serializer::Frame>>();
+        assert!(size <= 120, "a mailbox's shared state is {size} bytes");
     }
 
     #[test]

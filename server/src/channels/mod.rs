@@ -78,6 +78,9 @@ pub struct Limits {
     pub rate_burst: u32,
     /// Frames queued for a socket before it counts as too slow and is dropped.
     pub outbound_queue: usize,
+    /// Bytes queued for a socket before it counts as too slow and is dropped
+    /// (a frame alone on an empty queue goes out whatever its size).
+    pub outbound_bytes: usize,
     /// A socket that sends nothing (not even a heartbeat) for this long is closed.
     pub idle_timeout: Duration,
     /// How long a long-poll request waits for messages before answering 204.
@@ -92,6 +95,10 @@ impl Default for Limits {
             rate_per_sec: 200,
             rate_burst: 400,
             outbound_queue: 1024,
+            // Eight of the largest frames a client may send (1 MiB), or a
+            // few seconds of a busy room's fan-out; 1 024 frames of up to
+            // 1 MiB each would let one socket that never reads pin 1 GiB.
+            outbound_bytes: 8 << 20,
             idle_timeout: Duration::from_secs(60),
             longpoll_window: Duration::from_secs(10),
         }
@@ -159,8 +166,12 @@ pub mod close_code {
     pub const TOO_BIG: u16 = 1009;
 }
 
-/// A socket's bounded outgoing queue. Sending never waits: a full queue means
-/// the client cannot keep up, and the socket is closed instead of buffering.
+/// A socket's bounded outgoing queue, in frames and in bytes. Sending never
+/// waits: a full queue means the client cannot keep up, and the socket is
+/// closed (1008) instead of buffering. The bytes are counted when a frame is
+/// queued and uncounted when the transport takes it (WebSocket or
+/// long-poll, through [`OutboundRx`]); the count lives in the queue's
+/// shared state, which is no larger for it (see [`mailbox`]).
 #[derive(Clone)]
 pub struct Outbound {
     queue: mailbox::Mailbox<Frame>,
@@ -168,8 +179,16 @@ pub struct Outbound {
     metrics: Arc<Metrics>,
 }
 
-/// The transport's end of an [`Outbound`] queue.
+/// The transport's end of an [`Outbound`] queue; taking a frame uncounts
+/// its bytes.
 pub type OutboundRx = mailbox::Receiver<Frame>;
+
+/// A frame counts its bytes against the outgoing queue's byte bound.
+impl mailbox::Weigh for Frame {
+    fn weight(&self) -> usize {
+        self.len()
+    }
+}
 
 /// Asks a socket's transport to close it, with a code and reason.
 #[derive(Debug, Default)]
@@ -199,14 +218,15 @@ impl Closer {
 }
 
 impl Outbound {
-    /// A queue of `capacity` frames; its closer is cancelled with `parent`
-    /// (the server's shutdown) too.
+    /// A queue of at most `capacity` frames and `max_bytes` bytes; its
+    /// closer is cancelled with `parent` (the server's shutdown) too.
     pub fn new(
         capacity: usize,
+        max_bytes: usize,
         metrics: Arc<Metrics>,
         parent: &CancellationToken,
     ) -> (Self, OutboundRx, Arc<Closer>) {
-        let (queue, rx) = mailbox::mailbox(capacity);
+        let (queue, rx) = mailbox::weighed(capacity, max_bytes);
         let closer = Arc::new(Closer {
             token: parent.child_token(),
             code: AtomicU16::new(0),
@@ -234,7 +254,9 @@ impl Outbound {
                     self.metrics
                         .slow_disconnects
                         .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("outgoing queue full, disconnecting slow client");
+                    tracing::warn!(
+                        "outgoing queue full (frames or bytes), disconnecting slow client"
+                    );
                 }
                 self.closer.close(close_code::POLICY);
                 false
@@ -249,5 +271,35 @@ impl Outbound {
 
     pub fn is_closed(&self) -> bool {
         self.closer.token.is_cancelled() || self.queue.is_closed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn frame(len: usize) -> Frame {
+        Frame::Text(Bytes::from(vec![b'x'; len]))
+    }
+
+    #[test]
+    fn a_queue_over_its_byte_cap_closes_with_1008_once() {
+        let metrics = Arc::new(Metrics::default());
+        let (out, mut rx, closer) = Outbound::new(1024, 1000, metrics.clone(), &Default::default());
+        // Bigger than the cap, on an empty queue: it goes out (a joiner's
+        // sync of a large document).
+        assert!(out.send(frame(5000)));
+        assert_eq!(rx.weight(), 5000);
+        assert_eq!(rx.try_recv().map(|f| f.len()), Some(5000));
+        // Taking a frame uncounts its bytes: 1000 fit again.
+        assert!(out.send(frame(600)));
+        assert!(out.send(frame(400)));
+        assert!(!closer.token().is_cancelled());
+        assert!(!out.send(frame(1)));
+        assert!(!out.send(frame(1)));
+        assert!(closer.token().is_cancelled());
+        assert_eq!(closer.code(), close_code::POLICY);
+        assert_eq!(Metrics::get(&metrics.slow_disconnects), 1);
     }
 }

@@ -377,7 +377,7 @@ mod tests {
         let pubsub = Arc::new(LocalPubSub::new());
         let p = Presence::new(pubsub.clone(), 1);
         let (outbound, rx, closer) =
-            crate::channels::Outbound::new(8, Default::default(), &Default::default());
+            crate::channels::Outbound::new(8, usize::MAX, Default::default(), &Default::default());
         pubsub.subscribe(
             "t",
             1,

@@ -123,8 +123,12 @@ mod tests {
     use serde_json::json;
 
     fn sub(cap: usize) -> (Subscriber, crate::channels::OutboundRx) {
-        let (outbound, rx, _closer) =
-            Outbound::new(cap, Arc::new(Metrics::default()), &Default::default());
+        let (outbound, rx, _closer) = Outbound::new(
+            cap,
+            usize::MAX,
+            Arc::new(Metrics::default()),
+            &Default::default(),
+        );
         (
             Subscriber {
                 outbound,

@@ -3,6 +3,8 @@
 //! `test/support/websocket_client.exs`).
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -131,6 +133,40 @@ impl TestServer {
             next_ref: 0,
             backlog: Default::default(),
         }
+    }
+
+    /// Connects with a kernel receive buffer of `rcvbuf` bytes: what such a
+    /// client does not read piles up in the server's queue rather than in
+    /// the kernel's buffers.
+    pub async fn connect_with_rcvbuf(&self, token: &str, rcvbuf: u32) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+        let tcp = socket.connect(self.addr).await.expect("tcp connects");
+        let url = format!(
+            "ws://{}/socket/websocket?vsn=2.0.0&token={}",
+            self.addr, token
+        );
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("websocket connects");
+        Client {
+            ws,
+            next_ref: 0,
+            backlog: Default::default(),
+        }
+    }
+
+    /// A counter of `/metrics`, by its full name.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let body = reqwest::get(self.url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{body}"))
     }
 }
 

@@ -223,11 +223,14 @@ pub fn replace_text_from(
     })
 }
 
-/// The bytes a replacement of `old` by `new` inserts (its edges kept): an
-/// upper bound of what the edit adds to the document, for its size cap.
-pub fn edit_size(old: &str, new: &str) -> usize {
+/// What a replacement of `old` by `new` adds to the document, at most:
+/// the bytes it inserts less those it deletes (deleted text is collected,
+/// leaving a few bytes per run), for the document's size cap.
+pub fn edit_growth(old: &str, new: &str) -> usize {
     let (prefix, suffix) = common_edges(old, new);
-    new.len().saturating_sub(prefix + suffix) + WIDEN_MAX * 2
+    let inserted = new.len().saturating_sub(prefix + suffix);
+    let removed = old.len().saturating_sub(prefix + suffix);
+    inserted.saturating_sub(removed) + WIDEN_MAX * 2 + 64
 }
 
 /// The common prefix and suffix of `old` and `new` in bytes, on character

@@ -48,7 +48,7 @@ impl Room {
         rooms: &Rooms,
     ) {
         self.fresh_text();
-        if !self.fits(doc::edit_size(&self.text, &text)) {
+        if !self.fits(doc::edit_growth(&self.text, &text)) {
             return reply.error("document too large");
         }
         // Yjs members see the edit itself (and may be typing in the same
@@ -60,7 +60,11 @@ impl Room {
         };
         match doc::replace_text_from(&self.doc, &self.text, &text, cut) {
             Ok(Some(update)) => {
-                self.grew(update.len());
+                if !self.grew(update.len(), true) {
+                    // Over the cap after all: undone by a reload.
+                    self.broken = true;
+                    return reply.error("document too large");
+                }
                 // The document now reads exactly `text`.
                 self.text = text.into();
                 self.challenge.updated_at = crate::store::timestamp();

@@ -37,9 +37,8 @@ impl Room {
     pub(super) async fn yjs(&mut self, edit: Edit, msg: YMessage, rooms: &Rooms) {
         match msg {
             YMessage::SyncStep1(sv) => self.sync_step1(&edit, &sv),
-            YMessage::SyncStep2(update) | YMessage::Update(update) => {
-                self.update(edit, update, rooms).await
-            }
+            YMessage::SyncStep2(update) => self.update(edit, update, true, rooms).await,
+            YMessage::Update(update) => self.update(edit, update, false, rooms).await,
             YMessage::Awareness(update) => {
                 match self.awareness.apply(edit.member, update, &self.caps) {
                     Ok(accepted) if !accepted.is_empty() => {
@@ -83,12 +82,25 @@ impl Room {
         edit.reply.ok(json!({}));
     }
 
-    async fn update(&mut self, edit: Edit, update: Vec<u8>, rooms: &Rooms) {
-        if update.len() > self.caps.max_update_bytes {
+    /// `catching_up`: a sync step 2 (what a member has and the room lacks,
+    /// after being offline): bounded by the document's cap, not an update's.
+    async fn update(&mut self, edit: Edit, update: Vec<u8>, catching_up: bool, rooms: &Rooms) {
+        let max = if catching_up {
+            self.caps.max_doc_bytes
+        } else {
+            self.caps.max_update_bytes
+        };
+        if update.len() > max {
             return edit.reply.error("update too large");
         }
         let shape = match check::update(&update, Some(&doc::state_vector(&self.doc))) {
             Ok(shape) => shape,
+            Err(check::Refused::MissingDependencies) => {
+                // An edit built on one the room refused or could not save:
+                // the member must sync again (the room asks it to after a
+                // failed commit; a client may also send a sync step 1).
+                return edit.reply.error("out of sync");
+            }
             Err(why) => {
                 tracing::debug!(cause = %why, "update refused");
                 return edit.reply.error("invalid update");
@@ -97,7 +109,9 @@ impl Room {
         if shape.is_empty() {
             return edit.reply.ok(json!({}));
         }
-        if !self.fits(update.len()) {
+        // What it adds at most: its bytes, less the text it deletes.
+        let growth = update.len().saturating_sub(usize::try_from(shape.deleted).unwrap_or(usize::MAX));
+        if !self.fits(growth) {
             return edit.reply.error("document too large");
         }
         match doc::apply_update(&self.doc, &update) {
@@ -108,7 +122,12 @@ impl Room {
                 return edit.reply.error("invalid update");
             }
         }
-        self.grew(update.len());
+        if !self.grew(update.len(), growth < update.len()) {
+            // Its deletions were not what they claimed (text deleted
+            // already): the document is over its cap. Undone by a reload.
+            self.broken = true;
+            return edit.reply.error("document too large");
+        }
         // The text is computed later, at most every NOTICE_EVERY
         // (`refresh`), or when a read asks (`Rooms::settle`).
         self.text_stale = true;
@@ -148,9 +167,18 @@ impl Room {
         self.doc_bytes + adding <= cap
     }
 
-    pub(super) fn grew(&mut self, by: usize) {
+    /// After an edit of `by` bytes: the estimate grows by all of it. With
+    /// `verify` (the edit was let in on what it deletes), an estimate over
+    /// the cap is checked against the document's real size; false when the
+    /// document really is over its cap.
+    pub(super) fn grew(&mut self, by: usize, verify: bool) -> bool {
         self.doc_bytes += by;
         self.unmeasured += by;
+        if verify && self.doc_bytes > self.caps.max_doc_bytes {
+            self.doc_bytes = doc::encode_state(&self.doc).len();
+            self.unmeasured = 0;
+        }
+        self.doc_bytes <= self.caps.max_doc_bytes || !verify
     }
 
     /// A `yjs` message for every Yjs member but `from`, sent when

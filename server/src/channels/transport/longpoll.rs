@@ -364,6 +364,7 @@ fn new_session(endpoint: Endpoint, connected: crate::channels::Connected) -> Str
     );
     let (outbound, out_rx, closer) = Outbound::new(
         endpoint.limits.outbound_queue,
+        endpoint.limits.outbound_bytes,
         endpoint.metrics.clone(),
         &endpoint.shutdown,
     );

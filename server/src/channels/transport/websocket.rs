@@ -189,6 +189,7 @@ fn serve(
     // The closer is a child of the shutdown token: one future covers both.
     let (outbound, out_rx, closer) = Outbound::new(
         endpoint.limits.outbound_queue,
+        endpoint.limits.outbound_bytes,
         endpoint.metrics.clone(),
         &endpoint.shutdown,
     );
@@ -290,7 +291,9 @@ async fn live(
                                 }
                                 _ => wsframe::close_frame(code.unwrap_or(close_code::NORMAL), ""),
                             };
-                            let _ = tokio::time::timeout(CLOSE_GRACE, write_raw(&mut writer, &reply)).await;
+                            // Boxed: rare, and the idle future should not carry it.
+                            let flush = Box::pin(flush_then(&mut writer, &mut out_rx, &reply));
+                            let _ = tokio::time::timeout(CLOSE_GRACE, flush).await;
                             break 'conn None;
                         }
                     };
@@ -461,6 +464,16 @@ async fn write_raw(writer: &mut Writer, bytes: &[u8]) -> io::Result<()> {
     writer.flush().await
 }
 
+/// Writes the frames queued so far (replies to what came before a close,
+/// `phx_close`), then `last` (a close frame): RFC 6455 §5.5.1 lets an
+/// endpoint send its pending messages before its close.
+async fn flush_then(writer: &mut Writer, out_rx: &mut OutboundRx, last: &[u8]) -> io::Result<()> {
+    while let Some(frame) = out_rx.try_recv() {
+        write_frames(writer, frame, out_rx).await?;
+    }
+    write_raw(writer, last).await
+}
+
 /// The closing handshake: flush what is queued, send our close, then read
 /// (and drop) what the client still sends until its close arrives, so the
 /// kernel does not reset a connection with unread data before the client
@@ -475,16 +488,8 @@ async fn close_handshake(
 ) {
     decoder.closing();
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        // Frames queued before the close (a reply, phx_close) still go out.
-        while let Some(frame) = out_rx.try_recv() {
-            if write_frames(writer, frame, out_rx).await.is_err() {
-                return;
-            }
-        }
-        if write_raw(writer, &wsframe::close_frame(code, reason))
-            .await
-            .is_err()
-        {
+        let close = wsframe::close_frame(code, reason);
+        if flush_then(writer, out_rx, &close).await.is_err() {
             return;
         }
         loop {
@@ -501,7 +506,32 @@ async fn close_handshake(
 
 #[cfg(test)]
 mod tests {
-    use super::accept_key;
+    use super::*;
+
+    /// The size of what `f` returns: a future's size, without making one
+    /// (an `Upgraded` cannot be made outside hyper).
+    fn returned_size<A, B, C, R>(_: fn(A, B, C) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// Every idle socket's task carries this future for its whole life
+    /// (docs/BENCHMARKS.md, "Memory": the connection task was 1.7 KiB with
+    /// tungstenite). 1 352 bytes today: the `Socket` (152), the decoder
+    /// (96), the idle deadline and the `select!` states. Reads go through a
+    /// stack buffer inside `read_some`'s `poll_fn`, which must never become
+    /// part of the future: [`READ_CHUNK`] alone is 8 KiB.
+    const CONNECTION_FUTURE_CEILING: usize = 1_440;
+
+    #[test]
+    fn an_idle_connections_future_stays_small() {
+        let size = returned_size(serve as fn(_, _, _) -> _);
+        assert!(
+            size <= CONNECTION_FUTURE_CEILING,
+            "the connection future is {size} bytes (ceiling {CONNECTION_FUTURE_CEILING}): \
+             something large is held across an await; see docs/BENCHMARKS.md"
+        );
+        assert!(size < READ_CHUNK / 4, "a read buffer is part of the future");
+    }
 
     #[test]
     fn accept_key_of_rfc_6455() {
