@@ -190,11 +190,12 @@ async fn nested_types_and_other_roots_are_refused_and_the_server_lives() {
     delete.extend(vu(1));
     delete.extend(vu(0));
     delete.extend(vu(1));
+    // It names what the room does not have.
     refused(
         &room
             .yjs(&mut c, &join_ref, &doc::sync_update(&delete))
             .await,
-        "invalid update",
+        "out of sync",
     );
     assert_eq!(
         room.text_edit(&mut other, &other_ref, "alive").await["status"],
@@ -216,7 +217,7 @@ async fn updates_with_missing_dependencies_are_refused_and_not_stored() {
         &room
             .yjs(&mut c, &join_ref, &doc::sync_update(&second))
             .await,
-        "invalid update",
+        "out of sync",
     );
     // Nothing pending: a fresh joiner's sync holds no struct of client 1.
     let (_, _, fresh) = room.yjs_member("Fresh").await;
