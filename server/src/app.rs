@@ -164,11 +164,14 @@ impl App {
         let store = Store::open_with(&url, config.durability)
             .await
             .with_context(|| format!("opening {url}"))?;
-        let repaired = crate::challenges::read::repair_responses(&store)
-            .await
-            .context("repairing responses from the update log")?;
-        if repaired > 0 {
-            tracing::info!(repaired, "rebuilt challenge responses from the update log");
+        // Reads work on a full disk: a repair that cannot write waits for
+        // the next start, the server starts anyway.
+        match crate::challenges::read::repair_responses(&store).await {
+            Ok(0) => {}
+            Ok(repaired) => {
+                tracing::info!(repaired, "rebuilt challenge responses from the update log")
+            }
+            Err(err) => tracing::warn!(cause = %err, "responses not repaired from the update log"),
         }
         let secret = match config.secret.as_ref().map(|s| s.expose()) {
             Some(s) if !s.is_empty() => s.as_bytes().to_vec(),

@@ -48,7 +48,10 @@ async fn index() -> Response {
     match Dist::get("index.html") {
         Some(file) => (
             [
-                (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                ),
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
                 (header::CONTENT_SECURITY_POLICY, csp(PAGE_POLICY)),
             ],
@@ -66,12 +69,21 @@ async fn runner() -> Response {
     };
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
             (header::CONTENT_SECURITY_POLICY, csp(RUNNER_POLICY)),
             // Only our own pages embed it (CSP's frame-ancestors says so too).
-            (header::X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN")),
-            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+            (
+                header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("SAMEORIGIN"),
+            ),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
         ],
         file.data,
     )

@@ -110,7 +110,9 @@ impl Room {
             return edit.reply.ok(json!({}));
         }
         // What it adds at most: its bytes, less the text it deletes.
-        let growth = update.len().saturating_sub(usize::try_from(shape.deleted).unwrap_or(usize::MAX));
+        let growth = update
+            .len()
+            .saturating_sub(usize::try_from(shape.deleted).unwrap_or(usize::MAX));
         if !self.fits(growth) {
             return edit.reply.error("document too large");
         }

@@ -161,6 +161,7 @@ impl DocWriter {
             last_ids: HashMap::new(),
             stopped: HashSet::new(),
             last_commit: Instant::now() - COMMIT_EVERY,
+            last_edit: Instant::now(),
             last_probe: Instant::now(),
         };
         // A thread of its own: on the shared runtime each step of a commit
@@ -254,10 +255,14 @@ struct Writer {
     /// Rooms whose writes are refused since a failed commit (until Resume).
     stopped: HashSet<Arc<str>>,
     last_commit: Instant,
+    /// When edits were last committed or failed (a probe is only tried
+    /// when none came for a while: their own outcome says more).
+    last_edit: Instant,
     last_probe: Instant,
 }
 
-/// While commits fail, a probe write is tried at most this often.
+/// While commits fail and no edit comes, a probe write is tried at most
+/// this often, to tell when writes work again.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 impl Writer {
@@ -367,13 +372,27 @@ impl Writer {
             ms = started.elapsed().as_secs_f64() * 1e3,
             "committed"
         );
+        // Only edits say whether writes work: a response rewritten in place
+        // may commit on a full disk where every edit fails.
+        let appended = |op: &&WriteOp| matches!(op, WriteOp::Append { .. });
+        let edits = batch
+            .iter()
+            .zip(&write)
+            .filter(|(_, w)| **w)
+            .map(|(op, _)| op);
         match &result {
-            Ok(()) if writes => self.health.set(None),
+            Ok(()) if edits.clone().any(|op| appended(&op)) => {
+                self.health.set(None);
+                self.last_edit = started;
+            }
             Ok(()) => {}
             Err(err) => {
                 tracing::error!(cause = %err, ops = batch.len(), "document commit failed");
                 self.health.set(Some(err.to_string()));
-                for (op, _) in batch.iter().zip(&write).filter(|(_, w)| **w) {
+                self.last_edit = started;
+                // Later edits of these rooms may build on the ones lost; a
+                // lost snapshot or response loses nothing (the log has it).
+                for op in edits.filter(appended) {
                     if let Some(id) = op.room() {
                         self.stopped.insert(id.clone());
                     }
@@ -438,7 +457,10 @@ impl Writer {
         );
         let written = &self.written;
         self.last_ids.retain(|id, _| written.contains_key(id));
-        if self.health.failing().is_some() && self.last_probe.elapsed() >= PROBE_EVERY {
+        if self.health.failing().is_some()
+            && self.last_probe.elapsed() >= PROBE_EVERY
+            && self.last_edit.elapsed() >= PROBE_EVERY
+        {
             self.last_probe = Instant::now();
             let probed = if self.db.file_exists() {
                 self.db.probe(&timestamp())
