@@ -90,6 +90,10 @@ export class LegacyWriter {
     await this.loop;
     await waitFor(() => this.inflight === 0, { timeout: this.pushTimeout + 2000, message: `${this.name}: replies` });
   }
+  /** Stop editing at once (cleanup; `stop` waits for the replies). */
+  close() {
+    this.running = false;
+  }
   /** The acknowledged lines missing from `text`. */
   missingFrom(text, acked = this.acked) {
     return acked.filter((m) => !text.includes(m));
