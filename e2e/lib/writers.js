@@ -34,6 +34,45 @@ class Outcomes {
 }
 
 /**
+ * The pushes of a writer still waiting for their reply. When the channel errors (its socket
+ * closed: the server died), those will never be answered: they stop counting against the
+ * window at once (they time out later, and are counted as timeouts then).
+ */
+class InFlight {
+  constructor(channel, outcomes) {
+    this.size = 0;
+    this.generation = 0;
+    this.outcomes = outcomes;
+    channel.onError(() => {
+      this.generation++;
+      this.size = 0;
+    });
+  }
+  /** Count `pushed` until it is answered; `onOk` runs on an ok reply. */
+  add(pushed, onOk) {
+    const generation = this.generation;
+    this.size++;
+    const answered = () => {
+      if (generation === this.generation) this.size--;
+    };
+    pushed
+      .receive("ok", () => {
+        answered();
+        this.outcomes.record("ok");
+        onOk();
+      })
+      .receive("error", (r) => {
+        answered();
+        this.outcomes.error(r);
+      })
+      .receive("timeout", () => {
+        answered();
+        this.outcomes.record("timeout");
+      });
+  }
+}
+
+/**
  * Sends `response:update` with its whole text so far, one new line per edit, filling a window
  * of `window` unanswered edits every `pauseMs` (so a few are always in flight). It is alone in its room, so every acknowledged line must be in
  * the room's text from then on.
@@ -44,10 +83,13 @@ export class LegacyWriter {
     Object.assign(this, { name, window, padding, pauseMs, pushTimeout });
     this.text = "";
     this.n = 0;
-    this.inflight = 0;
     this.acked = [];
     this.outcomes = new Outcomes();
+    this.flight = new InFlight(this.channel, this.outcomes);
     this.running = false;
+  }
+  get inflight() {
+    return this.flight.size;
   }
   async join() {
     await join(this.channel);
@@ -67,22 +109,8 @@ export class LegacyWriter {
   edit() {
     const marker = `<${this.name}:${++this.n}>`;
     this.text += `${marker}${"x".repeat(this.padding)}\n`;
-    this.inflight++;
-    this.channel
-      .push("response:update", { response: this.text }, this.pushTimeout)
-      .receive("ok", () => {
-        this.inflight--;
-        this.outcomes.record("ok");
-        this.acked.push(marker);
-      })
-      .receive("error", (r) => {
-        this.inflight--;
-        this.outcomes.error(r);
-      })
-      .receive("timeout", () => {
-        this.inflight--;
-        this.outcomes.record("timeout");
-      });
+    const pushed = this.channel.push("response:update", { response: this.text }, this.pushTimeout);
+    this.flight.add(pushed, () => this.acked.push(marker));
   }
   /** Stop editing; resolves once every edit sent is answered or timed out. */
   async stop() {
@@ -128,11 +156,11 @@ export class ProviderWriter {
     this.provider = new PhoenixChannelProvider(socket, `challenges:${roomId}`, this.doc, { disableBc: true });
     this.edits = []; // {word, client, start, end}
     this.ackedClocks = new Map(); // client -> Uint8Array bitmap of acknowledged clocks
-    this.inflight = 0;
     this.outcomes = new Outcomes();
     this.n = 0;
     this.lastOffline = 0;
     const channel = this.provider.channel;
+    this.flight = new InFlight(channel, this.outcomes);
     const push = channel.push.bind(channel);
     channel.push = (event, payload, timeout) => {
       const pushed = push(event, payload, timeout);
@@ -143,24 +171,15 @@ export class ProviderWriter {
   get channel() {
     return this.provider.channel;
   }
+  get inflight() {
+    return this.flight.size;
+  }
   track(pushed, payload) {
     const ranges = rangesOf(payload);
     if (!ranges) return; // awareness
-    this.inflight++;
-    pushed
-      .receive("ok", () => {
-        this.inflight--;
-        this.outcomes.record("ok");
-        for (const [client, start, end] of ranges) this.markAcked(client, start, end);
-      })
-      .receive("error", (r) => {
-        this.inflight--;
-        this.outcomes.error(r);
-      })
-      .receive("timeout", () => {
-        this.inflight--;
-        this.outcomes.record("timeout");
-      });
+    this.flight.add(pushed, () => {
+      for (const [client, start, end] of ranges) this.markAcked(client, start, end);
+    });
   }
   markAcked(client, start, end) {
     let bits = this.ackedClocks.get(client) || new Uint8Array(1024);

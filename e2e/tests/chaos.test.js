@@ -16,10 +16,11 @@ import { openProvider, closeProvider } from "../lib/yjs.js";
 import { LegacyWriter, ProviderWriter, missingFrom, summary } from "../lib/writers.js";
 
 /**
- * Known defect (reported with this test): while the disk is full, the room's reload after a
- * failed commit rewrites its `response` column in place, which needs no new space, commits,
- * and clears the writer's failing flag; the periodic probe write does the same. So /healthz
- * reads 200 nearly all the time while every edit is answered "not saved".
+ * Known defect (reported with this test; make the check a plain assertion once fixed): while
+ * the disk is full, the room's reload after each failed commit rewrites its `response` column
+ * in place, which needs no new space, so that commit succeeds and clears the writer's failing
+ * flag (the periodic probe, an upsert of one row, would too). /healthz reads 200 nearly all
+ * the time while every edit is answered "not saved".
  */
 const HEALTH_WHILE_FULL = "a write that needs no new space clears the failing flag while appends still fail";
 
@@ -348,6 +349,8 @@ test("disk full on a 2 MiB tmpfs, space freed, SIGKILL: only errors while full, 
   for (const w of [la, lb]) {
     assert.deepEqual(Object.keys(w.outcomes.errors), ["not saved"], `${w.name}'s error replies: ${JSON.stringify(w.outcomes.errors)}`);
   }
+  // a provider's edit that builds on one of its own the server could not save is refused as
+  // "invalid update" (missing dependencies) until the room's sync step 1 takes them back
   for (const w of [pa, pb]) {
     const reasons = Object.keys(w.outcomes.errors).filter((r) => r !== "not saved" && r !== "invalid update");
     assert.deepEqual(reasons, [], `${w.name}'s error replies: ${JSON.stringify(w.outcomes.errors)}`);
