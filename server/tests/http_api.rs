@@ -159,3 +159,36 @@ async fn jwt_attacks_are_refused_on_http_and_socket() {
         assert_eq!(poll["status"], json!(403), "long-poll accepted {token}");
     }
 }
+
+/// With its database file gone (a data dir deleted under the server), a
+/// sign-in or a new challenge would be acknowledged and lost at the next
+/// start: they are refused with 503 instead, and work again once it is back.
+#[tokio::test]
+async fn writes_are_refused_while_the_database_file_is_gone() {
+    let server = TestServer::start().await;
+    let (token, _) = server.sign_in("Before").await;
+    let db = server.dir.path().join("duet.db");
+    let away = server.dir.path().join("duet.db.away");
+    std::fs::rename(&db, &away).unwrap();
+    let http = reqwest::Client::new();
+    let res = http
+        .post(server.url("/api/session"))
+        .json(&json!({ "first_name": "During" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("unavailable"), "{body}");
+    let res = http
+        .post(server.url("/api/challenges"))
+        .bearer_auth(&token)
+        .json(&json!({ "title": "t", "prompt": "", "language": "python" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(reqwest::get(server.url("/healthz")).await.unwrap().status(), 503);
+    std::fs::rename(&away, &db).unwrap();
+    server.sign_in("After").await;
+}

@@ -27,6 +27,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The database cannot take writes now (its file is gone).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -42,6 +45,7 @@ impl ApiError {
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -49,7 +53,12 @@ impl ApiError {
 
 impl From<crate::store::Error> for ApiError {
     fn from(err: crate::store::Error) -> Self {
-        ApiError::Internal(err.into())
+        match err {
+            crate::store::Error::DatabaseGone => ApiError::Unavailable(
+                "the database is unavailable (its file is gone); nothing was saved".into(),
+            ),
+            err => ApiError::Internal(err.into()),
+        }
     }
 }
 

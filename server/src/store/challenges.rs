@@ -8,6 +8,7 @@ const COLUMNS: &str = "challenge_id, title, prompt, response, language, created_
 
 impl Store {
     pub async fn create_challenge(&self, user_id: &str, new: &NewChallenge) -> Result<Challenge> {
+        self.check_file()?;
         let now = timestamp();
         let challenge = Challenge {
             // 96 bits of randomness: knowing the URL is what lets you in.

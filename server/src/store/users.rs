@@ -49,6 +49,7 @@ impl Store {
     }
 
     pub async fn create_user(&self, first_name: &str) -> Result<User> {
+        self.check_file()?;
         let user = User {
             id: random_id(12),
             first_name: first_name.to_owned(),
