@@ -10,6 +10,7 @@ pub mod challenges;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod interviews;
 pub mod limit;
 pub mod security;
 pub mod session;
@@ -27,6 +28,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(session::routes())
         .merge(challenges::routes())
+        .merge(interviews::routes())
         .merge(health::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(assets::routes())
