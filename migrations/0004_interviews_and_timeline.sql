@@ -43,3 +43,15 @@ create table timeline_event (
     created_at        text not null
 );
 create index timeline_event_by_challenge on timeline_event (challenge_id, timeline_event_id);
+
+-- Every snapshot a room writes is also kept here, so the answer can be
+-- rebuilt as it was at any instant (`GET /api/challenges/:id/text?at=`)
+-- from the checkpoint before it and a short tail of updates.
+create table doc_checkpoint (
+    challenge_id   text not null references challenge (challenge_id),
+    doc            integer not null default 0,
+    last_update_id integer not null,
+    state_v1       blob not null,
+    created_at     text not null,
+    primary key (challenge_id, doc, last_update_id)
+);

@@ -214,7 +214,10 @@ async fn mutated_updates_never_crash_and_the_log_reloads_to_the_document() {
                 let _ = doc::encode_state(&document);
             }
         }
-        let stored = store.load_doc(&id, duet::store::docs::DocKind::Answer).await.unwrap();
+        let stored = store
+            .load_doc(&id, duet::store::docs::DocKind::Answer)
+            .await
+            .unwrap();
         assert_eq!(stored.tail.len(), log.len());
         let reloaded = doc::load(stored.snapshot.as_deref(), &stored.tail);
         assert_eq!(reloaded.skipped, 0, "a stored update did not reload");

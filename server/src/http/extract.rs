@@ -28,8 +28,25 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let (parts, bytes) = read_body(req).await?;
+        let (parts, bytes) = read_body(req, super::MAX_BODY_BYTES).await?;
         parse_json(parts, bytes, state).await.map(ApiJson)
+    }
+}
+
+/// Like [`ApiJson`], up to [`IMPORT_MAX_BYTES`]: an exported challenge
+/// with its whole log (`POST /api/challenges/import`).
+pub struct BigJson<T>(pub T);
+
+/// Largest import: an hour-long session of 20 000 edits exports to a few
+/// MB; 64 MiB leaves room for long ones.
+pub const IMPORT_MAX_BYTES: usize = 64 << 20;
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for BigJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, bytes) = read_body(req, IMPORT_MAX_BYTES).await?;
+        parse_json(parts, bytes, state).await.map(BigJson)
     }
 }
 
@@ -41,7 +58,7 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let (parts, bytes) = read_body(req).await?;
+        let (parts, bytes) = read_body(req, super::MAX_BODY_BYTES).await?;
         if bytes.trim_ascii().is_empty() {
             return Ok(OptionalJson(T::default()));
         }
@@ -50,13 +67,13 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
 }
 
 /// The body, read up to the limit and within the body deadline.
-async fn read_body(req: Request) -> Result<(Parts, bytes::Bytes), ApiError> {
+async fn read_body(req: Request, limit: usize) -> Result<(Parts, bytes::Bytes), ApiError> {
     let (parts, body) = req.into_parts();
     let within = parts
         .extensions
         .get::<BodyTimeout>()
         .map_or(DEFAULT_BODY_TIMEOUT, |t| t.0);
-    let bytes = read_limited(&parts.headers, body, super::MAX_BODY_BYTES, within)
+    let bytes = read_limited(&parts.headers, body, limit, within)
         .await
         .map_err(|err| match err {
             BodyError::TooLarge => ApiError::TooLarge,

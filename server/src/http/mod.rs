@@ -14,6 +14,7 @@ pub mod interviews;
 pub mod limit;
 pub mod security;
 pub mod session;
+pub mod timeline;
 
 pub use error::ApiError;
 
@@ -29,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .merge(session::routes())
         .merge(challenges::routes())
         .merge(interviews::routes())
+        .merge(timeline::routes())
         .merge(health::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(assets::routes())

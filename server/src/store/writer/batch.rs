@@ -30,6 +30,8 @@ const UPSERT_SNAPSHOT: &str = "insert into doc_snapshot (challenge_id, doc, stat
      values (?1, ?2, ?3, coalesce((select max(doc_update_id) from doc_update where challenge_id = ?1 and doc = ?2), 0), ?4)
      on conflict (challenge_id, doc) do update set state_v1 = excluded.state_v1,
         last_update_id = excluded.last_update_id, created_at = excluded.created_at";
+const INSERT_CHECKPOINT: &str = "insert or ignore into doc_checkpoint (challenge_id, doc, last_update_id, state_v1, created_at)
+     select challenge_id, doc, last_update_id, state_v1, created_at from doc_snapshot where challenge_id = ?1 and doc = ?2";
 const INSERT_EVENT: &str =
     "insert into timeline_event (challenge_id, user_id, first_name, kind, data, created_at)
      values (?1, ?2, ?3, ?4, ?5, ?6)";
@@ -232,6 +234,8 @@ impl SqliteLog {
                             state,
                             now
                         ])?;
+                        tx.prepare_cached(INSERT_CHECKPOINT)?
+                            .execute(params![&**challenge_id, doc.column()])?;
                     }
                     WriteOp::Event {
                         challenge_id,
