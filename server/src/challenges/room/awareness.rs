@@ -6,8 +6,10 @@
 //!   victim's cursor away);
 //! - a member holds at most [`CLIENTS_PER_MEMBER`] client ids, each state
 //!   at most `Caps::max_awareness_bytes` of JSON;
-//! - a `user.color` / `user.colorLight` is a CSS hex colour (y-codemirror.next
-//!   puts it in a `style` attribute as it is).
+//! - a `user.color` / `user.colorLight` is a CSS colour and nothing more
+//!   (y-codemirror.next puts it in a `style` attribute as it is): hex,
+//!   `rgb()`/`hsl()`, `color-mix()` and names, never a `;`, a `:`, quotes,
+//!   escapes or a function that loads something (`url()`, `image()`...).
 //!
 //! Joiners get the states in messages that fit the frame limit.
 
@@ -134,8 +136,8 @@ impl Awareness {
     }
 }
 
-/// `user.color` and `user.colorLight`, where present, are `#rgb`,
-/// `#rgba`, `#rrggbb` or `#rrggbbaa`.
+/// `user.color` and `user.colorLight`, where present, are CSS colours (see
+/// [`is_css_colour`]).
 fn colours_are_colours(json: &str) -> bool {
     if !json.contains("olor") {
         return true;
@@ -150,15 +152,38 @@ fn colours_are_colours(json: &str) -> bool {
         .iter()
         .all(|key| match user.get(*key) {
             None | Some(Value::Null) => true,
-            Some(Value::String(c)) => is_hex_colour(c),
+            Some(Value::String(c)) => is_css_colour(c),
             Some(_) => false,
         })
 }
 
-fn is_hex_colour(c: &str) -> bool {
-    c.strip_prefix('#').is_some_and(|hex| {
-        matches!(hex.len(), 3 | 4 | 6 | 8) && hex.bytes().all(|b| b.is_ascii_hexdigit())
-    })
+/// Longest colour value accepted (`color-mix(in srgb, rgb(…) 20%, …)` fits).
+const COLOUR_MAX: usize = 96;
+
+/// Functions that may load or inject something in a CSS value.
+const NOT_COLOURS: &[&str] = &[
+    "url",
+    "image",
+    "element",
+    "expression",
+    "attr",
+    "env",
+    "var",
+    "fade",
+    "src",
+];
+
+/// A CSS colour value that cannot be more than a colour: hex, `rgb()`,
+/// `hsl()`, `color-mix()` or a name, made of letters, digits, `#(),.%/+-`
+/// and spaces only (so no `;` to start a declaration, no `:`, quotes or
+/// escapes), and none of the functions that load things.
+fn is_css_colour(c: &str) -> bool {
+    let lower = c.to_ascii_lowercase();
+    !c.is_empty()
+        && c.len() <= COLOUR_MAX
+        && c.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"#(),.%/+- ".contains(&b))
+        && !NOT_COLOURS.iter().any(|word| lower.contains(word))
 }
 
 #[cfg(test)]
