@@ -40,7 +40,10 @@ create table timeline_event (
     first_name        text not null default '',
     kind              text not null,
     data              text not null default '{}',
-    created_at        text not null
+    created_at        text not null,
+    -- The last doc_update committed before it (of any challenge): orders
+    -- an event among the edits of the same instant.
+    after_update_id   integer not null default 0
 );
 create index timeline_event_by_challenge on timeline_event (challenge_id, timeline_event_id);
 

@@ -82,10 +82,9 @@ fn merge(events: Vec<EventRow>, edits: &[UpdateRow]) -> Vec<Value> {
     let mut out = Vec::with_capacity(events.len() + edits.len());
     let (mut e, mut u) = (events.into_iter().peekable(), edits.iter().peekable());
     loop {
-        // Same instant (one commit): the room's events first (a join
-        // before its first edit).
+        // An event comes after the updates committed before it.
         let take_event = match (e.peek(), u.peek()) {
-            (Some(ev), Some(up)) => ev.at <= up.at,
+            (Some(ev), Some(up)) => ev.after < up.id,
             (Some(_), None) => true,
             (None, Some(_)) => false,
             (None, None) => break,
@@ -107,6 +106,7 @@ fn merge(events: Vec<EventRow>, edits: &[UpdateRow]) -> Vec<Value> {
 fn event_json(ev: EventRow) -> Value {
     let mut v = Map::new();
     v.insert("at".into(), json!(ev.at));
+    // (`after` orders it; it is not part of the event.)
     v.insert("user_id".into(), json!(ev.user_id));
     v.insert("first_name".into(), json!(ev.first_name));
     v.insert("kind".into(), json!(ev.kind));
@@ -166,9 +166,13 @@ async fn export(
     Query(q): Query<Access>,
 ) -> Result<Response, ApiError> {
     let c = reviewable(&state, id, &user, q.key.as_deref()).await?;
-    let events = state.store.events(&c.id).await?;
+    let mut events = state.store.events(&c.id).await?;
     let updates = state.store.updates(&c.id, DocKind::Answer).await?;
     let timeline = merge(events.clone(), &updates);
+    // In the file, an event's `after` is how many of its updates precede it.
+    for e in &mut events {
+        e.after = updates.partition_point(|u| u.id <= e.after) as i64;
+    }
     let body = json!({
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,

@@ -18,6 +18,10 @@ pub struct EventRow {
     pub kind: String,
     /// JSON (`{"chars": 120}`), merged into the event when shown.
     pub data: String,
+    /// Stored: the last update (of any challenge) committed before it. In
+    /// an export file: how many of the file's updates come before it.
+    #[serde(default)]
+    pub after: i64,
 }
 
 /// One update of a document's log, as stored.
@@ -45,8 +49,8 @@ impl Store {
     /// The events the rooms recorded, oldest first.
     pub async fn events(&self, challenge_id: &str) -> Result<Vec<EventRow>> {
         Ok(sqlx::query_as::<_, EventRow>(
-            "select created_at as at, user_id, first_name, kind, data from timeline_event
-             where challenge_id = ? order by timeline_event_id",
+            "select created_at as at, user_id, first_name, kind, data, after_update_id as after
+             from timeline_event where challenge_id = ? order by timeline_event_id",
         )
         .bind(challenge_id)
         .fetch_all(&self.pool)
@@ -140,7 +144,11 @@ impl Store {
         .bind(&ended_at)
         .execute(&mut *tx)
         .await?;
-        for u in &file.updates {
+        let mut events = file.events.iter().peekable();
+        for (i, u) in file.updates.iter().enumerate() {
+            while let Some(e) = events.next_if(|e| e.after <= i as i64) {
+                insert_event(&mut tx, &id, e).await?;
+            }
             sqlx::query(
                 "insert into doc_update (challenge_id, doc, user_id, update_v1, inserted, deleted, created_at)
                  values (?, ?, ?, ?, ?, ?, ?)",
@@ -155,19 +163,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        for e in &file.events {
-            sqlx::query(
-                "insert into timeline_event (challenge_id, user_id, first_name, kind, data, created_at)
-                 values (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&id)
-            .bind(&e.user_id)
-            .bind(&e.first_name)
-            .bind(&e.kind)
-            .bind(&e.data)
-            .bind(&e.at)
-            .execute(&mut *tx)
-            .await?;
+        for e in events {
+            insert_event(&mut tx, &id, e).await?;
         }
         sqlx::query(
             "update challenge set response_update_id =
@@ -180,6 +177,27 @@ impl Store {
         tx.commit().await?;
         Ok(id)
     }
+}
+
+/// Inserts an imported event after the updates inserted so far.
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    challenge_id: &str,
+    e: &EventRow,
+) -> Result<()> {
+    sqlx::query(
+        "insert into timeline_event (challenge_id, user_id, first_name, kind, data, created_at, after_update_id)
+         values (?, ?, ?, ?, ?, ?, (select coalesce(max(doc_update_id), 0) from doc_update))",
+    )
+    .bind(challenge_id)
+    .bind(&e.user_id)
+    .bind(&e.first_name)
+    .bind(&e.kind)
+    .bind(&e.data)
+    .bind(&e.at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// The challenge's own fields in an export file.

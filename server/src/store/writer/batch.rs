@@ -32,9 +32,9 @@ const UPSERT_SNAPSHOT: &str = "insert into doc_snapshot (challenge_id, doc, stat
         last_update_id = excluded.last_update_id, created_at = excluded.created_at";
 const INSERT_CHECKPOINT: &str = "insert or ignore into doc_checkpoint (challenge_id, doc, last_update_id, state_v1, created_at)
      select challenge_id, doc, last_update_id, state_v1, created_at from doc_snapshot where challenge_id = ?1 and doc = ?2";
-const INSERT_EVENT: &str =
-    "insert into timeline_event (challenge_id, user_id, first_name, kind, data, created_at)
-     values (?1, ?2, ?3, ?4, ?5, ?6)";
+/// An event, after the updates committed before it (this batch's too).
+const INSERT_EVENT: &str = "insert into timeline_event (challenge_id, user_id, first_name, kind, data, created_at, after_update_id)
+     values (?1, ?2, ?3, ?4, ?5, ?6, (select coalesce(max(doc_update_id), 0) from doc_update))";
 const UPDATE_RESPONSE: &str =
     "update challenge set response = ?2, response_update_id = ?3, updated_at = ?4 where challenge_id = ?1";
 
