@@ -107,11 +107,14 @@ pub(crate) async fn join_room<I: Send + 'static>(
     }
 }
 
-/// The join reply: the challenge and the member's role; interviewers also
-/// get the interviewer key (to share the interviewer link), candidates never.
+/// The join reply: `{"challenge"}` (CONTRACT §3) for a candidate; an
+/// interviewer's also says `"role": "interviewer"` and gives the
+/// interviewer key (to share the interviewer link). Everyone's role is in
+/// their presence meta.
 pub(crate) fn join_reply(joined: &Joined) -> Value {
-    let mut reply = json!({ "challenge": joined.challenge, "role": joined.role.as_str() });
+    let mut reply = json!({ "challenge": joined.challenge });
     if joined.role == Role::Interviewer {
+        reply["role"] = json!(joined.role.as_str());
         reply["interviewer_key"] = json!(joined.challenge.interviewer_key);
     }
     reply

@@ -11,7 +11,6 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::challenges::as_seen_by;
 use super::extract::{AuthUser, OptionalJson};
 use super::ApiError;
 use crate::app::AppState;
@@ -104,7 +103,7 @@ async fn apply(
     match state.rooms.control(&id, control, &actor).await {
         Ok(now) => {
             tracing::info!(challenge_id = %id, user_id = %user.id, ?control, "interview control");
-            Ok(Json(json!({ "challenge": as_seen_by(&now, &user.id) })))
+            Ok(Json(json!({ "challenge": now })))
         }
         Err(RoomError::NotFound) => Err(ApiError::NotFound("no challenge with that id".into())),
         Err(_) => Err(ApiError::Unavailable(
