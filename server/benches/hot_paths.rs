@@ -209,6 +209,8 @@ fn group_commit(c: &mut Criterion) {
                             let (tx, rx) = tokio::sync::oneshot::channel();
                             let op = duet::store::writer::WriteOp::Append {
                                 challenge_id: challenge_id.clone(),
+                                doc: duet::store::docs::DocKind::Answer,
+                                change: Default::default(),
                                 user_id: None,
                                 update: vec![0u8; 64],
                                 text: Some(duet::store::writer::Stamped {

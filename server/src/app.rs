@@ -19,6 +19,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::Keys;
 use crate::challenges::channel::{ChallengeChannel, ChallengeState};
 use crate::challenges::echo::EchoChannel;
+use crate::challenges::notes::NotesChannel;
 use crate::challenges::room::{RoomConfig, Rooms};
 use crate::challenges::run::{RunLimits, Runs};
 use crate::challenges::SocketUser;
@@ -201,15 +202,26 @@ impl App {
             shutdown.clone(),
             tracker.clone(),
         );
+        // Every run that ends goes on its challenge's timeline.
+        let recorder = {
+            let rooms = rooms.clone();
+            Arc::new(
+                move |room: &str, user: &SocketUser, run: serde_json::Value| {
+                    rooms.record_now(room, Some(user), "run", &run)
+                },
+            ) as crate::challenges::run::Recorder
+        };
         let runs = Runs::new(RunLimits {
             wall: Duration::from_secs(config.run_timeout_secs),
-        });
+        })
+        .with_recorder(recorder);
         let challenge_state = ChallengeState {
             rooms: rooms.clone(),
             runs,
         };
-        let mut router =
-            ChannelRouter::new().channel::<ChallengeChannel>("challenges:*", challenge_state);
+        let mut router = ChannelRouter::new()
+            .channel::<ChallengeChannel>("challenges:*", challenge_state)
+            .channel::<NotesChannel>("notes:*", rooms.clone());
         if config.test_channels {
             router = router.channel::<EchoChannel>("echo:*", ());
         }

@@ -369,7 +369,10 @@ async fn a_failed_commit_loses_no_acknowledged_edit() {
         .await
         .unwrap();
     let id = room.topic.trim_start_matches("challenges:");
-    let stored = store.load_doc(id).await.unwrap();
+    let stored = store
+        .load_doc(id, duet::store::docs::DocKind::Answer)
+        .await
+        .unwrap();
     let loaded = doc::load(stored.snapshot.as_deref(), &stored.tail);
     assert_eq!(doc::text(&loaded.doc), "hello world!?");
     assert_eq!(loaded.skipped, 0);

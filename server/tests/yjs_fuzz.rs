@@ -125,6 +125,8 @@ async fn append(writer: &DocWriter, challenge_id: &Arc<str>, update: Vec<u8>) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let op = WriteOp::Append {
         challenge_id: challenge_id.clone(),
+        doc: duet::store::docs::DocKind::Answer,
+        change: Default::default(),
         user_id: None,
         update,
         text: None,
@@ -212,7 +214,10 @@ async fn mutated_updates_never_crash_and_the_log_reloads_to_the_document() {
                 let _ = doc::encode_state(&document);
             }
         }
-        let stored = store.load_doc(&id).await.unwrap();
+        let stored = store
+            .load_doc(&id, duet::store::docs::DocKind::Answer)
+            .await
+            .unwrap();
         assert_eq!(stored.tail.len(), log.len());
         let reloaded = doc::load(stored.snapshot.as_deref(), &stored.tail);
         assert_eq!(reloaded.skipped, 0, "a stored update did not reload");

@@ -16,6 +16,78 @@ pub struct Challenge {
     pub language: String,
     pub created_at: String,
     pub updated_at: String,
+    /// `live` or `ended` (CONTRACT §6).
+    pub status: String,
+    /// When the interview ended; `None` while live.
+    pub ended_at: Option<String>,
+    /// Candidates may not edit.
+    pub locked: bool,
+    /// Members may run the answer (interviewers may turn it off).
+    pub run_enabled: bool,
+    /// Who created it: an interviewer. Never serialized.
+    #[serde(skip)]
+    #[sqlx(rename = "user_id")]
+    pub creator_id: String,
+    /// Whoever has it is an interviewer. Never serialized: handlers add it
+    /// for interviewers only.
+    #[serde(skip)]
+    pub interviewer_key: String,
+}
+
+/// `Challenge::status` values.
+pub const LIVE: &str = "live";
+pub const ENDED: &str = "ended";
+
+/// A member's role in a room (CONTRACT §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Interviewer,
+    Candidate,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Interviewer => "interviewer",
+            Role::Candidate => "candidate",
+        }
+    }
+}
+
+/// Why a role was not granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forbidden;
+
+impl Challenge {
+    /// The role of `user_id` presenting `key`: the creator and whoever has
+    /// the interviewer key are interviewers; a key that is not it is
+    /// refused; everyone else is a candidate.
+    pub fn role_of(&self, user_id: &str, key: Option<&str>) -> Result<Role, Forbidden> {
+        match key.filter(|k| !k.is_empty()) {
+            Some(key) if self.is_key(key) => Ok(Role::Interviewer),
+            Some(_) => Err(Forbidden),
+            None if user_id == self.creator_id => Ok(Role::Interviewer),
+            None => Ok(Role::Candidate),
+        }
+    }
+
+    /// Compares in constant time: a key is a password.
+    pub fn is_key(&self, key: &str) -> bool {
+        let (a, b) = (key.as_bytes(), self.interviewer_key.as_bytes());
+        !b.is_empty()
+            && a.len() == b.len()
+            && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.status == ENDED
+    }
+
+    /// Whether a member with `role` may edit the answer now.
+    pub fn may_edit(&self, role: Role) -> bool {
+        !self.is_ended() && (role == Role::Interviewer || !self.locked)
+    }
 }
 
 impl Challenge {
@@ -40,7 +112,7 @@ impl Serialize for WithResponse<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let c = self.challenge;
-        let mut out = s.serialize_struct("Challenge", 7)?;
+        let mut out = s.serialize_struct("Challenge", 11)?;
         out.serialize_field("id", &c.id)?;
         out.serialize_field("title", &c.title)?;
         out.serialize_field("prompt", &c.prompt)?;
@@ -48,6 +120,10 @@ impl Serialize for WithResponse<'_> {
         out.serialize_field("language", &c.language)?;
         out.serialize_field("created_at", &c.created_at)?;
         out.serialize_field("updated_at", &c.updated_at)?;
+        out.serialize_field("status", &c.status)?;
+        out.serialize_field("ended_at", &c.ended_at)?;
+        out.serialize_field("locked", &c.locked)?;
+        out.serialize_field("run_enabled", &c.run_enabled)?;
         out.end()
     }
 }
@@ -216,6 +292,12 @@ mod tests {
             language: "python".into(),
             created_at: "2026-11-22T00:00:00.000Z".into(),
             updated_at: "2026-11-22T00:00:01.000Z".into(),
+            status: ENDED.into(),
+            ended_at: Some("2026-11-22T00:00:02.000Z".into()),
+            locked: true,
+            run_enabled: false,
+            creator_id: "u".into(),
+            interviewer_key: "k".into(),
         };
         let text = "print('é 😀')\n";
         let whole = Challenge {

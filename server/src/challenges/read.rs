@@ -70,7 +70,9 @@ impl Reader<'_> {
 pub async fn repair_responses(store: &Store) -> crate::store::Result<usize> {
     let mut repaired = 0;
     for id in store.lagging_responses().await? {
-        let stored = store.load_doc(&id).await?;
+        let stored = store
+            .load_doc(&id, crate::store::docs::DocKind::Answer)
+            .await?;
         let loaded = doc::load(stored.snapshot.as_deref(), &stored.tail);
         if loaded.skipped > 0 {
             tracing::warn!(challenge_id = %id, skipped = loaded.skipped, "stored updates that do not apply were skipped");

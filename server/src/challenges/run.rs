@@ -258,11 +258,17 @@ pub struct Member<'a> {
 /// Sends an event to the room's members (every one, or every one but the sender).
 pub type Notify<'a> = &'a mut dyn FnMut(&str, Value);
 
+/// Told of every run that ended: the room, the runner, and the run as the
+/// timeline keeps it (CONTRACT §7 `run`: its exit, and its output for
+/// playback). Called with the board locked: it must only queue.
+pub type Recorder = Arc<dyn Fn(&str, &SocketUser, Value) + Send + Sync>;
+
 /// Every room's run board; a cheap handle.
 #[derive(Clone)]
 pub struct Runs {
     limits: RunLimits,
     boards: Arc<Mutex<HashMap<String, Board>>>,
+    recorder: Option<Recorder>,
 }
 
 impl Runs {
@@ -270,7 +276,45 @@ impl Runs {
         Runs {
             limits,
             boards: Arc::default(),
+            recorder: None,
         }
+    }
+
+    /// Runs that end are also handed to `recorder`.
+    pub fn with_recorder(mut self, recorder: Recorder) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    /// Ends `run` of `room`: the `run:exited` payload; the recorder gets
+    /// the whole run.
+    fn end(
+        &self,
+        room: &str,
+        run: &mut Run,
+        exit: Option<i64>,
+        flags: ExitFlags,
+        now: Instant,
+    ) -> Value {
+        let payload = run.end(exit, flags, now);
+        if let Some(record) = &self.recorder {
+            let mut kept = payload.clone();
+            if let Value::Object(m) = &mut kept {
+                let output: Vec<Value> = run
+                    .output
+                    .iter()
+                    .map(|(stream, data)| json!({ "stream": stream, "data": data }))
+                    .collect();
+                m.insert("language".into(), json!(run.language));
+                m.insert("output".into(), Value::Array(output));
+            }
+            let user = SocketUser {
+                id: run.user_id.clone(),
+                first_name: run.first_name.clone(),
+            };
+            record(room, &user, kept);
+        }
+        payload
     }
 
     fn with_board<T>(&self, room: &str, f: impl FnOnce(&mut Board) -> T) -> T {
@@ -304,7 +348,7 @@ impl Runs {
                 reason: Some(RUNNER_LEFT),
                 ..ExitFlags::default()
             };
-            broadcast(RUN_EXITED, run.end(None, flags, now));
+            broadcast(RUN_EXITED, self.end(room, run, None, flags, now));
         }
         if b.members == 0 {
             boards.remove(room);
@@ -349,7 +393,7 @@ impl Runs {
                     reason: Some(STOPPED_ANSWERING),
                     ..ExitFlags::default()
                 };
-                broadcast(RUN_EXITED, r.end(None, flags, now));
+                broadcast(RUN_EXITED, self.end(room, r, None, flags, now));
             }
             if let Some(r) = b.run.as_ref().filter(|r| r.phase != Phase::Exited) {
                 return Err(RunError::AlreadyRunning {
@@ -483,7 +527,7 @@ impl Runs {
         };
         self.with_board(room, |b| {
             let run = b.live_run(id, sub)?;
-            broadcast(RUN_EXITED, run.end(exit, flags, now));
+            broadcast(RUN_EXITED, self.end(room, run, exit, flags, now));
             Ok(())
         })
     }
@@ -505,7 +549,7 @@ impl Runs {
             reason: Some(STOPPED_ANSWERING),
             ..ExitFlags::default()
         };
-        broadcast(RUN_EXITED, run.end(None, flags, now));
+        broadcast(RUN_EXITED, self.end(room, run, None, flags, now));
         None
     }
 

@@ -1,4 +1,8 @@
 //! `POST/GET /api/challenges`, `GET /api/challenges/:id`, `GET /api/languages`.
+//! The interviewer key of a challenge (CONTRACT §6) goes to its creator
+//! only, in the answer to its creation, beside the challenge: a challenge
+//! object is the same for everyone who reads it (the key is never in it);
+//! interviewers find the key again in their join reply.
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, State};
@@ -29,7 +33,9 @@ async fn create(
     let new = body.validate()?;
     let challenge = state.store.create_challenge(&user.id, &new).await?;
     tracing::info!(challenge_id = %challenge.id, user_id = %user.id, "challenge created");
-    Ok((StatusCode::CREATED, Json(json!({ "challenge": challenge }))))
+    let key = challenge.interviewer_key.clone();
+    let body = json!({ "challenge": challenge, "interviewer_key": key });
+    Ok((StatusCode::CREATED, Json(body)))
 }
 
 async fn list(

@@ -28,18 +28,68 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let (parts, body) = req.into_parts();
-        let within = parts
-            .extensions
-            .get::<BodyTimeout>()
-            .map_or(DEFAULT_BODY_TIMEOUT, |t| t.0);
-        let bytes = read_limited(&parts.headers, body, super::MAX_BODY_BYTES, within)
-            .await
-            .map_err(|err| match err {
-                BodyError::TooLarge => ApiError::TooLarge,
-                BodyError::TimedOut => ApiError::TimedOut,
-                BodyError::Broken(e) => ApiError::BadRequest(e),
-            })?;
+        let (parts, bytes) = read_body(req, super::MAX_BODY_BYTES).await?;
+        parse_json(parts, bytes, state).await.map(ApiJson)
+    }
+}
+
+/// Like [`ApiJson`], up to [`IMPORT_MAX_BYTES`]: an exported challenge
+/// with its whole log (`POST /api/challenges/import`).
+pub struct BigJson<T>(pub T);
+
+/// Largest import: an hour-long session of 20 000 edits exports to a few
+/// MB; 64 MiB leaves room for long ones.
+pub const IMPORT_MAX_BYTES: usize = 64 << 20;
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for BigJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, bytes) = read_body(req, IMPORT_MAX_BYTES).await?;
+        parse_json(parts, bytes, state).await.map(BigJson)
+    }
+}
+
+/// Like [`ApiJson`], but an empty body is `T::default()` (the creator's
+/// controls need no key: `POST /api/challenges/:id/lock` with no body).
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, bytes) = read_body(req, super::MAX_BODY_BYTES).await?;
+        if bytes.trim_ascii().is_empty() {
+            return Ok(OptionalJson(T::default()));
+        }
+        parse_json(parts, bytes, state).await.map(OptionalJson)
+    }
+}
+
+/// The body, read up to the limit and within the body deadline.
+async fn read_body(req: Request, limit: usize) -> Result<(Parts, bytes::Bytes), ApiError> {
+    let (parts, body) = req.into_parts();
+    let within = parts
+        .extensions
+        .get::<BodyTimeout>()
+        .map_or(DEFAULT_BODY_TIMEOUT, |t| t.0);
+    let bytes = read_limited(&parts.headers, body, limit, within)
+        .await
+        .map_err(|err| match err {
+            BodyError::TooLarge => ApiError::TooLarge,
+            BodyError::TimedOut => ApiError::TimedOut,
+            BodyError::Broken(e) => ApiError::BadRequest(e),
+        })?;
+    Ok((parts, bytes))
+}
+
+/// A JSON object body as `T` (see [`ApiJson`] for the order of the checks).
+async fn parse_json<T: DeserializeOwned, S: Send + Sync>(
+    parts: Parts,
+    bytes: bytes::Bytes,
+    state: &S,
+) -> Result<T, ApiError> {
+    {
         if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
             return Err(ApiError::BadRequest("malformed JSON body".into()));
         }
@@ -48,7 +98,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         }
         let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Ok(axum::Json(v)) => Ok(v),
             Err(rejection) => Err(match rejection {
                 JsonRejection::JsonDataError(e) => ApiError::Invalid(e.body_text().replace(
                     "Failed to deserialize the JSON body into the target type: ",

@@ -10,9 +10,11 @@ pub mod challenges;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod interviews;
 pub mod limit;
 pub mod security;
 pub mod session;
+pub mod timeline;
 
 pub use error::ApiError;
 
@@ -27,6 +29,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(session::routes())
         .merge(challenges::routes())
+        .merge(interviews::routes())
+        .merge(timeline::routes())
         .merge(health::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .merge(assets::routes())

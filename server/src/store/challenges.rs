@@ -4,7 +4,8 @@ use crate::challenges::model::{Challenge, NewChallenge};
 
 use super::{random_id, timestamp, Result, Store};
 
-const COLUMNS: &str = "challenge_id, title, prompt, response, language, created_at, updated_at";
+const COLUMNS: &str = "challenge_id, title, prompt, response, language, created_at, updated_at, \
+     status, ended_at, locked <> 0 as locked, run_enabled <> 0 as run_enabled, user_id, interviewer_key";
 
 impl Store {
     pub async fn create_challenge(&self, user_id: &str, new: &NewChallenge) -> Result<Challenge> {
@@ -19,9 +20,16 @@ impl Store {
             language: new.language.clone(),
             created_at: now.clone(),
             updated_at: now,
+            status: crate::challenges::model::LIVE.into(),
+            ended_at: None,
+            locked: false,
+            run_enabled: true,
+            creator_id: user_id.to_owned(),
+            // 96 bits: whoever has it is an interviewer.
+            interviewer_key: random_id(12),
         };
         sqlx::query(
-            "insert into challenge (challenge_id, user_id, title, prompt, language, response, created_at, updated_at) values (?, ?, ?, ?, ?, '', ?, ?)",
+            "insert into challenge (challenge_id, user_id, title, prompt, language, response, created_at, updated_at, interviewer_key) values (?, ?, ?, ?, ?, '', ?, ?, ?)",
         )
         .bind(&challenge.id)
         .bind(user_id)
@@ -30,6 +38,7 @@ impl Store {
         .bind(&challenge.language)
         .bind(&challenge.created_at)
         .bind(&challenge.updated_at)
+        .bind(&challenge.interviewer_key)
         .execute(&self.pool)
         .await?;
         Ok(challenge)
@@ -52,5 +61,52 @@ impl Store {
         .bind(user_id)
         .fetch_all(&self.pool)
         .await?)
+    }
+}
+
+/// A change of an interview's state (CONTRACT §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Lock,
+    Unlock,
+    End,
+    /// Run allowed or not.
+    Run(bool),
+}
+
+impl Control {
+    /// The timeline's name for it (`run` settings have none).
+    pub fn event(self) -> Option<&'static str> {
+        match self {
+            Control::Lock => Some("lock"),
+            Control::Unlock => Some("unlock"),
+            Control::End => Some("end"),
+            Control::Run(_) => None,
+        }
+    }
+}
+
+impl Store {
+    /// Applies `control` to a challenge and returns it as it is now.
+    pub async fn control_challenge(
+        &self,
+        challenge_id: &str,
+        control: Control,
+    ) -> Result<Option<Challenge>> {
+        self.check_file()?;
+        // Every statement takes the id and the time (only `End` uses it).
+        let sql = match control {
+            Control::Lock => "update challenge set locked = 1 where challenge_id = ?1 and ?2 is not null",
+            Control::Unlock => "update challenge set locked = 0 where challenge_id = ?1 and ?2 is not null",
+            Control::End => "update challenge set status = 'ended', ended_at = coalesce(ended_at, ?2) where challenge_id = ?1",
+            Control::Run(on) if on => "update challenge set run_enabled = 1 where challenge_id = ?1 and ?2 is not null",
+            Control::Run(_) => "update challenge set run_enabled = 0 where challenge_id = ?1 and ?2 is not null",
+        };
+        sqlx::query(sql)
+            .bind(challenge_id)
+            .bind(timestamp())
+            .execute(&self.pool)
+            .await?;
+        self.get_challenge(challenge_id).await
     }
 }

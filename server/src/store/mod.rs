@@ -10,6 +10,7 @@
 pub mod challenges;
 pub mod docs;
 mod raw;
+pub mod timeline;
 pub mod users;
 pub mod writer;
 

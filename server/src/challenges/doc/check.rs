@@ -60,9 +60,11 @@ pub enum Refused {
     NotJson,
 }
 
-/// Names of the root texts an update may write: the answer, and the
-/// shared input of a run.
-pub const ROOTS: &[&str] = &[super::TEXT_NAME, super::STDIN_NAME];
+/// Names of the root texts an update may write: the answer, the shared
+/// input of a run, and the interviewers' notes (whose document may also
+/// use `response`, as a client of the answer's would). All text: another
+/// root in a document is dead weight, never a danger.
+pub const ROOTS: &[&str] = &[super::TEXT_NAME, super::STDIN_NAME, super::NOTES_NAME];
 
 const INFO_GC: u8 = 0;
 const INFO_SKIP: u8 = 10;

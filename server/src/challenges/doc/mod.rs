@@ -29,6 +29,8 @@ pub use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
 pub const TEXT_NAME: &str = "response";
 /// Name of the `Y.Text` holding the shared input of a run.
 pub const STDIN_NAME: &str = "stdin";
+/// Name of the `Y.Text` holding the interviewers' private notes.
+pub const NOTES_NAME: &str = "notes";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DocError {
@@ -151,6 +153,46 @@ pub fn apply_update(doc: &Doc, bytes: &[u8]) -> Result<(), DocError> {
     guarded(doc, |txn| txn.apply_update(update))?.map_err(|e| DocError::Apply(e.to_string()))
 }
 
+/// Applies a checked v1 update (as [`apply_update`]) and says what it did
+/// to the answer's text: (UTF-16 units inserted, units deleted), as the
+/// text's own change event counts them (a resent or already deleted part
+/// counts for nothing).
+pub fn apply_update_counted(doc: &Doc, bytes: &[u8]) -> Result<(u32, u32), DocError> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    use yrs::types::Delta;
+    use yrs::Observable;
+    const KEY: &str = "duet-count";
+    let update = Update::decode_v1(bytes).map_err(|e| DocError::Update(e.to_string()))?;
+    let text = doc.get_or_insert_text(TEXT_NAME);
+    let counts = Arc::new((AtomicU32::new(0), AtomicU32::new(0)));
+    let seen = counts.clone();
+    text.observe(KEY, move |txn, event| {
+        for delta in event.delta(txn) {
+            match delta {
+                Delta::Inserted(value, _) => {
+                    let units = match value {
+                        yrs::Out::Any(yrs::Any::String(s)) => utf16_len(s),
+                        _ => 1,
+                    };
+                    seen.0.fetch_add(units, Ordering::Relaxed);
+                }
+                Delta::Deleted(n) => {
+                    seen.1.fetch_add(*n, Ordering::Relaxed);
+                }
+                Delta::Retain(..) => {}
+            }
+        }
+    });
+    let applied = guarded(doc, |txn| txn.apply_update(update));
+    text.unobserve(KEY);
+    applied?.map_err(|e| DocError::Apply(e.to_string()))?;
+    Ok((
+        counts.0.load(Ordering::Relaxed),
+        counts.1.load(Ordering::Relaxed),
+    ))
+}
+
 /// The whole document as one v1 update (snapshots, sync step 2 from nothing).
 pub fn encode_state(doc: &Doc) -> Vec<u8> {
     doc.transact()
@@ -231,6 +273,15 @@ pub fn edit_growth(old: &str, new: &str) -> usize {
     let inserted = new.len().saturating_sub(prefix + suffix);
     let removed = old.len().saturating_sub(prefix + suffix);
     inserted.saturating_sub(removed) + WIDEN_MAX * 2 + 64
+}
+
+/// What replacing `old` by `new` does to the text, as a person would count
+/// it: (UTF-16 units inserted, units deleted) between the common edges.
+pub fn edit_counts(old: &str, new: &str) -> (u32, u32) {
+    let (prefix, suffix) = common_edges(old, new);
+    let inserted = &new[prefix..new.len().saturating_sub(suffix).max(prefix)];
+    let removed = &old[prefix..old.len().saturating_sub(suffix).max(prefix)];
+    (utf16_len(inserted), utf16_len(removed))
 }
 
 /// The common prefix and suffix of `old` and `new` in bytes, on character

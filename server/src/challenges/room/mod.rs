@@ -5,6 +5,14 @@
 //! answer as text (`response:update`, `response:updated`, the `response`
 //! column) in [`text`], cursors and selections in [`awareness`].
 //!
+//! A challenge has two rooms, one per document ([`DocKind`]): the answer
+//! (`challenges:<id>`, everyone with the link) and the interviewers'
+//! private notes (`notes:<id>`). The answer's room is also where an
+//! interview is run (CONTRACT §6): it knows each member's role, refuses
+//! edits as the challenge's state says (`locked`, `ended`), applies the
+//! interviewers' controls and tells the members (`challenge:updated`), and
+//! records joins, leaves and integrity signals on the timeline.
+//!
 //! An edit is checked, applied, queued to the group-commit writer, and
 //! acknowledged and relayed only once committed. Two rules keep what is
 //! acknowledged consistent with what is stored:
@@ -17,12 +25,13 @@
 //!   asked for what they have that the log lacks (a sync step 1).
 
 mod awareness;
+mod interview;
 mod task;
 mod text;
 mod yjs;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
@@ -35,10 +44,13 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::doc::YMessage;
-use super::model::Challenge;
+use super::model::{Challenge, Role};
+use super::SocketUser;
 use crate::channels::channel::{Pusher, ReplyHandle};
 use crate::channels::pubsub::SubId;
-use crate::store::writer::DocWriter;
+use crate::store::challenges::Control;
+use crate::store::docs::DocKind;
+use crate::store::writer::{DocWriter, WriteOp};
 use crate::store::Store;
 use crate::telemetry::{Histogram, LATENCY_BUCKETS};
 
@@ -61,13 +73,26 @@ pub enum RoomError {
     NotFound,
     #[error("room unavailable")]
     Unavailable,
+    /// A wrong interviewer key, or a candidate at the private notes.
+    #[error("forbidden")]
+    Forbidden,
+}
+
+/// What a member who joined gets back.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub challenge: Challenge,
+    pub role: Role,
 }
 
 pub enum RoomCmd {
     Join {
         member: SubId,
+        user: SocketUser,
+        /// The interviewer key the member presented, if any.
+        key: Option<String>,
         pusher: Pusher,
-        reply: oneshot::Sender<Result<Challenge, RoomError>>,
+        reply: oneshot::Sender<Result<Joined, RoomError>>,
     },
     Leave {
         member: SubId,
@@ -83,6 +108,7 @@ pub enum RoomCmd {
     },
     /// A full text from a client without Yjs (`response:update`).
     ReplaceText {
+        member: SubId,
         user_id: String,
         text: String,
         reply: ReplyHandle,
@@ -92,6 +118,20 @@ pub enum RoomCmd {
     /// it is committed (see [`Rooms::settle`]).
     Settle {
         reply: oneshot::Sender<()>,
+    },
+    /// An interviewer's control (lock, unlock, end, Run on or off), by
+    /// `actor` (for the timeline); the challenge as it is now.
+    Control {
+        control: Control,
+        actor: SocketUser,
+        reply: oneshot::Sender<Result<Challenge, RoomError>>,
+    },
+    /// An integrity signal from a member's page (`paste`, `away`, `back`):
+    /// recorded on the timeline and shown live to the interviewers.
+    Activity {
+        member: SubId,
+        kind: &'static str,
+        data: serde_json::Value,
     },
     /// Nothing: wakes the room to look at its signals (a failed commit).
     Wake,
@@ -116,12 +156,51 @@ type CmdRx = mpsc::Receiver<Box<RoomCmd>>;
 #[derive(Clone)]
 pub struct RoomHandle {
     tx: CmdTx,
+    flags: Arc<Flags>,
 }
 
 impl RoomHandle {
     /// Sends a command; false when the room is gone.
     pub async fn send(&self, cmd: RoomCmd) -> bool {
         self.tx.send(Box::new(cmd)).await.is_ok()
+    }
+
+    /// The challenge's state as the room last set it.
+    pub fn flags(&self) -> &Flags {
+        &self.flags
+    }
+}
+
+/// The state of an interview, kept by its room, read by its channels (to
+/// refuse a read-only edit before it sets `typing`, or a run when Run is
+/// off); the room checks again.
+#[derive(Debug, Default)]
+pub struct Flags {
+    locked: AtomicBool,
+    ended: AtomicBool,
+    run_off: AtomicBool,
+}
+
+impl Flags {
+    fn set(&self, challenge: &Challenge) {
+        self.locked.store(challenge.locked, Ordering::Release);
+        self.ended.store(challenge.is_ended(), Ordering::Release);
+        self.run_off
+            .store(!challenge.run_enabled, Ordering::Release);
+    }
+
+    /// Whether a member with `role` may edit the answer.
+    pub fn may_edit(&self, role: Role) -> bool {
+        !self.ended.load(Ordering::Acquire)
+            && (role == Role::Interviewer || !self.locked.load(Ordering::Acquire))
+    }
+
+    pub fn ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    pub fn run_enabled(&self) -> bool {
+        !self.run_off.load(Ordering::Acquire)
     }
 }
 
@@ -141,8 +220,15 @@ pub struct RoomConfig {
     pub caps: Caps,
 }
 
+/// A loaded room's queue and flags.
+#[derive(Clone)]
+struct Entry {
+    tx: CmdTx,
+    flags: Arc<Flags>,
+}
+
 struct RoomsInner {
-    map: Mutex<HashMap<String, CmdTx>>,
+    map: Mutex<HashMap<(String, DocKind), Entry>>,
     store: Store,
     writer: DocWriter,
     config: RoomConfig,
@@ -192,81 +278,157 @@ impl Rooms {
         &self.inner.store
     }
 
-    /// If the room of `challenge_id` is loaded, waits (at most
+    /// If the answer's room of `challenge_id` is loaded, waits (at most
     /// [`SETTLE_WITHIN`]) until its current text, which busy Yjs rooms
     /// compute only on demand, is queued behind every edit acknowledged
     /// before and committed (see `challenges::read`).
     pub async fn settle(&self, challenge_id: &str) {
-        let tx = self
-            .lock()
-            .get(challenge_id)
-            .filter(|tx| !tx.is_closed())
-            .cloned();
-        let Some(tx) = tx else { return };
+        let Some(entry) = self.loaded_entry(challenge_id, DocKind::Answer) else {
+            return;
+        };
         let (reply, rx) = oneshot::channel();
-        if tx.send(Box::new(RoomCmd::Settle { reply })).await.is_ok() {
+        if entry
+            .tx
+            .send(Box::new(RoomCmd::Settle { reply }))
+            .await
+            .is_ok()
+        {
             let _ = tokio::time::timeout(SETTLE_WITHIN, rx).await;
         }
     }
 
-    /// True when the room of `challenge_id` is loaded.
+    fn loaded_entry(&self, challenge_id: &str, doc: DocKind) -> Option<Entry> {
+        self.lock()
+            .get(&(challenge_id.to_owned(), doc))
+            .filter(|e| !e.tx.is_closed())
+            .cloned()
+    }
+
+    /// True when the answer's room of `challenge_id` is loaded.
     pub fn is_loaded(&self, challenge_id: &str) -> bool {
-        self.lock().contains_key(challenge_id)
+        self.loaded_entry(challenge_id, DocKind::Answer).is_some()
     }
 
     pub fn loaded(&self) -> usize {
         self.lock().len()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, CmdTx>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<(String, DocKind), Entry>> {
         self.inner.map.lock()
     }
 
-    fn handle(&self, challenge_id: &str) -> CmdTx {
+    fn handle(&self, challenge_id: &str, doc: DocKind) -> Entry {
         let mut map = self.lock();
-        if let Some(tx) = map.get(challenge_id).filter(|tx| !tx.is_closed()) {
-            return tx.clone();
+        let key = (challenge_id.to_owned(), doc);
+        if let Some(entry) = map.get(&key).filter(|e| !e.tx.is_closed()) {
+            return entry.clone();
         }
         let (tx, rx) = mpsc::channel(ROOM_QUEUE);
-        map.insert(challenge_id.to_owned(), tx.clone());
-        let room = task::RoomTask::new(self.clone(), challenge_id.into(), rx, tx.clone());
-        let span = tracing::info_span!("room", challenge_id);
+        let entry = Entry {
+            tx: tx.clone(),
+            flags: Arc::default(),
+        };
+        map.insert(key, entry.clone());
+        let room = task::RoomTask::new(self.clone(), challenge_id.into(), doc, rx, entry.clone());
+        let span = tracing::info_span!("room", challenge_id, ?doc);
         self.inner.tracker.spawn(room.run().instrument(span));
-        tx
+        entry
     }
 
     /// Leaves the map if `tx` is still the room there.
-    fn forget(&self, challenge_id: &str, tx: &CmdTx) {
+    fn forget(&self, challenge_id: &str, doc: DocKind, tx: &CmdTx) {
         let mut map = self.lock();
-        if map.get(challenge_id).is_some_and(|t| t.same_channel(tx)) {
-            map.remove(challenge_id);
+        let key = (challenge_id.to_owned(), doc);
+        if map.get(&key).is_some_and(|e| e.tx.same_channel(tx)) {
+            map.remove(&key);
         }
     }
 
-    /// Joins a member to the room of `challenge_id`, loading it if needed.
-    pub async fn join(
+    /// Sends a command built by `cmd` (with the reply's sender) to the room
+    /// of `challenge_id`, loading it if needed; its answer.
+    async fn ask<T>(
         &self,
         challenge_id: &str,
-        member: SubId,
-        pusher: Pusher,
-    ) -> Result<(RoomHandle, Challenge), RoomError> {
+        doc: DocKind,
+        cmd: impl Fn(oneshot::Sender<Result<T, RoomError>>) -> RoomCmd,
+    ) -> Result<(T, Entry), RoomError> {
         // A room may be unloading at the very moment we pick it: try again.
         for _ in 0..JOIN_TRIES {
-            let tx = self.handle(challenge_id);
+            let entry = self.handle(challenge_id, doc);
             let (reply, rx) = oneshot::channel();
-            let cmd = RoomCmd::Join {
-                member,
-                pusher: pusher.clone(),
-                reply,
-            };
-            if tx.send(Box::new(cmd)).await.is_err() {
+            if entry.tx.send(Box::new(cmd(reply))).await.is_err() {
                 continue;
             }
             match rx.await {
-                Ok(result) => return result.map(|c| (RoomHandle { tx }, c)),
+                Ok(result) => return result.map(|v| (v, entry)),
                 Err(_) => continue,
             }
         }
         Err(RoomError::Unavailable)
+    }
+
+    /// Joins a member to a room of `challenge_id`, loading it if needed:
+    /// its role follows from who it is and the key it presents (CONTRACT
+    /// §6); the private notes take interviewers only.
+    pub async fn join(
+        &self,
+        challenge_id: &str,
+        doc: DocKind,
+        member: SubId,
+        user: &SocketUser,
+        key: Option<&str>,
+        pusher: Pusher,
+    ) -> Result<(RoomHandle, Joined), RoomError> {
+        let cmd = |reply| RoomCmd::Join {
+            member,
+            user: user.clone(),
+            key: key.map(str::to_owned),
+            pusher: pusher.clone(),
+            reply,
+        };
+        let (joined, entry) = self.ask(challenge_id, doc, cmd).await?;
+        let handle = RoomHandle {
+            tx: entry.tx,
+            flags: entry.flags,
+        };
+        Ok((handle, joined))
+    }
+
+    /// Applies an interviewer's control to a challenge through its answer's
+    /// room (loading it if needed, so the room and the database agree): the
+    /// challenge as it is now. The caller checked who may.
+    pub async fn control(
+        &self,
+        challenge_id: &str,
+        control: Control,
+        actor: &SocketUser,
+    ) -> Result<Challenge, RoomError> {
+        let cmd = |reply| RoomCmd::Control {
+            control,
+            actor: actor.clone(),
+            reply,
+        };
+        Ok(self.ask(challenge_id, DocKind::Answer, cmd).await?.0)
+    }
+
+    /// Records a timeline event that is not a room's own (a run's end),
+    /// without waiting (the caller may hold a lock).
+    pub fn record_now(
+        &self,
+        challenge_id: &str,
+        user: Option<&SocketUser>,
+        kind: &'static str,
+        data: &serde_json::Value,
+    ) {
+        let op = WriteOp::Event {
+            challenge_id: challenge_id.into(),
+            user_id: user.map(|u| u.id.clone()),
+            first_name: user.map(|u| u.first_name.clone()).unwrap_or_default(),
+            kind,
+            data: data.to_string(),
+        };
+        if let Err(err) = self.inner.writer.try_send(op) {
+            tracing::warn!(cause = %err, kind, "timeline event not recorded");
+        }
     }
 }

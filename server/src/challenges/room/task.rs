@@ -14,11 +14,13 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::awareness::Awareness;
-use super::{CmdRx, CmdTx, RoomCmd, RoomError, Rooms, Signals};
+use super::{CmdRx, CmdTx, Entry, Flags, RoomCmd, RoomError, Rooms, Signals};
 use crate::challenges::doc;
-use crate::challenges::model::Challenge;
+use crate::challenges::model::{Challenge, Role};
+use crate::challenges::SocketUser;
 use crate::channels::channel::Pusher;
 use crate::channels::pubsub::SubId;
+use crate::store::docs::DocKind;
 use crate::store::writer::{Done, WriteOp};
 
 /// Size limits of a room (CONTRACT §3 "Limits"; README "Threat model").
@@ -47,6 +49,8 @@ pub(super) struct Member {
     /// Speaks Yjs (sent a sync step 1): gets `yjs` relays; the others get
     /// `response:updated` notices for Yjs edits instead.
     pub(super) yjs: bool,
+    pub(super) role: Role,
+    pub(super) user: SocketUser,
 }
 
 /// Why a room reloads its document.
@@ -61,13 +65,16 @@ pub(super) enum Reload {
 pub(super) struct RoomTask {
     rooms: Rooms,
     id: Arc<str>,
+    kind: DocKind,
     rx: CmdRx,
-    tx: CmdTx,
+    entry: Entry,
 }
 
 /// A loaded room's state (owned by its task).
 pub(super) struct Room {
     pub(super) id: Arc<str>,
+    /// Which document of the challenge this room holds.
+    pub(super) kind: DocKind,
     pub(super) topic: String,
     pub(super) challenge: Challenge,
     pub(super) doc: yrs::Doc,
@@ -103,24 +110,32 @@ pub(super) struct Room {
     pub(super) signals: Arc<Signals>,
     /// This room's own queue, for the writer's completions to wake it.
     pub(super) me: CmdTx,
+    /// The challenge's state as the channels read it.
+    pub(super) flags: Arc<Flags>,
     pub(super) caps: Caps,
 }
 
 impl RoomTask {
-    pub(super) fn new(rooms: Rooms, id: Arc<str>, rx: CmdRx, tx: CmdTx) -> Self {
-        RoomTask { rooms, id, rx, tx }
+    pub(super) fn new(rooms: Rooms, id: Arc<str>, kind: DocKind, rx: CmdRx, entry: Entry) -> Self {
+        RoomTask {
+            rooms,
+            id,
+            kind,
+            rx,
+            entry,
+        }
     }
 
     pub(super) async fn run(mut self) {
         // Boxed (as below): the load and command futures are large, and an
         // idle room's task should hold only its own state.
-        let loaded = Box::pin(load(&self.rooms, &self.id, &self.tx)).await;
+        let loaded = Box::pin(load(&self.rooms, &self.id, self.kind, &self.entry)).await;
         let mut room = match loaded {
             Ok(Some(room)) => room,
-            Ok(None) => return self.refuse_joins(RoomError::NotFound),
+            Ok(None) => return self.refuse_joins(RoomError::NotFound).await,
             Err(err) => {
                 warn!(cause = %err, "room failed to load");
-                return self.refuse_joins(RoomError::Unavailable);
+                return self.refuse_joins(RoomError::Unavailable).await;
             }
         };
         info!(bytes = room.text.len(), "room loaded");
@@ -154,16 +169,25 @@ impl RoomTask {
             }
         }
         Box::pin(room.close(&self.rooms)).await;
-        self.rooms.forget(&self.id, &self.tx);
+        self.rooms.forget(&self.id, self.kind, &self.entry.tx);
         info!("room unloaded");
     }
 
     /// The room did not load: answer the joins queued, leave the map.
-    fn refuse_joins(mut self, error: RoomError) {
-        self.rooms.forget(&self.id, &self.tx);
-        while let Ok(cmd) = self.rx.try_recv() {
-            if let RoomCmd::Join { reply, .. } = *cmd {
-                let _ = reply.send(Err(error.clone()));
+    async fn refuse_joins(mut self, error: RoomError) {
+        self.rooms.forget(&self.id, self.kind, &self.entry.tx);
+        // Closed first: a join sent from now on fails at once (and is
+        // tried again on a new room); every one sent before is answered.
+        self.rx.close();
+        while let Some(cmd) = self.rx.recv().await {
+            match *cmd {
+                RoomCmd::Join { reply, .. } => {
+                    let _ = reply.send(Err(error.clone()));
+                }
+                RoomCmd::Control { reply, .. } => {
+                    let _ = reply.send(Err(error.clone()));
+                }
+                _ => {}
             }
         }
     }
@@ -173,7 +197,7 @@ impl RoomTask {
         if !room.members.is_empty() || !self.rx.is_empty() {
             return false;
         }
-        self.rooms.forget(&self.id, &self.tx);
+        self.rooms.forget(&self.id, self.kind, &self.entry.tx);
         true
     }
 }
@@ -189,9 +213,13 @@ pub(super) async fn sleep_until_opt(at: Option<Instant>) {
 /// updates since the snapshot). Waits first for every write queued for the
 /// room (a previous life's last snapshot, writes stopped after a failed
 /// commit), so the log read is the whole of what was committed.
-async fn load_doc(rooms: &Rooms, id: &Arc<str>) -> anyhow::Result<(yrs::Doc, usize, u32)> {
-    rooms.writer().resume(id.clone()).await?;
-    let stored = rooms.store().load_doc(id).await?;
+async fn load_doc(
+    rooms: &Rooms,
+    id: &Arc<str>,
+    kind: DocKind,
+) -> anyhow::Result<(yrs::Doc, usize, u32)> {
+    rooms.writer().resume(id.clone(), kind).await?;
+    let stored = rooms.store().load_doc(id, kind).await?;
     let since = u32::try_from(stored.tail.len()).unwrap_or(u32::MAX);
     let loaded = doc::load(stored.snapshot.as_deref(), &stored.tail);
     if loaded.skipped > 0 {
@@ -204,16 +232,30 @@ async fn load_doc(rooms: &Rooms, id: &Arc<str>) -> anyhow::Result<(yrs::Doc, usi
     Ok((loaded.doc, bytes, since))
 }
 
-async fn load(rooms: &Rooms, id: &Arc<str>, tx: &CmdTx) -> anyhow::Result<Option<Room>> {
+async fn load(
+    rooms: &Rooms,
+    id: &Arc<str>,
+    kind: DocKind,
+    entry: &Entry,
+) -> anyhow::Result<Option<Room>> {
     let Some(challenge) = rooms.store().get_challenge(id).await? else {
         return Ok(None);
     };
-    let (doc, doc_bytes, since_snapshot) = load_doc(rooms, id).await?;
-    let text: Arc<str> = doc::text(&doc).into();
+    entry.flags.set(&challenge);
+    let (doc, doc_bytes, since_snapshot) = load_doc(rooms, id, kind).await?;
+    let text: Arc<str> = match kind {
+        DocKind::Answer => doc::text(&doc).into(),
+        DocKind::Notes => "".into(),
+    };
     let now = Instant::now();
+    let prefix = match kind {
+        DocKind::Answer => crate::challenges::channel::TOPIC_PREFIX,
+        DocKind::Notes => crate::challenges::channel::NOTES_PREFIX,
+    };
     Ok(Some(Room {
         id: id.clone(),
-        topic: format!("{}{id}", crate::challenges::channel::TOPIC_PREFIX),
+        kind,
+        topic: format!("{prefix}{id}"),
         challenge,
         doc,
         text,
@@ -233,7 +275,8 @@ async fn load(rooms: &Rooms, id: &Arc<str>, tx: &CmdTx) -> anyhow::Result<Option
         resync_at: None,
         last_resync: None,
         signals: Arc::new(Signals::default()),
-        me: tx.clone(),
+        me: entry.tx.clone(),
+        flags: entry.flags.clone(),
         caps: rooms.inner.config.caps,
     }))
 }
@@ -259,16 +302,30 @@ impl Room {
         match cmd {
             RoomCmd::Join {
                 member,
+                user,
+                key,
                 pusher,
                 reply,
             } => {
-                self.members.insert(member, Member { pusher, yjs: false });
-                self.fresh_text();
-                let _ = reply.send(Ok(self.challenge_json()));
+                let joined = self.join(member, user, key.as_deref(), pusher, rooms).await;
+                let _ = reply.send(joined);
             }
             RoomCmd::Leave { member } => {
-                self.members.remove(&member);
+                if let Some(gone) = self.members.remove(&member) {
+                    self.record(Some(&gone.user), "leave", serde_json::json!({}), rooms)
+                        .await;
+                }
                 self.remove_awareness_of(member);
+            }
+            RoomCmd::Control {
+                control,
+                actor,
+                reply,
+            } => {
+                let _ = reply.send(self.control(control, &actor, rooms).await);
+            }
+            RoomCmd::Activity { member, kind, data } => {
+                self.activity(member, kind, data, rooms).await
             }
             RoomCmd::Yjs {
                 member,
@@ -286,11 +343,15 @@ impl Room {
                 self.yjs(edit, msg, rooms).await
             }
             RoomCmd::ReplaceText {
+                member,
                 user_id,
                 text,
                 reply,
                 received,
             } => {
+                if !self.may_edit(member) {
+                    return reply.error("read only");
+                }
                 self.replace_text(user_id, text, reply, received, rooms)
                     .await
             }
@@ -319,13 +380,13 @@ impl Room {
     /// is committed (or, after a failed commit, refused by the writer).
     async fn reload(&mut self, rooms: &Rooms, why: Reload) -> anyhow::Result<()> {
         warn!(?why, "reloading the document from the log");
-        let (doc, bytes, since) = load_doc(rooms, &self.id).await?;
+        let (doc, bytes, since) = load_doc(rooms, &self.id, self.kind).await?;
         self.doc = doc;
         self.doc_bytes = bytes;
         self.unmeasured = 0;
         self.since_snapshot = since;
-        self.text_stale = true;
-        if self.fresh_text() || why == Reload::CommitFailed {
+        self.text_stale = self.kind == DocKind::Answer;
+        if self.kind == DocKind::Answer && (self.fresh_text() || why == Reload::CommitFailed) {
             // The column may have been given a text of what failed.
             self.response_dirty = true;
             self.push_text(None, rooms).await;
@@ -363,6 +424,7 @@ impl Room {
         if self.since_snapshot > 0 {
             let op = WriteOp::Snapshot {
                 challenge_id: self.id.clone(),
+                doc: self.kind,
                 state: doc::encode_state(&self.doc),
             };
             let _ = rooms.writer().send(op).await;

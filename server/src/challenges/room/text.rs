@@ -18,7 +18,8 @@ use crate::challenges::model::{Challenge, WithResponse};
 use crate::channels::channel::ReplyHandle;
 use crate::channels::fanout::Fanout;
 use crate::channels::message::{Payload, Status};
-use crate::store::writer::{Done, Stamped, WriteOp};
+use crate::store::docs::DocKind;
+use crate::store::writer::{Done, Stamped, TextChange, WriteOp};
 
 /// Clients that only speak `response:update` hear about Yjs edits at most
 /// this often per room (and always of the final state).
@@ -60,6 +61,7 @@ impl Room {
         };
         match doc::replace_text_from(&self.doc, &self.text, &text, cut) {
             Ok(Some(update)) => {
+                let old_text = self.text.clone();
                 if !self.grew(update.len(), true) {
                     // Over the cap after all: undone by a reload.
                     self.broken = true;
@@ -91,7 +93,10 @@ impl Room {
                     }
                     Err(_) => reply.error("not saved"),
                 });
-                self.persist(Some(user_id), update, done, rooms).await;
+                let (inserted, deleted) = doc::edit_counts(&old_text, &self.text);
+                let change = TextChange { inserted, deleted };
+                self.persist(Some(user_id), update, change, done, rooms)
+                    .await;
             }
             Ok(None) => {
                 // Nothing to write, but the text may still be on its way to
@@ -123,10 +128,12 @@ impl Room {
         &mut self,
         user_id: Option<String>,
         update: Vec<u8>,
+        change: TextChange,
         done: Done,
         rooms: &Rooms,
     ) {
-        let text = (!self.text_stale).then(|| self.stamped());
+        let answer = self.kind == DocKind::Answer;
+        let text = (answer && !self.text_stale).then(|| self.stamped());
         if text.is_some() {
             self.last_push = Instant::now();
         }
@@ -144,8 +151,10 @@ impl Room {
         });
         let op = WriteOp::Append {
             challenge_id: self.id.clone(),
+            doc: self.kind,
             user_id,
             update,
+            change,
             text,
             done,
         };
@@ -161,6 +170,7 @@ impl Room {
             self.unmeasured = 0;
             let op = WriteOp::Snapshot {
                 challenge_id: self.id.clone(),
+                doc: self.kind,
                 state,
             };
             let _ = rooms.writer().send(op).await;
@@ -218,6 +228,9 @@ impl Room {
     /// With only Yjs members, the text is computed at most every
     /// [`PUSH_TEXT_EVERY`] (or when a read asks), unless `all`.
     pub(super) async fn refresh(&mut self, rooms: &Rooms, all: bool) {
+        if self.kind != DocKind::Answer {
+            return;
+        }
         let now = Instant::now();
         self.notice_at = None;
         self.last_notice = now;
@@ -250,7 +263,7 @@ impl Room {
     /// Calls `done` once every write queued so far is committed, the
     /// room's text too if it changed since it was last queued.
     pub(super) async fn after_queued_writes(&mut self, done: Done, rooms: &Rooms) {
-        if self.response_dirty {
+        if self.response_dirty && self.kind == DocKind::Answer {
             self.push_text(Some(done), rooms).await;
         } else {
             let _ = rooms.writer().send(WriteOp::Barrier { done }).await;

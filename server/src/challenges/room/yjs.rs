@@ -16,6 +16,8 @@ use crate::channels::channel::ReplyHandle;
 use crate::channels::fanout::Fanout;
 use crate::channels::message::{Payload, Status};
 use crate::channels::pubsub::SubId;
+use crate::store::docs::DocKind;
+use crate::store::writer::TextChange;
 
 /// The event carrying y-protocols messages, both ways.
 pub const YJS: &str = "yjs";
@@ -90,6 +92,11 @@ impl Room {
         } else {
             self.caps.max_update_bytes
         };
+        if !self.may_edit(edit.member) {
+            // Changes nothing and reaches nobody; the member's client must
+            // show the room's text again (the web app syncs anew).
+            return edit.reply.error("read only");
+        }
         if update.len() > max {
             return edit.reply.error("update too large");
         }
@@ -116,28 +123,34 @@ impl Room {
         if !self.fits(growth) {
             return edit.reply.error("document too large");
         }
-        match doc::apply_update(&self.doc, &update) {
-            Ok(()) => {}
+        let applied = match self.kind {
+            DocKind::Answer => doc::apply_update_counted(&self.doc, &update),
+            DocKind::Notes => doc::apply_update(&self.doc, &update).map(|()| (0, 0)),
+        };
+        let (inserted, deleted) = match applied {
+            Ok(counts) => counts,
             Err(err) => {
                 tracing::debug!(cause = %err, "update refused");
                 self.broken |= err == DocError::Panicked;
                 return edit.reply.error("invalid update");
             }
-        }
+        };
         if !self.grew(update.len(), growth < update.len()) {
             // Its deletions were not what they claimed (text deleted
             // already): the document is over its cap. Undone by a reload.
             self.broken = true;
             return edit.reply.error("document too large");
         }
-        // The text is computed later, at most every NOTICE_EVERY
-        // (`refresh`), or when a read asks (`Rooms::settle`).
-        self.text_stale = true;
-        self.edited_at = time::OffsetDateTime::now_utc();
-        self.notice_user = Some(edit.user_id.clone());
-        if self.notice_at.is_none() {
-            let due = self.last_notice + super::text::NOTICE_EVERY;
-            self.notice_at = Some(due.max(Instant::now()));
+        if self.kind == DocKind::Answer {
+            // The text is computed later, at most every NOTICE_EVERY
+            // (`refresh`), or when a read asks (`Rooms::settle`).
+            self.text_stale = true;
+            self.edited_at = time::OffsetDateTime::now_utc();
+            self.notice_user = Some(edit.user_id.clone());
+            if self.notice_at.is_none() {
+                let due = self.last_notice + super::text::NOTICE_EVERY;
+                self.notice_at = Some(due.max(Instant::now()));
+            }
         }
         let relay = self.relay(edit.member, doc::sync_update(&update));
         let ok = edit.reply.prepare(Status::Ok, Payload::Json(json!({})));
@@ -151,7 +164,9 @@ impl Room {
             }
             Err(_) => reply.error("not saved"),
         });
-        self.persist(Some(edit.user_id), update, done, rooms).await;
+        let change = TextChange { inserted, deleted };
+        self.persist(Some(edit.user_id), update, change, done, rooms)
+            .await;
     }
 
     /// Whether `adding` more bytes keep the document under its cap. The

@@ -12,6 +12,7 @@ use std::time::Instant;
 use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::{Stamped, WriteOp, RESPONSE_EVERY};
+use crate::store::docs::DocKind;
 use crate::store::{Durability, Error, Result, Store};
 
 /// Text bytes of `challenge.response` one commit writes at most: large
@@ -23,11 +24,17 @@ const COMMIT_RESPONSE_BYTES: usize = 256 << 10;
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 const INSERT_UPDATE: &str =
-    "insert into doc_update (challenge_id, user_id, update_v1, created_at) values (?1, ?2, ?3, ?4)";
-const UPSERT_SNAPSHOT: &str = "insert into doc_snapshot (challenge_id, state_v1, last_update_id, created_at)
-     values (?1, ?2, coalesce((select max(doc_update_id) from doc_update where challenge_id = ?1), 0), ?3)
-     on conflict (challenge_id) do update set state_v1 = excluded.state_v1,
+    "insert into doc_update (challenge_id, doc, user_id, update_v1, inserted, deleted, created_at)
+     values (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const UPSERT_SNAPSHOT: &str = "insert into doc_snapshot (challenge_id, doc, state_v1, last_update_id, created_at)
+     values (?1, ?2, ?3, coalesce((select max(doc_update_id) from doc_update where challenge_id = ?1 and doc = ?2), 0), ?4)
+     on conflict (challenge_id, doc) do update set state_v1 = excluded.state_v1,
         last_update_id = excluded.last_update_id, created_at = excluded.created_at";
+const INSERT_CHECKPOINT: &str = "insert or ignore into doc_checkpoint (challenge_id, doc, last_update_id, state_v1, created_at)
+     select challenge_id, doc, last_update_id, state_v1, created_at from doc_snapshot where challenge_id = ?1 and doc = ?2";
+/// An event, after the updates committed before it (this batch's too).
+const INSERT_EVENT: &str = "insert into timeline_event (challenge_id, user_id, first_name, kind, data, created_at, after_update_id)
+     values (?1, ?2, ?3, ?4, ?5, ?6, (select coalesce(max(doc_update_id), 0) from doc_update))";
 const UPDATE_RESPONSE: &str =
     "update challenge set response = ?2, response_update_id = ?3, updated_at = ?4 where challenge_id = ?1";
 
@@ -182,16 +189,28 @@ impl SqliteLog {
                 match op {
                     WriteOp::Append {
                         challenge_id,
+                        doc,
                         user_id,
                         update,
+                        change,
                         text,
                         ..
                     } => {
-                        insert.execute(params![&**challenge_id, user_id, update, now])?;
-                        let id = tx.last_insert_rowid();
-                        ids.insert(challenge_id, id);
-                        if let Some(text) = text {
-                            texts.insert(challenge_id, (text, id));
+                        insert.execute(params![
+                            &**challenge_id,
+                            doc.column(),
+                            user_id,
+                            update,
+                            change.inserted,
+                            change.deleted,
+                            now
+                        ])?;
+                        if *doc == DocKind::Answer {
+                            let id = tx.last_insert_rowid();
+                            ids.insert(challenge_id, id);
+                            if let Some(text) = text {
+                                texts.insert(challenge_id, (text, id));
+                            }
                         }
                     }
                     WriteOp::Response {
@@ -206,11 +225,31 @@ impl SqliteLog {
                     }
                     WriteOp::Snapshot {
                         challenge_id,
+                        doc,
                         state,
                     } => {
                         tx.prepare_cached(UPSERT_SNAPSHOT)?.execute(params![
                             &**challenge_id,
+                            doc.column(),
                             state,
+                            now
+                        ])?;
+                        tx.prepare_cached(INSERT_CHECKPOINT)?
+                            .execute(params![&**challenge_id, doc.column()])?;
+                    }
+                    WriteOp::Event {
+                        challenge_id,
+                        user_id,
+                        first_name,
+                        kind,
+                        data,
+                    } => {
+                        tx.prepare_cached(INSERT_EVENT)?.execute(params![
+                            &**challenge_id,
+                            user_id,
+                            first_name,
+                            kind,
+                            data,
                             now
                         ])?;
                     }

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::batch::LogDb;
 use self::responses::{Responses, FLUSH_EVERY};
+use super::docs::DocKind;
 use super::{timestamp, Error, Result, Store};
 use crate::telemetry::Histogram;
 
@@ -55,11 +56,21 @@ pub struct Stamped {
     pub at: Arc<str>,
 }
 
+/// What an update did to its document's text, in UTF-16 units (for the
+/// timeline; 0 and 0 when not known).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TextChange {
+    pub inserted: u32,
+    pub deleted: u32,
+}
+
 pub enum WriteOp {
     Append {
         challenge_id: Arc<str>,
+        doc: DocKind,
         user_id: Option<String>,
         update: Vec<u8>,
+        change: TextChange,
         /// The document's text after this update (`challenge.response`), when
         /// the room has it at hand; otherwise a `Response` follows.
         text: Option<Stamped>,
@@ -67,6 +78,7 @@ pub enum WriteOp {
     },
     Snapshot {
         challenge_id: Arc<str>,
+        doc: DocKind,
         state: Vec<u8>,
     },
     /// The document's text after the updates queued before it; `done`, if
@@ -80,18 +92,40 @@ pub enum WriteOp {
     /// is committed (or failed).
     Barrier { done: Done },
     /// Like a barrier, and lifts the stop of a room after a failed commit.
-    Resume { challenge_id: Arc<str>, done: Done },
+    Resume {
+        challenge_id: Arc<str>,
+        doc: DocKind,
+        done: Done,
+    },
+    /// A timeline event (CONTRACT §7): `kind` and its JSON `data`.
+    Event {
+        challenge_id: Arc<str>,
+        user_id: Option<String>,
+        first_name: String,
+        kind: &'static str,
+        data: String,
+    },
 }
 
 impl WriteOp {
-    /// The room an operation writes for (none for barriers).
-    fn room(&self) -> Option<&Arc<str>> {
+    /// The document an operation writes for (none for barriers and
+    /// events, which no later write builds on).
+    fn room(&self) -> Option<(&Arc<str>, DocKind)> {
         match self {
-            WriteOp::Append { challenge_id, .. }
-            | WriteOp::Snapshot { challenge_id, .. }
-            | WriteOp::Response { challenge_id, .. } => Some(challenge_id),
-            WriteOp::Barrier { .. } | WriteOp::Resume { .. } => None,
+            WriteOp::Append {
+                challenge_id, doc, ..
+            }
+            | WriteOp::Snapshot {
+                challenge_id, doc, ..
+            } => Some((challenge_id, *doc)),
+            WriteOp::Response { challenge_id, .. } => Some((challenge_id, DocKind::Answer)),
+            WriteOp::Barrier { .. } | WriteOp::Resume { .. } | WriteOp::Event { .. } => None,
         }
+    }
+
+    /// Whether it writes something (barriers and resumes do not).
+    fn writes(&self) -> bool {
+        !matches!(self, WriteOp::Barrier { .. } | WriteOp::Resume { .. })
     }
 
     fn take_done(self) -> Option<Done> {
@@ -100,7 +134,7 @@ impl WriteOp {
             | WriteOp::Barrier { done }
             | WriteOp::Resume { done, .. } => Some(done),
             WriteOp::Response { done, .. } => done,
-            WriteOp::Snapshot { .. } => None,
+            WriteOp::Snapshot { .. } | WriteOp::Event { .. } => None,
         }
     }
 }
@@ -199,14 +233,25 @@ impl DocWriter {
         self.tx.send(op).await.map_err(|_| Error::WriterGone)
     }
 
+    /// Queues `op` without waiting (from code that holds a lock); fails
+    /// when the queue is full or the writer gone.
+    pub fn try_send(&self, op: WriteOp) -> Result<()> {
+        self.tx.try_send(op).map_err(|_| Error::WriterGone)
+    }
+
     /// Waits until every operation queued before is done, and lets the
     /// room's writes through again if a failed commit had stopped them.
-    pub async fn resume(&self, challenge_id: Arc<str>) -> Result<()> {
+    pub async fn resume(&self, challenge_id: Arc<str>, doc: DocKind) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         let done: Done = Box::new(move |_| {
             let _ = tx.send(());
         });
-        self.send(WriteOp::Resume { challenge_id, done }).await?;
+        self.send(WriteOp::Resume {
+            challenge_id,
+            doc,
+            done,
+        })
+        .await?;
         rx.await.map_err(|_| Error::WriterGone)
     }
 }
@@ -252,8 +297,8 @@ struct Writer {
     written: HashMap<Arc<str>, Instant>,
     /// The latest update id of each room, for the response that reflects it.
     last_ids: HashMap<Arc<str>, i64>,
-    /// Rooms whose writes are refused since a failed commit (until Resume).
-    stopped: HashSet<Arc<str>>,
+    /// Documents whose writes are refused since a failed commit (until Resume).
+    stopped: HashSet<(Arc<str>, DocKind)>,
     last_commit: Instant,
     /// When edits were last committed or failed (a probe is only tried
     /// when none came for a while: their own outcome says more).
@@ -297,7 +342,7 @@ impl Writer {
         self.responses.flush(
             &mut self.db,
             &mut self.written,
-            &|id| stopped.contains(id),
+            &|id: &str| stopped.contains(&(Arc::from(id), DocKind::Answer)),
             true,
         );
         tracing::debug!("document writer stopped");
@@ -328,17 +373,18 @@ impl Writer {
         let write: Vec<bool> = batch
             .iter()
             .map(|op| match op {
-                WriteOp::Resume { challenge_id, .. } => {
-                    self.stopped.remove(challenge_id);
+                WriteOp::Resume {
+                    challenge_id, doc, ..
+                } => {
+                    self.stopped.remove(&(challenge_id.clone(), *doc));
                     true
                 }
-                op => op.room().is_none_or(|id| !self.stopped.contains(id)),
+                op => op
+                    .room()
+                    .is_none_or(|(id, doc)| !self.stopped.contains(&(id.clone(), doc))),
             })
             .collect();
-        let writes = batch
-            .iter()
-            .zip(&write)
-            .any(|(op, w)| *w && op.room().is_some());
+        let writes = batch.iter().zip(&write).any(|(op, w)| *w && op.writes());
         let result = if !writes {
             // Barriers, or only refused operations: nothing to commit.
             Ok(())
@@ -393,8 +439,8 @@ impl Writer {
                 // Later edits of these rooms may build on the ones lost; a
                 // lost snapshot or response loses nothing (the log has it).
                 for op in edits.filter(appended) {
-                    if let Some(id) = op.room() {
-                        self.stopped.insert(id.clone());
+                    if let Some((id, doc)) = op.room() {
+                        self.stopped.insert((id.clone(), doc));
                     }
                 }
             }
@@ -417,7 +463,7 @@ impl Writer {
             .drain(..)
             .zip(write)
             .filter_map(|(op, written)| {
-                let barrier = op.room().is_none();
+                let barrier = !op.writes();
                 let done = op.take_done()?;
                 let outcome = match &result {
                     Ok(()) if written => Ok(()),
@@ -452,7 +498,7 @@ impl Writer {
         self.responses.flush(
             &mut self.db,
             &mut self.written,
-            &|id| stopped.contains(id),
+            &|id: &str| stopped.contains(&(Arc::from(id), DocKind::Answer)),
             false,
         );
         let written = &self.written;

@@ -59,6 +59,8 @@ async fn append(writer: &DocWriter, challenge_id: &Arc<str>, update: Vec<u8>) ->
     writer
         .send(WriteOp::Append {
             challenge_id: challenge_id.clone(),
+            doc: crate::store::docs::DocKind::Answer,
+            change: Default::default(),
             user_id: None,
             update,
             text: None,
@@ -100,7 +102,11 @@ async fn the_wal_starts_over_under_a_steady_stream_of_commits() {
     );
     f.stop.cancel();
     f.task.finished().await;
-    let stored = f.store.load_doc(&challenge).await.unwrap();
+    let stored = f
+        .store
+        .load_doc(&challenge, crate::store::docs::DocKind::Answer)
+        .await
+        .unwrap();
     assert_eq!(
         stored.tail.len(),
         edits,
@@ -129,9 +135,17 @@ async fn a_failed_commit_stops_the_rooms_writes_until_it_resumes() {
     assert!(matches!(refused, Err(Error::AfterFailure)), "{refused:?}");
     assert!(append(&f.writer, &b, vec![4]).await.is_ok());
     assert!(f.store.health().await.is_ok(), "a commit worked again");
-    f.writer.resume(a.clone()).await.unwrap();
+    f.writer
+        .resume(a.clone(), crate::store::docs::DocKind::Answer)
+        .await
+        .unwrap();
     assert!(append(&f.writer, &a, vec![5]).await.is_ok());
-    let log = f.store.load_doc(&a).await.unwrap().tail;
+    let log = f
+        .store
+        .load_doc(&a, crate::store::docs::DocKind::Answer)
+        .await
+        .unwrap()
+        .tail;
     assert_eq!(log, vec![vec![1], vec![5]], "only what was acknowledged");
     f.stop.cancel();
     f.task.finished().await;
