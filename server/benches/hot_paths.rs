@@ -191,7 +191,9 @@ fn group_commit(c: &mut Criterion) {
             duet::telemetry::LATENCY_BUCKETS,
         ));
         let (writer, _task) =
-            duet::store::writer::DocWriter::spawn(store, hist, Default::default()).unwrap();
+            duet::store::writer::DocWriter::spawn(store, hist, Default::default())
+                .await
+                .unwrap();
         (writer, Arc::<str>::from(ch.id))
     });
     let mut g = c.benchmark_group("group_commit");

@@ -107,7 +107,12 @@ async fn write_session(store: &Store, id: &str, user: &str, n: usize) {
     let typist = doc::new_doc();
     let mut rng = StdRng::seed_from_u64(7);
     let mut text = String::new();
-    let mut tx = store.pool.begin().await.expect("tx");
+    let mut tx = store
+        .sqlite_pool()
+        .expect("SQLite")
+        .begin()
+        .await
+        .expect("tx");
     for i in 0..n {
         let len = text.chars().count();
         let at_char = if len == 0 {

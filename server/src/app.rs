@@ -156,15 +156,17 @@ impl App {
             .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
         let data_dir_lock = lock_data_dir(&config.data_dir)?;
         let url = config.database_url();
-        if !url.starts_with("sqlite:") {
+        let postgres = url.starts_with("postgres:") || url.starts_with("postgresql:");
+        if !url.starts_with("sqlite:") && !postgres {
             let scheme = url.split_once(':').map_or(url.as_str(), |(s, _)| s);
             anyhow::bail!(
-                "DATABASE_URL must be an SQLite URL (sqlite://path/to/duet.db), not {scheme}:...; unset it to use the data dir's duet.db"
+                "DATABASE_URL must be an SQLite URL (sqlite://path/to/duet.db) or a Postgres one (postgres://user:pass@host/db), not {scheme}:...; unset it to use the data dir's duet.db"
             );
         }
+        let shown = crate::config::without_password(&url);
         let store = Store::open_with(&url, config.durability)
             .await
-            .with_context(|| format!("opening {url}"))?;
+            .with_context(|| format!("opening {shown}"))?;
         // Reads work on a full disk: a repair that cannot write waits for
         // the next start, the server starts anyway.
         match crate::challenges::read::repair_responses(&store).await {
@@ -190,6 +192,7 @@ impl App {
         let writer_stop = CancellationToken::new();
         let (writer, writer_task) =
             DocWriter::spawn(store.clone(), persist_latency.clone(), writer_stop.clone())
+                .await
                 .context("starting the document writer")?;
         let rooms = Rooms::new(
             store.clone(),

@@ -31,7 +31,8 @@ pub struct Config {
     #[arg(long, env = "DUET_DATA_DIR", default_value = "./duet-data")]
     pub data_dir: PathBuf,
 
-    /// SQLite URL overriding `<data dir>/duet.db`, e.g. `sqlite:///var/lib/duet/duet.db`.
+    /// Database URL overriding `<data dir>/duet.db`: SQLite
+    /// (`sqlite:///var/lib/duet/duet.db`) or Postgres (`postgres://user:pass@host:5432/duet`).
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<DatabaseUrl>,
 
@@ -276,7 +277,7 @@ impl std::str::FromStr for DatabaseUrl {
 }
 
 /// A URL with its user info (`user:password@`) masked, for the log.
-fn without_password(url: &str) -> String {
+pub fn without_password(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => match rest
             .split_once('/')

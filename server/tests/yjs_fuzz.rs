@@ -159,7 +159,9 @@ async fn mutated_updates_never_crash_and_the_log_reloads_to_the_document() {
         duet::telemetry::LATENCY_BUCKETS,
     ));
     let stop = CancellationToken::new();
-    let (writer, task) = DocWriter::spawn(store.clone(), hist, stop.clone()).unwrap();
+    let (writer, task) = DocWriter::spawn(store.clone(), hist, stop.clone())
+        .await
+        .unwrap();
     let (mut accepted, mut panics) = (0usize, Vec::new());
     for _ in 0..ROUNDS {
         let new = duet::challenges::model::NewChallenge {

@@ -28,39 +28,50 @@ impl Store {
             // 96 bits: whoever has it is an interviewer.
             interviewer_key: random_id(12),
         };
-        sqlx::query(
-            "insert into challenge (challenge_id, user_id, title, prompt, language, response, created_at, updated_at, interviewer_key) values (?, ?, ?, ?, ?, '', ?, ?, ?)",
-        )
-        .bind(&challenge.id)
-        .bind(user_id)
-        .bind(&challenge.title)
-        .bind(&challenge.prompt)
-        .bind(&challenge.language)
-        .bind(&challenge.created_at)
-        .bind(&challenge.updated_at)
-        .bind(&challenge.interviewer_key)
-        .execute(&self.pool)
-        .await?;
+        crate::on_db!(self, |pool| {
+            sqlx::query(
+                "insert into challenge (challenge_id, user_id, title, prompt, language, response, created_at, updated_at, interviewer_key)
+                 values ($1, $2, $3, $4, $5, '', $6, $7, $8)",
+            )
+            .bind(&challenge.id)
+            .bind(user_id)
+            .bind(&challenge.title)
+            .bind(&challenge.prompt)
+            .bind(&challenge.language)
+            .bind(&challenge.created_at)
+            .bind(&challenge.updated_at)
+            .bind(&challenge.interviewer_key)
+            .execute(pool)
+            .await?;
+        });
         Ok(challenge)
     }
 
     pub async fn get_challenge(&self, challenge_id: &str) -> Result<Option<Challenge>> {
-        Ok(sqlx::query_as::<_, Challenge>(&format!(
-            "select {COLUMNS} from challenge where challenge_id = ?"
-        ))
-        .bind(challenge_id)
-        .fetch_optional(&self.pool)
-        .await?)
+        let sql = format!("select {COLUMNS} from challenge where challenge_id = $1");
+        Ok(crate::on_db!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(challenge_id)
+                .fetch_optional(pool)
+                .await?
+        }))
     }
 
     /// The challenges `user_id` created, newest first.
     pub async fn list_challenges(&self, user_id: &str) -> Result<Vec<Challenge>> {
-        Ok(sqlx::query_as::<_, Challenge>(&format!(
-            "select {COLUMNS} from challenge where user_id = ? order by created_at desc, rowid desc limit 500"
-        ))
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await?)
+        // Ties (one millisecond): the later insert first (SQLite's rowid;
+        // Postgres keeps no such order, the id decides).
+        let tiebreak = if self.is_postgres() {
+            "challenge_id"
+        } else {
+            "rowid"
+        };
+        let sql = format!(
+            "select {COLUMNS} from challenge where user_id = $1 order by created_at desc, {tiebreak} desc limit 500"
+        );
+        Ok(crate::on_db!(self, |pool| {
+            sqlx::query_as(&sql).bind(user_id).fetch_all(pool).await?
+        }))
     }
 }
 
@@ -94,19 +105,25 @@ impl Store {
         control: Control,
     ) -> Result<Option<Challenge>> {
         self.check_file()?;
-        // Every statement takes the id and the time (only `End` uses it).
         let sql = match control {
-            Control::Lock => "update challenge set locked = 1 where challenge_id = ?1 and ?2 is not null",
-            Control::Unlock => "update challenge set locked = 0 where challenge_id = ?1 and ?2 is not null",
-            Control::End => "update challenge set status = 'ended', ended_at = coalesce(ended_at, ?2) where challenge_id = ?1",
-            Control::Run(on) if on => "update challenge set run_enabled = 1 where challenge_id = ?1 and ?2 is not null",
-            Control::Run(_) => "update challenge set run_enabled = 0 where challenge_id = ?1 and ?2 is not null",
+            Control::Lock => "update challenge set locked = 1 where challenge_id = $1",
+            Control::Unlock => "update challenge set locked = 0 where challenge_id = $1",
+            Control::End => {
+                "update challenge set status = 'ended', ended_at = coalesce(ended_at, $2) where challenge_id = $1"
+            }
+            Control::Run(true) => "update challenge set run_enabled = 1 where challenge_id = $1",
+            Control::Run(false) => "update challenge set run_enabled = 0 where challenge_id = $1",
         };
-        sqlx::query(sql)
-            .bind(challenge_id)
-            .bind(timestamp())
-            .execute(&self.pool)
-            .await?;
+        let now = timestamp();
+        crate::on_db!(self, |pool| {
+            let query = sqlx::query(sql).bind(challenge_id);
+            let query = if control == Control::End {
+                query.bind(&now)
+            } else {
+                query
+            };
+            query.execute(pool).await?;
+        });
         self.get_challenge(challenge_id).await
     }
 }

@@ -30,39 +30,79 @@ pub struct StoredDoc {
 }
 
 impl Store {
+    /// The column that numbers a document's updates in commit order:
+    /// SQLite's global `doc_update_id`; Postgres's `seq`, counted per
+    /// document under its `doc_head` row lock, so that nodes committing
+    /// the same room in turn get it gap-free (the bus relies on it).
+    pub(crate) fn log_id(&self) -> &'static str {
+        if self.is_postgres() {
+            "seq"
+        } else {
+            "doc_update_id"
+        }
+    }
+
     pub async fn load_doc(&self, challenge_id: &str, doc: DocKind) -> Result<StoredDoc> {
-        let snap: Option<(Vec<u8>, i64)> = sqlx::query_as(
-            "select state_v1, last_update_id from doc_snapshot where challenge_id = ? and doc = ?",
-        )
-        .bind(challenge_id)
-        .bind(doc.column())
-        .fetch_optional(&self.pool)
-        .await?;
-        let after = snap.as_ref().map_or(0, |(_, id)| *id);
-        let tail: Vec<(Vec<u8>,)> = sqlx::query_as(
-            "select update_v1 from doc_update where challenge_id = ? and doc = ? and doc_update_id > ? order by doc_update_id",
-        )
-        .bind(challenge_id)
-        .bind(doc.column())
-        .bind(after)
-        .fetch_all(&self.pool)
-        .await?;
+        let (snap, tail) = self.load_doc_after(challenge_id, doc).await?;
         Ok(StoredDoc {
             snapshot: snap.map(|(s, _)| s),
-            tail: tail.into_iter().map(|(u,)| u).collect(),
+            tail: tail.into_iter().map(|(_, u)| u).collect(),
         })
+    }
+
+    /// The latest snapshot (and the last update it covers) and the updates
+    /// after it, each with its number (see [`Store::log_id`]).
+    pub async fn load_doc_after(
+        &self,
+        challenge_id: &str,
+        doc: DocKind,
+    ) -> Result<(Option<(Vec<u8>, i64)>, Vec<(i64, Vec<u8>)>)> {
+        let snap: Option<(Vec<u8>, i64)> = crate::on_db!(self, |pool| {
+            sqlx::query_as(
+                "select state_v1, last_update_id from doc_snapshot where challenge_id = $1 and doc = $2",
+            )
+            .bind(challenge_id)
+            .bind(doc.column())
+            .fetch_optional(pool)
+            .await?
+        });
+        let after = snap.as_ref().map_or(0, |(_, id)| *id);
+        let tail = self.updates_after(challenge_id, doc, after).await?;
+        Ok((snap, tail))
+    }
+
+    /// A document's updates numbered above `after`, in order.
+    pub async fn updates_after(
+        &self,
+        challenge_id: &str,
+        doc: DocKind,
+        after: i64,
+    ) -> Result<Vec<(i64, Vec<u8>)>> {
+        let id = self.log_id();
+        let sql = format!(
+            "select {id}, update_v1 from doc_update where challenge_id = $1 and doc = $2 and {id} > $3 order by {id}"
+        );
+        Ok(crate::on_db!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(challenge_id)
+                .bind(doc.column())
+                .bind(after)
+                .fetch_all(pool)
+                .await?
+        }))
     }
 
     /// Challenges whose `response` lags behind their update log (the
     /// writer writes busy rooms' texts a few seconds late; a crash in
     /// between leaves them behind).
     pub async fn lagging_responses(&self) -> Result<Vec<String>> {
-        let ids: Vec<(String,)> = sqlx::query_as(
+        let id = self.log_id();
+        let sql = format!(
             "select c.challenge_id from challenge c
-             where c.response_update_id < (select max(d.doc_update_id) from doc_update d where d.challenge_id = c.challenge_id and d.doc = 0)",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+             where c.response_update_id < (select max(d.{id}) from doc_update d where d.challenge_id = c.challenge_id and d.doc = 0)"
+        );
+        let ids: Vec<(String,)> =
+            crate::on_db!(self, |pool| sqlx::query_as(&sql).fetch_all(pool).await?);
         Ok(ids.into_iter().map(|(id,)| id).collect())
     }
 
@@ -70,18 +110,22 @@ impl Store {
     /// commit time of its last update as `updated_at` (the edit is older
     /// than the start-up that repairs it).
     pub async fn set_repaired_response(&self, challenge_id: &str, text: &str) -> Result<()> {
-        sqlx::query(
-            "update challenge set response = ?1,
-                response_update_id = (select max(doc_update_id) from doc_update where challenge_id = ?2 and doc = 0),
+        let id = self.log_id();
+        let sql = format!(
+            "update challenge set response = $1,
+                response_update_id = (select max({id}) from doc_update where challenge_id = $2 and doc = 0),
                 updated_at = coalesce(
-                  (select created_at from doc_update where challenge_id = ?2 and doc = 0
-                   order by doc_update_id desc limit 1), updated_at)
-             where challenge_id = ?2",
-        )
-        .bind(text)
-        .bind(challenge_id)
-        .execute(&self.pool)
-        .await?;
+                  (select created_at from doc_update where challenge_id = $2 and doc = 0
+                   order by {id} desc limit 1), updated_at)
+             where challenge_id = $2"
+        );
+        crate::on_db!(self, |pool| {
+            sqlx::query(&sql)
+                .bind(text)
+                .bind(challenge_id)
+                .execute(pool)
+                .await?;
+        });
         Ok(())
     }
 }

@@ -1,8 +1,15 @@
-//! SQLite: the sqlx pool (WAL, `synchronous=FULL`, busy timeout, foreign
-//! keys) for reads and small writes, the embedded migrations, and every
-//! query, grouped by table: [`users`], [`challenges`], [`docs`] (reading a
-//! document's log), and the group-commit [`writer`] of the update log,
-//! snapshots and responses, which has a connection and a thread of its own.
+//! The database: SQLite (the embedded default: WAL, `synchronous=FULL`,
+//! busy timeout, foreign keys) or Postgres (`DATABASE_URL=postgres://…`,
+//! the shared database of a cluster, CONTRACT §5). A sqlx pool serves reads
+//! and small writes, with the embedded migrations of each backend
+//! (`migrations/`, `migrations/postgres/`), and every query, grouped by
+//! table: [`users`], [`challenges`], [`docs`] (reading a document's log),
+//! [`timeline`]; the group-commit [`writer`] of the update log, snapshots
+//! and responses has a connection and a thread of its own.
+//!
+//! Queries are written once, with `$1`-style parameters (which sqlx's SQLite
+//! driver reads too), and run on either pool through [`on_db!`]; the few
+//! that differ say so.
 //!
 //! The store knows rows, not documents: it hands out logs and takes what
 //! the product computed from them (`challenges::read` repairs responses).
@@ -10,6 +17,8 @@
 pub mod challenges;
 pub mod docs;
 mod raw;
+#[doc(hidden)]
+pub mod testing;
 pub mod timeline;
 pub mod users;
 pub mod writer;
@@ -17,8 +26,33 @@ pub mod writer;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
+
+/// The pool of one backend or the other.
+#[derive(Clone)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the store's pool, whichever backend
+/// it is (the body is compiled once per backend).
+#[macro_export]
+macro_rules! on_db {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// How long a request waits for a Postgres connection before it fails:
+/// edits get "unavailable" within 5 s of the database going away (CONTRACT
+/// §5), never an ok.
+const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[cfg(test)]
 mod tests {
@@ -34,7 +68,7 @@ mod tests {
     async fn pragma(store: &Store, name: &str) -> String {
         let row: (String,) =
             sqlx::query_as(&format!("select cast({name} as text) from pragma_{name}"))
-                .fetch_one(&store.pool)
+                .fetch_one(store.sqlite_pool().unwrap())
                 .await
                 .unwrap();
         row.0
@@ -150,7 +184,7 @@ const PAGE_SIZE: u32 = 1024;
 /// A cheap handle to the database.
 #[derive(Clone)]
 pub struct Store {
-    pub pool: SqlitePool,
+    pub db: Db,
     /// The database file (`None` in memory: tests of queries only).
     path: Option<std::sync::Arc<std::path::Path>>,
     durability: Durability,
@@ -168,6 +202,9 @@ impl Store {
     }
 
     pub async fn open_with(url: &str, durability: Durability) -> Result<Store> {
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            return Self::open_postgres(url, durability).await;
+        }
         let synchronous = match durability {
             Durability::Fsync => SqliteSynchronous::Full,
             Durability::Commit => SqliteSynchronous::Normal,
@@ -191,12 +228,43 @@ impl Store {
             .filter(|f| !f.is_empty() && !f.starts_with(':') && !f.starts_with("file:"))
             .map(|f| std::sync::Arc::from(std::path::Path::new(f)));
         Ok(Store {
-            pool,
+            db: Db::Sqlite(pool),
             path,
             durability,
             known_users: Default::default(),
             writes: Default::default(),
         })
+    }
+
+    /// Connects to Postgres and migrates it. Commits are durable as
+    /// Postgres makes them (`synchronous_commit`, on by default).
+    async fn open_postgres(url: &str, durability: Durability) -> Result<Store> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(PG_ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        Ok(Store {
+            db: Db::Postgres(pool),
+            path: None,
+            durability,
+            known_users: Default::default(),
+            writes: Default::default(),
+        })
+    }
+
+    /// The SQLite pool (tests and tools that look inside the file).
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        match &self.db {
+            Db::Sqlite(pool) => Some(pool),
+            Db::Postgres(_) => None,
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.db, Db::Postgres(_))
     }
 
     /// The database file, if the database is one.
@@ -226,10 +294,10 @@ impl Store {
     /// go on answering from open descriptors while nothing reaches disk),
     /// and the writer's commits succeed (a full disk).
     pub async fn health(&self) -> std::result::Result<(), String> {
-        sqlx::query_scalar::<_, i64>("select 1")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|_| "database not answering".to_owned())?;
+        let answered: std::result::Result<i32, sqlx::Error> = on_db!(self, |pool| {
+            sqlx::query_scalar("select 1").fetch_one(pool).await
+        });
+        answered.map_err(|_| "database not answering".to_owned())?;
         if self.check_file().is_err() {
             return Err("database file is gone".into());
         }
@@ -240,7 +308,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_db!(self, |pool| pool.close().await);
     }
 }
 

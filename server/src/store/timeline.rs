@@ -48,70 +48,84 @@ pub struct LogUntil {
 impl Store {
     /// The events the rooms recorded, oldest first.
     pub async fn events(&self, challenge_id: &str) -> Result<Vec<EventRow>> {
-        Ok(sqlx::query_as::<_, EventRow>(
-            "select created_at as at, user_id, first_name, kind, data, after_update_id as after
-             from timeline_event where challenge_id = ? order by timeline_event_id",
-        )
-        .bind(challenge_id)
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(crate::on_db!(self, |pool| {
+            sqlx::query_as(
+                "select created_at as at, user_id, first_name, kind, data, after_update_id as after
+                 from timeline_event where challenge_id = $1 order by timeline_event_id",
+            )
+            .bind(challenge_id)
+            .fetch_all(pool)
+            .await?
+        }))
     }
 
-    /// Every update of a document, oldest first, with its author's name.
+    /// Every update of a document, oldest first, with its author's name;
+    /// `id` numbers it as [`Store::log_id`] says.
     pub async fn updates(&self, challenge_id: &str, doc: DocKind) -> Result<Vec<UpdateRow>> {
-        Ok(sqlx::query_as::<_, UpdateRow>(
-            "select d.doc_update_id as id, d.doc, d.created_at as at, d.user_id,
+        let id = self.log_id();
+        let sql = format!(
+            r#"select d.{id} as id, d.doc, d.created_at as at, d.user_id,
                     coalesce(u.first_name, '') as first_name, d.inserted, d.deleted, d.update_v1
-             from doc_update d left join user u on u.user_id = d.user_id
-             where d.challenge_id = ? and d.doc = ? order by d.doc_update_id",
-        )
-        .bind(challenge_id)
-        .bind(doc.column())
-        .fetch_all(&self.pool)
-        .await?)
+             from doc_update d left join "user" u on u.user_id = d.user_id
+             where d.challenge_id = $1 and d.doc = $2 order by d.{id}"#
+        );
+        Ok(crate::on_db!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(challenge_id)
+                .bind(doc.column())
+                .fetch_all(pool)
+                .await?
+        }))
     }
 
     /// The answer's log as it stood at `at` (a timestamp as [`timestamp`]
     /// writes them): every update committed at or before it, none after.
     pub async fn answer_until(&self, challenge_id: &str, at: &str) -> Result<LogUntil> {
         let doc = DocKind::Answer.column();
-        let last: Option<i64> = sqlx::query_scalar(
-            "select max(doc_update_id) from doc_update
-             where challenge_id = ? and doc = ? and created_at <= ?",
-        )
-        .bind(challenge_id)
-        .bind(doc)
-        .bind(at)
-        .fetch_one(&self.pool)
-        .await?;
+        let id = self.log_id();
+        let last_sql = format!(
+            "select max({id}) from doc_update where challenge_id = $1 and doc = $2 and created_at <= $3"
+        );
+        let last: Option<i64> = crate::on_db!(self, |pool| {
+            sqlx::query_scalar(&last_sql)
+                .bind(challenge_id)
+                .bind(doc)
+                .bind(at)
+                .fetch_one(pool)
+                .await?
+        });
         let Some(last) = last else {
             return Ok(LogUntil {
                 checkpoint: None,
                 tail: Vec::new(),
             });
         };
-        let checkpoint: Option<(Vec<u8>, i64)> = sqlx::query_as(
-            "select state_v1, last_update_id from doc_checkpoint
-             where challenge_id = ? and doc = ? and last_update_id <= ?
-             order by last_update_id desc limit 1",
-        )
-        .bind(challenge_id)
-        .bind(doc)
-        .bind(last)
-        .fetch_optional(&self.pool)
-        .await?;
+        let checkpoint: Option<(Vec<u8>, i64)> = crate::on_db!(self, |pool| {
+            sqlx::query_as(
+                "select state_v1, last_update_id from doc_checkpoint
+                 where challenge_id = $1 and doc = $2 and last_update_id <= $3
+                 order by last_update_id desc limit 1",
+            )
+            .bind(challenge_id)
+            .bind(doc)
+            .bind(last)
+            .fetch_optional(pool)
+            .await?
+        });
         let after = checkpoint.as_ref().map_or(0, |(_, id)| *id);
-        let tail: Vec<(Vec<u8>,)> = sqlx::query_as(
+        let tail_sql = format!(
             "select update_v1 from doc_update
-             where challenge_id = ? and doc = ? and doc_update_id > ? and doc_update_id <= ?
-             order by doc_update_id",
-        )
-        .bind(challenge_id)
-        .bind(doc)
-        .bind(after)
-        .bind(last)
-        .fetch_all(&self.pool)
-        .await?;
+             where challenge_id = $1 and doc = $2 and {id} > $3 and {id} <= $4 order by {id}"
+        );
+        let tail: Vec<(Vec<u8>,)> = crate::on_db!(self, |pool| {
+            sqlx::query_as(&tail_sql)
+                .bind(challenge_id)
+                .bind(doc)
+                .bind(after)
+                .bind(last)
+                .fetch_all(pool)
+                .await?
+        });
         Ok(LogUntil {
             checkpoint: checkpoint.map(|(state, _)| state),
             tail: tail.into_iter().map(|(u,)| u).collect(),
@@ -120,84 +134,116 @@ impl Store {
 
     /// Recreates an exported challenge for `user_id`: a new id, ended (it
     /// opens read-only, with its playback), its logs and events as they
-    /// were, with their times. Returns the new id.
+    /// were, with their times, in one transaction. Returns the new id.
     pub async fn import_challenge(&self, user_id: &str, file: &ImportFile) -> Result<String> {
         self.check_file()?;
         let id = random_id(12);
-        let mut tx = self.pool.begin().await?;
         let c = &file.challenge;
         let ended_at = c.ended_at.clone().unwrap_or_else(timestamp);
-        sqlx::query(
-            "insert into challenge (challenge_id, user_id, title, prompt, language, response, created_at, updated_at,
-                                    interviewer_key, status, ended_at, locked, run_enabled)
-             values (?, ?, ?, ?, ?, ?, ?, ?, ?, 'ended', ?, 1, 0)",
-        )
-        .bind(&id)
-        .bind(user_id)
-        .bind(&c.title)
-        .bind(&c.prompt)
-        .bind(&c.language)
-        .bind(&file.answer)
-        .bind(&c.created_at)
-        .bind(&c.updated_at)
-        .bind(random_id(12))
-        .bind(&ended_at)
-        .execute(&mut *tx)
-        .await?;
-        let mut events = file.events.iter().peekable();
-        for (i, u) in file.updates.iter().enumerate() {
-            while let Some(e) = events.next_if(|e| e.after <= i as i64) {
-                insert_event(&mut tx, &id, e).await?;
-            }
+        let key = random_id(12);
+        let (log_id, after) = if self.is_postgres() {
+            ("seq", "(select coalesce(max(seq), 0) from doc_update where challenge_id = $1 and doc = 0)")
+        } else {
+            (
+                "doc_update_id",
+                "(select coalesce(max(doc_update_id), 0) from doc_update)",
+            )
+        };
+        let insert_event = format!(
+            "insert into timeline_event (challenge_id, user_id, first_name, kind, data, created_at, after_update_id)
+             values ($1, $2, $3, $4, $5, $6, {after})"
+        );
+        let set_response = format!(
+            "update challenge set response_update_id =
+                coalesce((select max({log_id}) from doc_update where challenge_id = $1 and doc = 0), 0)
+             where challenge_id = $1"
+        );
+        let pg = self.is_postgres();
+        // SQLite numbers updates by their row id; Postgres by `seq`.
+        let insert_update = if pg {
+            "insert into doc_update (challenge_id, doc, user_id, update_v1, inserted, deleted, created_at, seq)
+             values ($1, $2, $3, $4, $5, $6, $7, $8)"
+        } else {
+            "insert into doc_update (challenge_id, doc, user_id, update_v1, inserted, deleted, created_at)
+             values ($1, $2, $3, $4, $5, $6, $7)"
+        };
+        crate::on_db!(self, |pool| {
+            let mut tx = pool.begin().await?;
             sqlx::query(
-                "insert into doc_update (challenge_id, doc, user_id, update_v1, inserted, deleted, created_at)
-                 values (?, ?, ?, ?, ?, ?, ?)",
+                "insert into challenge (challenge_id, user_id, title, prompt, language, response, created_at, updated_at,
+                                        interviewer_key, status, ended_at, locked, run_enabled)
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'ended', $10, 1, 0)",
             )
             .bind(&id)
-            .bind(u.doc)
-            .bind(&u.user_id)
-            .bind(&u.update_v1)
-            .bind(u.inserted)
-            .bind(u.deleted)
-            .bind(&u.at)
+            .bind(user_id)
+            .bind(&c.title)
+            .bind(&c.prompt)
+            .bind(&c.language)
+            .bind(&file.answer)
+            .bind(&c.created_at)
+            .bind(&c.updated_at)
+            .bind(&key)
+            .bind(&ended_at)
             .execute(&mut *tx)
             .await?;
-        }
-        for e in events {
-            insert_event(&mut tx, &id, e).await?;
-        }
-        sqlx::query(
-            "update challenge set response_update_id =
-                coalesce((select max(doc_update_id) from doc_update where challenge_id = ?1 and doc = 0), 0)
-             where challenge_id = ?1",
-        )
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+            let mut events = file.events.iter().peekable();
+            let mut seqs = [0i64; 2];
+            for (i, u) in file.updates.iter().enumerate() {
+                while let Some(e) = events.next_if(|e| e.after <= i as i64) {
+                    sqlx::query(&insert_event)
+                        .bind(&id)
+                        .bind(&e.user_id)
+                        .bind(&e.first_name)
+                        .bind(&e.kind)
+                        .bind(&e.data)
+                        .bind(&e.at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let seq = &mut seqs[usize::from(u.doc != 0)];
+                *seq += 1;
+                let query = sqlx::query(insert_update)
+                    .bind(&id)
+                    .bind(u.doc)
+                    .bind(&u.user_id)
+                    .bind(&u.update_v1)
+                    .bind(u.inserted)
+                    .bind(u.deleted)
+                    .bind(&u.at);
+                let query = if pg { query.bind(*seq) } else { query };
+                query.execute(&mut *tx).await?;
+            }
+            for e in events {
+                sqlx::query(&insert_event)
+                    .bind(&id)
+                    .bind(&e.user_id)
+                    .bind(&e.first_name)
+                    .bind(&e.kind)
+                    .bind(&e.data)
+                    .bind(&e.at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if pg {
+                for (doc, seq) in seqs.iter().enumerate().filter(|(_, s)| **s > 0) {
+                    sqlx::query(
+                        "insert into doc_head (challenge_id, doc, seq) values ($1, $2, $3)",
+                    )
+                    .bind(&id)
+                    .bind(doc as i64)
+                    .bind(*seq)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            sqlx::query(&set_response)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
         Ok(id)
     }
-}
-
-/// Inserts an imported event after the updates inserted so far.
-async fn insert_event(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    challenge_id: &str,
-    e: &EventRow,
-) -> Result<()> {
-    sqlx::query(
-        "insert into timeline_event (challenge_id, user_id, first_name, kind, data, created_at, after_update_id)
-         values (?, ?, ?, ?, ?, ?, (select coalesce(max(doc_update_id), 0) from doc_update))",
-    )
-    .bind(challenge_id)
-    .bind(&e.user_id)
-    .bind(&e.first_name)
-    .bind(&e.kind)
-    .bind(&e.data)
-    .bind(&e.at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// The challenge's own fields in an export file.

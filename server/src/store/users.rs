@@ -54,22 +54,27 @@ impl Store {
             id: random_id(12),
             first_name: first_name.to_owned(),
         };
-        sqlx::query("insert into user (user_id, first_name, created_at) values (?, ?, ?)")
+        crate::on_db!(self, |pool| {
+            sqlx::query(
+                r#"insert into "user" (user_id, first_name, created_at) values ($1, $2, $3)"#,
+            )
             .bind(&user.id)
             .bind(&user.first_name)
             .bind(timestamp())
-            .execute(&self.pool)
+            .execute(pool)
             .await?;
+        });
         self.known_users.insert(&user.id);
         Ok(user)
     }
 
     pub async fn get_user(&self, user_id: &str) -> Result<Option<User>> {
-        let user =
-            sqlx::query_as::<_, User>("select user_id, first_name from user where user_id = ?")
+        let user: Option<User> = crate::on_db!(self, |pool| {
+            sqlx::query_as(r#"select user_id, first_name from "user" where user_id = $1"#)
                 .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_optional(pool)
+                .await?
+        });
         if let Some(user) = &user {
             self.known_users.insert(&user.id);
         }

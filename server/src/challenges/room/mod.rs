@@ -26,6 +26,7 @@
 
 mod awareness;
 mod interview;
+mod numbers;
 mod task;
 mod text;
 mod yjs;
@@ -210,6 +211,19 @@ impl Flags {
 struct Signals {
     /// A commit of the room failed: reload the document from the log.
     reload: AtomicBool,
+    /// The numbers its commits got (kept only when the log numbers each
+    /// document's updates, on Postgres: see `numbers`).
+    committed: parking_lot::Mutex<Vec<i64>>,
+    numbered: AtomicBool,
+}
+
+impl Signals {
+    /// A commit of the room got number `seq`.
+    fn committed(&self, seq: i64) {
+        if seq > 0 && self.numbered.load(Ordering::Relaxed) {
+            self.committed.lock().push(seq);
+        }
+    }
 }
 
 /// Settings shared by every room.

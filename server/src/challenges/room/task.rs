@@ -110,6 +110,10 @@ pub(super) struct Room {
     pub(super) signals: Arc<Signals>,
     /// This room's own queue, for the writer's completions to wake it.
     pub(super) me: CmdTx,
+    /// Every update numbered up to this is in the document (see `numbers`).
+    pub(super) seq: i64,
+    /// Numbers held beyond `seq`.
+    pub(super) ahead: std::collections::BTreeSet<i64>,
     /// The challenge's state as the channels read it.
     pub(super) flags: Arc<Flags>,
     pub(super) caps: Caps,
@@ -209,19 +213,36 @@ pub(super) async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-/// The document of a room as its log has it: (document, encoded size,
-/// updates since the snapshot). Waits first for every write queued for the
-/// room (a previous life's last snapshot, writes stopped after a failed
-/// commit), so the log read is the whole of what was committed.
-async fn load_doc(
+/// A document as its log has it.
+pub(super) struct LoadedDoc {
+    pub(super) doc: yrs::Doc,
+    /// Its encoded size.
+    pub(super) bytes: usize,
+    /// Updates since the snapshot.
+    pub(super) since: u32,
+    /// The number of the last update it holds (see `numbers`).
+    pub(super) seq: i64,
+}
+
+/// The document of a room as its log has it. Waits first for every write
+/// queued for the room (a previous life's last snapshot, writes stopped
+/// after a failed commit), so the log read is the whole of what was
+/// committed.
+pub(super) async fn load_doc(
     rooms: &Rooms,
     id: &Arc<str>,
     kind: DocKind,
-) -> anyhow::Result<(yrs::Doc, usize, u32)> {
+) -> anyhow::Result<LoadedDoc> {
     rooms.writer().resume(id.clone(), kind).await?;
-    let stored = rooms.store().load_doc(id, kind).await?;
-    let since = u32::try_from(stored.tail.len()).unwrap_or(u32::MAX);
-    let loaded = doc::load(stored.snapshot.as_deref(), &stored.tail);
+    let (snapshot, tail) = rooms.store().load_doc_after(id, kind).await?;
+    let since = u32::try_from(tail.len()).unwrap_or(u32::MAX);
+    let seq = tail
+        .last()
+        .map(|(n, _)| *n)
+        .or(snapshot.as_ref().map(|(_, n)| *n))
+        .unwrap_or(0);
+    let updates: Vec<Vec<u8>> = tail.into_iter().map(|(_, u)| u).collect();
+    let loaded = doc::load(snapshot.as_ref().map(|(s, _)| s.as_slice()), &updates);
     if loaded.skipped > 0 {
         warn!(
             skipped = loaded.skipped,
@@ -229,7 +250,12 @@ async fn load_doc(
         );
     }
     let bytes = doc::encode_state(&loaded.doc).len();
-    Ok((loaded.doc, bytes, since))
+    Ok(LoadedDoc {
+        doc: loaded.doc,
+        bytes,
+        since,
+        seq,
+    })
 }
 
 async fn load(
@@ -242,7 +268,12 @@ async fn load(
         return Ok(None);
     };
     entry.flags.set(&challenge);
-    let (doc, doc_bytes, since_snapshot) = load_doc(rooms, id, kind).await?;
+    let LoadedDoc {
+        doc,
+        bytes: doc_bytes,
+        since: since_snapshot,
+        seq,
+    } = load_doc(rooms, id, kind).await?;
     let text: Arc<str> = match kind {
         DocKind::Answer => doc::text(&doc).into(),
         DocKind::Notes => "".into(),
@@ -274,8 +305,13 @@ async fn load(
         broken: false,
         resync_at: None,
         last_resync: None,
-        signals: Arc::new(Signals::default()),
+        signals: Arc::new(Signals {
+            numbered: rooms.store().is_postgres().into(),
+            ..Signals::default()
+        }),
         me: entry.tx.clone(),
+        seq,
+        ahead: Default::default(),
         flags: entry.flags.clone(),
         caps: rooms.inner.config.caps,
     }))
@@ -380,7 +416,11 @@ impl Room {
     /// is committed (or, after a failed commit, refused by the writer).
     async fn reload(&mut self, rooms: &Rooms, why: Reload) -> anyhow::Result<()> {
         warn!(?why, "reloading the document from the log");
-        let (doc, bytes, since) = load_doc(rooms, &self.id, self.kind).await?;
+        let loaded = load_doc(rooms, &self.id, self.kind).await?;
+        let (doc, bytes, since) = (loaded.doc, loaded.bytes, loaded.since);
+        self.signals.committed.lock().clear();
+        self.ahead.clear();
+        self.seq = loaded.seq;
         self.doc = doc;
         self.doc_bytes = bytes;
         self.unmeasured = 0;
@@ -425,6 +465,7 @@ impl Room {
             let op = WriteOp::Snapshot {
                 challenge_id: self.id.clone(),
                 doc: self.kind,
+                covers: self.covers(),
                 state: doc::encode_state(&self.doc),
             };
             let _ = rooms.writer().send(op).await;

@@ -84,15 +84,18 @@ impl Room {
                 let notice = self.notice(&user_id, false);
                 let ok = reply.prepare(Status::Ok, Payload::Json(json!({})));
                 let latency = rooms.inner.edit_latency.clone();
-                let done = Box::new(move |result: crate::store::Result<()>| match result {
-                    Ok(()) => {
-                        latency.observe(received.elapsed().as_secs_f64());
-                        ok.send();
-                        notice.send();
-                        relay.send();
-                    }
-                    Err(_) => reply.error("not saved"),
-                });
+                let done = Box::new(
+                    move |result: crate::store::Result<crate::store::writer::Written>| match result
+                    {
+                        Ok(_) => {
+                            latency.observe(received.elapsed().as_secs_f64());
+                            ok.send();
+                            notice.send();
+                            relay.send();
+                        }
+                        Err(_) => reply.error("not saved"),
+                    },
+                );
                 let (inserted, deleted) = doc::edit_counts(&old_text, &self.text);
                 let change = TextChange { inserted, deleted };
                 self.persist(Some(user_id), update, change, done, rooms)
@@ -105,7 +108,7 @@ impl Room {
                 let ok = reply.prepare(Status::Ok, Payload::Json(json!({})));
                 let notice = self.notice(&user_id, false);
                 let done: Done = Box::new(move |result| match result {
-                    Ok(()) => {
+                    Ok(_) => {
                         ok.send();
                         notice.send();
                     }
@@ -139,6 +142,9 @@ impl Room {
         }
         let (signals, me) = (self.signals.clone(), self.me.clone());
         let done: Done = Box::new(move |result| {
+            if let Ok(written) = &result {
+                signals.committed(written.seq);
+            }
             if let Err(err) = &result {
                 if err.lost_a_write() {
                     signals
@@ -172,6 +178,7 @@ impl Room {
                 challenge_id: self.id.clone(),
                 doc: self.kind,
                 state,
+                covers: self.covers(),
             };
             let _ = rooms.writer().send(op).await;
         }

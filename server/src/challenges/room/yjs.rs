@@ -156,14 +156,16 @@ impl Room {
         let ok = edit.reply.prepare(Status::Ok, Payload::Json(json!({})));
         let latency = rooms.inner.edit_latency.clone();
         let (reply, received) = (edit.reply, edit.received);
-        let done = Box::new(move |result: crate::store::Result<()>| match result {
-            Ok(()) => {
-                latency.observe(received.elapsed().as_secs_f64());
-                ok.send();
-                relay.send();
-            }
-            Err(_) => reply.error("not saved"),
-        });
+        let done = Box::new(
+            move |result: crate::store::Result<crate::store::writer::Written>| match result {
+                Ok(_) => {
+                    latency.observe(received.elapsed().as_secs_f64());
+                    ok.send();
+                    relay.send();
+                }
+                Err(_) => reply.error("not saved"),
+            },
+        );
         let change = TextChange { inserted, deleted };
         self.persist(Some(edit.user_id), update, change, done, rooms)
             .await;

@@ -1,8 +1,9 @@
-//! The SQL of the writer, on its own rusqlite connection: one commit of a
-//! batch of operations (updates, snapshots, responses) in one transaction,
-//! the responses flushed later, the WAL catch-up, and a probe write while
-//! commits fail. This is the seam a second backend plugs into: the writer
-//! loop (`writer::Writer`) only calls [`LogDb`].
+//! The SQL of the writer: [`LogDb`], the seam between the writer loop
+//! (`writer::Writer`) and its backends, and the SQLite backend, on its own
+//! rusqlite connection: one commit of a batch of operations (updates,
+//! snapshots, responses, events) in one transaction, the responses flushed
+//! later, the WAL catch-up, and a probe write while commits fail. The
+//! Postgres backend is in [`super::pg`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,8 @@ pub(super) struct TextRow<'b> {
 
 /// What one commit wrote.
 pub(super) struct Committed<'b> {
+    /// The number of each update written, in order.
+    pub(super) seqs: Vec<i64>,
     /// Each room's last update id.
     pub(super) last_ids: Vec<(&'b Arc<str>, i64)>,
     /// Texts written to `challenge.response` now.
@@ -58,10 +61,14 @@ pub(super) struct Committed<'b> {
 /// The writer's database: the backends Duet can log to.
 pub(super) enum LogDb {
     Sqlite(SqliteLog),
+    Postgres(super::pg::PgLog),
 }
 
 impl LogDb {
-    pub(super) fn open(store: &Store) -> Result<LogDb> {
+    pub(super) async fn open(store: &Store) -> Result<LogDb> {
+        if let crate::store::Db::Postgres(pool) = &store.db {
+            return super::pg::PgLog::open(pool).await.map(LogDb::Postgres);
+        }
         let Some(path) = store.path() else {
             return Err(Error::CommitFailed {
                 code: -1,
@@ -72,7 +79,7 @@ impl LogDb {
     }
 
     /// Writes `ops` (those `write` allows) in one transaction.
-    pub(super) fn commit<'b>(
+    pub(super) async fn commit<'b>(
         &mut self,
         ops: impl Iterator<Item = &'b WriteOp>,
         now: &str,
@@ -81,14 +88,16 @@ impl LogDb {
     ) -> Result<Committed<'b>> {
         match self {
             LogDb::Sqlite(db) => db.commit(ops, now, written, last_ids),
+            LogDb::Postgres(db) => db.commit(ops.collect(), now, written, last_ids).await,
         }
     }
 
-    pub(super) fn update_responses<'a>(
+    pub(super) async fn update_responses<'a>(
         &mut self,
-        rows: impl IntoIterator<Item = (&'a str, &'a Stamped, i64)>,
+        rows: Vec<(&'a str, &'a Stamped, i64)>,
     ) -> Result<()> {
         match self {
+            LogDb::Postgres(db) => db.update_responses(&rows).await,
             LogDb::Sqlite(db) => {
                 let tx = db
                     .conn
@@ -105,14 +114,16 @@ impl LogDb {
     pub(super) fn file_exists(&self) -> bool {
         match self {
             LogDb::Sqlite(db) => db.path.exists(),
+            LogDb::Postgres(_) => true,
         }
     }
 
     /// The writer's share of a checkpoint (see `checkpoint`): copies the
     /// frames added since the checkpointer's pass, so the next commit
     /// starts the WAL over.
-    pub(super) fn catch_up(&mut self) -> Result<()> {
+    pub(super) async fn catch_up(&mut self) -> Result<()> {
         match self {
+            LogDb::Postgres(_) => Ok(()),
             LogDb::Sqlite(db) => {
                 let (_, log, copied): (i64, i64, i64) =
                     db.conn
@@ -126,8 +137,9 @@ impl LogDb {
     }
 
     /// A small real write, to tell when writes work again after failing.
-    pub(super) fn probe(&mut self, now: &str) -> Result<()> {
+    pub(super) async fn probe(&mut self, now: &str) -> Result<()> {
         match self {
+            LogDb::Postgres(db) => db.probe(now).await,
             LogDb::Sqlite(db) => {
                 db.conn.execute(
                     "insert into write_probe (write_probe_id, written_at) values (1, ?1)
@@ -181,6 +193,7 @@ impl SqliteLog {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut ids: HashMap<&'b Arc<str>, i64> = HashMap::new();
+        let mut seqs = Vec::new();
         // The newest text of each room and the last update it reflects.
         let mut texts: HashMap<&'b Arc<str>, (&'b Stamped, i64)> = HashMap::new();
         {
@@ -205,6 +218,7 @@ impl SqliteLog {
                             change.deleted,
                             now
                         ])?;
+                        seqs.push(tx.last_insert_rowid());
                         if *doc == DocKind::Answer {
                             let id = tx.last_insert_rowid();
                             ids.insert(challenge_id, id);
@@ -227,6 +241,7 @@ impl SqliteLog {
                         challenge_id,
                         doc,
                         state,
+                        ..
                     } => {
                         tx.prepare_cached(UPSERT_SNAPSHOT)?.execute(params![
                             &**challenge_id,
@@ -266,6 +281,7 @@ impl SqliteLog {
         )?;
         tx.commit()?;
         Ok(Committed {
+            seqs,
             last_ids: ids.into_iter().collect(),
             texts: now_texts,
             later,
@@ -276,7 +292,7 @@ impl SqliteLog {
 /// `challenge.response` follows the document: now for rooms not written
 /// lately, in a moment (see `Responses`) for the busy ones, and at most
 /// [`COMMIT_RESPONSE_BYTES`] of them per commit.
-fn due_texts<'b>(
+pub(super) fn due_texts<'b>(
     texts: HashMap<&'b Arc<str>, (&'b Stamped, i64)>,
     written: &HashMap<Arc<str>, Instant>,
     started: Instant,

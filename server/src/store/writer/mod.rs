@@ -14,6 +14,7 @@
 
 mod batch;
 mod checkpoint;
+mod pg;
 mod responses;
 
 use std::collections::{HashMap, HashSet};
@@ -46,7 +47,15 @@ const COMMIT_EVERY: Duration = Duration::from_millis(1);
 pub(super) const RESPONSE_EVERY: Duration = Duration::from_secs(5);
 
 /// Called once the operation is committed (or failed).
-pub type Done = Box<dyn FnOnce(Result<()>) + Send + Sync>;
+pub type Done = Box<dyn FnOnce(Result<Written>) + Send + Sync>;
+
+/// What a committed operation got: for an update, its number in its
+/// document's log (SQLite's `doc_update_id`; Postgres's per-document
+/// `seq`, which a cluster's bus carries); 0 for anything else.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    pub seq: i64,
+}
 
 /// A room's text (`challenge.response`) and the time of the edit it
 /// reflects (`challenge.updated_at`, as the room's members were told).
@@ -80,6 +89,11 @@ pub enum WriteOp {
         challenge_id: Arc<str>,
         doc: DocKind,
         state: Vec<u8>,
+        /// The room's own count of the updates the state holds (every
+        /// number up to it): what a Postgres snapshot covers, since a
+        /// room of a cluster also applies other nodes' updates. SQLite
+        /// (one node) takes the log's last number instead.
+        covers: i64,
     },
     /// The document's text after the updates queued before it; `done`, if
     /// any, is called once reads see it (see `Rooms::settle`).
@@ -169,12 +183,12 @@ pub struct DocWriter {
 impl DocWriter {
     /// Starts the writer. It ends when `stop` is cancelled (or every handle
     /// is dropped), after committing everything already queued.
-    pub fn spawn(
+    pub async fn spawn(
         store: Store,
         latency: Arc<Histogram>,
         stop: CancellationToken,
     ) -> Result<(DocWriter, WriterTask)> {
-        let db = LogDb::open(&store)?;
+        let db = LogDb::open(&store).await?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let responses = Arc::new(Responses::default());
         let catch_up = Arc::new(AtomicBool::new(false));
@@ -267,7 +281,7 @@ impl WriterTask {
 }
 
 /// What the completion task gets: each waiter and its outcome, in commit order.
-type Completions = Vec<(Done, Result<()>)>;
+type Completions = Vec<(Done, Result<Written>)>;
 
 /// Tells the waiters of each commit, in commit order (so acks and
 /// broadcasts keep the order of the edits), on the main runtime.
@@ -327,24 +341,26 @@ impl Writer {
                     continue;
                 }
                 _ = tick.tick() => {
-                    self.on_tick();
+                    self.on_tick().await;
                     continue;
                 }
             };
             self.gather(first, &mut batch).await;
-            let outcome = self.commit(&batch);
+            let outcome = self.commit(&batch).await;
             self.complete(&mut batch, outcome);
-            self.catch_up_wal();
+            self.catch_up_wal().await;
         }
         drop(self.completed);
         let _ = completer.await;
         let stopped = std::mem::take(&mut self.stopped);
-        self.responses.flush(
-            &mut self.db,
-            &mut self.written,
-            &|id: &str| stopped.contains(&(Arc::from(id), DocKind::Answer)),
-            true,
-        );
+        self.responses
+            .flush(
+                &mut self.db,
+                &mut self.written,
+                &|id: &str| stopped.contains(&(Arc::from(id), DocKind::Answer)),
+                true,
+            )
+            .await;
         tracing::debug!("document writer stopped");
     }
 
@@ -367,7 +383,7 @@ impl Writer {
 
     /// Commits the operations of rooms not stopped. Returns which
     /// operations were written (`true`) and the commit's result.
-    fn commit(&mut self, batch: &[WriteOp]) -> (Vec<bool>, Result<()>) {
+    async fn commit(&mut self, batch: &[WriteOp]) -> (Vec<bool>, Result<Vec<i64>>) {
         let started = Instant::now();
         self.last_commit = started;
         let write: Vec<bool> = batch
@@ -387,7 +403,7 @@ impl Writer {
         let writes = batch.iter().zip(&write).any(|(op, w)| *w && op.writes());
         let result = if !writes {
             // Barriers, or only refused operations: nothing to commit.
-            Ok(())
+            Ok(Vec::new())
         } else if self.db.file_exists() {
             let now = timestamp();
             let ops = batch
@@ -395,7 +411,11 @@ impl Writer {
                 .zip(&write)
                 .filter(|(_, w)| **w)
                 .map(|(op, _)| op);
-            match self.db.commit(ops, &now, &self.written, &self.last_ids) {
+            match self
+                .db
+                .commit(ops, &now, &self.written, &self.last_ids)
+                .await
+            {
                 Ok(committed) => {
                     for (id, update_id) in committed.last_ids {
                         self.last_ids.insert(id.clone(), update_id);
@@ -404,7 +424,7 @@ impl Writer {
                         self.written.insert(row.challenge_id.clone(), started);
                     }
                     self.responses.committed(&committed.texts, &committed.later);
-                    Ok(())
+                    Ok(committed.seqs)
                 }
                 Err(err) => Err(err),
             }
@@ -427,11 +447,11 @@ impl Writer {
             .filter(|(_, w)| **w)
             .map(|(op, _)| op);
         match &result {
-            Ok(()) if edits.clone().any(|op| appended(&op)) => {
+            Ok(_) if edits.clone().any(|op| appended(&op)) => {
                 self.health.set(None);
                 self.last_edit = started;
             }
-            Ok(()) => {}
+            Ok(_) => {}
             Err(err) => {
                 tracing::error!(cause = %err, ops = batch.len(), "document commit failed");
                 self.health.set(Some(err.to_string()));
@@ -450,7 +470,11 @@ impl Writer {
 
     /// Hands each waiter its outcome to the completion task, so the next
     /// commit starts now (acks and broadcasts run on another core).
-    fn complete(&mut self, batch: &mut Vec<WriteOp>, (write, result): (Vec<bool>, Result<()>)) {
+    fn complete(
+        &mut self,
+        batch: &mut Vec<WriteOp>,
+        (write, result): (Vec<bool>, Result<Vec<i64>>),
+    ) {
         let failed = |err: &Error| match err {
             Error::CommitFailed { code, msg } => Error::CommitFailed {
                 code: *code,
@@ -459,17 +483,26 @@ impl Writer {
             Error::DatabaseGone => Error::DatabaseGone,
             _ => Error::WriterGone,
         };
+        // The numbers of the updates written, in order.
+        let mut seqs = result.as_ref().map(|s| s.iter()).ok();
         let dones: Completions = batch
             .drain(..)
             .zip(write)
             .filter_map(|(op, written)| {
                 let barrier = !op.writes();
+                let append = matches!(op, WriteOp::Append { .. });
                 let done = op.take_done()?;
                 let outcome = match &result {
-                    Ok(()) if written => Ok(()),
-                    Ok(()) => Err(Error::AfterFailure),
+                    Ok(_) if written => {
+                        let seq = match seqs.as_mut() {
+                            Some(seqs) if append => seqs.next().copied().unwrap_or(0),
+                            _ => 0,
+                        };
+                        Ok(Written { seq })
+                    }
+                    Ok(_) => Err(Error::AfterFailure),
                     // Barriers only promise that what came before is done.
-                    Err(_) if barrier => Ok(()),
+                    Err(_) if barrier => Ok(Written::default()),
                     Err(err) if written => Err(failed(err)),
                     Err(_) => Err(Error::AfterFailure),
                 };
@@ -481,10 +514,10 @@ impl Writer {
         }
     }
 
-    fn catch_up_wal(&mut self) {
+    async fn catch_up_wal(&mut self) {
         if self.catch_up.swap(false, Ordering::Relaxed) {
             let started = Instant::now();
-            if let Err(err) = self.db.catch_up() {
+            if let Err(err) = self.db.catch_up().await {
                 tracing::warn!(cause = %err, "WAL checkpoint failed");
             }
             tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "WAL caught up");
@@ -493,14 +526,16 @@ impl Writer {
 
     /// Every [`FLUSH_EVERY`]: the waiting responses that are due, and while
     /// commits fail, a probe write to tell when they work again.
-    fn on_tick(&mut self) {
+    async fn on_tick(&mut self) {
         let stopped = &self.stopped;
-        self.responses.flush(
-            &mut self.db,
-            &mut self.written,
-            &|id: &str| stopped.contains(&(Arc::from(id), DocKind::Answer)),
-            false,
-        );
+        self.responses
+            .flush(
+                &mut self.db,
+                &mut self.written,
+                &|id: &str| stopped.contains(&(Arc::from(id), DocKind::Answer)),
+                false,
+            )
+            .await;
         let written = &self.written;
         self.last_ids.retain(|id, _| written.contains_key(id));
         if self.health.failing().is_some()
@@ -509,7 +544,7 @@ impl Writer {
         {
             self.last_probe = Instant::now();
             let probed = if self.db.file_exists() {
-                self.db.probe(&timestamp())
+                self.db.probe(&timestamp()).await
             } else {
                 Err(Error::DatabaseGone)
             };

@@ -67,7 +67,7 @@ impl Responses {
     /// written [`RESPONSE_EVERY`] ago or more), up to [`FLUSH_BYTES`] of
     /// text, in one transaction; the rest wait for the next tick. With
     /// `all`, every one. `skip` names rooms whose writes are stopped.
-    pub(super) fn flush(
+    pub(super) async fn flush(
         &self,
         db: &mut LogDb,
         written: &mut HashMap<Arc<str>, Instant>,
@@ -96,7 +96,11 @@ impl Responses {
         if due.is_empty() {
             return;
         }
-        let result = db.update_responses(due.iter().map(|(k, w)| (&**k, &w.text, w.update_id)));
+        let rows: Vec<(&str, &Stamped, i64)> = due
+            .iter()
+            .map(|(k, w)| (&**k, &w.text, w.update_id))
+            .collect();
+        let result = db.update_responses(rows).await;
         tracing::debug!(
             rooms = due.len(),
             ms = now.elapsed().as_secs_f64() * 1e3,

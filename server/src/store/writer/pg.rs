@@ -1,0 +1,303 @@
+//! The writer's Postgres backend: the same batch as SQLite's, in one
+//! transaction, and what many nodes need on top (CONTRACT §5):
+//! - each document's updates are numbered by `seq`: the batch first takes
+//!   the numbers it needs from `doc_head` (`insert … on conflict do update
+//!   … returning`, documents in a fixed order so two nodes never deadlock),
+//!   whose row lock holds until the commit, so the commits of one room by
+//!   different nodes are numbered gap-free and in commit order;
+//! - the updates go in with one `insert … select from unnest(…)`, not a
+//!   round trip each;
+//! - a snapshot covers what its room says it holds (`covers`), since a room
+//!   of a cluster also applies other nodes' updates.
+//!
+//! An ack still means committed: Postgres's `synchronous_commit` (on by
+//! default) returns from `COMMIT` once the WAL is flushed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use sqlx::postgres::PgPool;
+use sqlx::{Connection, PgConnection};
+
+use super::batch::{due_texts, Committed};
+use super::{Stamped, WriteOp};
+use crate::store::docs::DocKind;
+use crate::store::{Error, Result};
+
+/// The writer's own connection (its cache stays warm, and readers never
+/// wait behind it for one).
+pub(crate) struct PgLog {
+    conn: PgConnection,
+}
+
+/// The updates of one batch, column by column, for `unnest`.
+#[derive(Default)]
+struct Rows {
+    challenge_ids: Vec<String>,
+    docs: Vec<i64>,
+    seqs: Vec<i64>,
+    user_ids: Vec<Option<String>>,
+    updates: Vec<Vec<u8>>,
+    inserted: Vec<i64>,
+    deleted: Vec<i64>,
+}
+
+impl PgLog {
+    pub(super) async fn open(pool: &PgPool) -> Result<PgLog> {
+        let conn = pool.acquire().await.map_err(pg)?.detach();
+        Ok(PgLog { conn })
+    }
+
+    /// The next number of each document the batch appends to, taken from
+    /// `doc_head` (and held by its row lock until the commit).
+    async fn reserve<'b>(
+        tx: &mut PgConnection,
+        ops: &[&'b WriteOp],
+    ) -> Result<HashMap<(&'b str, DocKind), i64>> {
+        let mut counts: BTreeMap<(&'b str, i64), (DocKind, i64)> = BTreeMap::new();
+        for op in ops {
+            if let WriteOp::Append {
+                challenge_id, doc, ..
+            } = op
+            {
+                counts
+                    .entry((challenge_id, doc.column()))
+                    .or_insert((*doc, 0))
+                    .1 += 1;
+            }
+        }
+        let mut next = HashMap::new();
+        for ((id, column), (doc, n)) in counts {
+            let head: i64 = sqlx::query_scalar(
+                "insert into doc_head (challenge_id, doc, seq) values ($1, $2, $3)
+                 on conflict (challenge_id, doc) do update set seq = doc_head.seq + excluded.seq
+                 returning seq",
+            )
+            .bind(id)
+            .bind(column)
+            .bind(n)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(pg)?;
+            next.insert((id, doc), head - n + 1);
+        }
+        Ok(next)
+    }
+
+    pub(super) async fn commit<'b>(
+        &mut self,
+        ops: Vec<&'b WriteOp>,
+        now: &str,
+        written: &HashMap<Arc<str>, Instant>,
+        last_ids: &HashMap<Arc<str>, i64>,
+    ) -> Result<Committed<'b>> {
+        let started = Instant::now();
+        let mut tx = self.conn.begin().await.map_err(pg)?;
+        let mut next = Self::reserve(&mut tx, &ops).await?;
+        let mut rows = Rows::default();
+        let mut seqs = Vec::new();
+        let mut ids: HashMap<&'b Arc<str>, i64> = HashMap::new();
+        let mut texts: HashMap<&'b Arc<str>, (&'b Stamped, i64)> = HashMap::new();
+        for op in &ops {
+            match op {
+                WriteOp::Append {
+                    challenge_id,
+                    doc,
+                    user_id,
+                    update,
+                    change,
+                    text,
+                    ..
+                } => {
+                    let slot = next.entry((&**challenge_id, *doc)).or_insert(1);
+                    let seq = *slot;
+                    *slot += 1;
+                    seqs.push(seq);
+                    rows.challenge_ids.push(challenge_id.to_string());
+                    rows.docs.push(doc.column());
+                    rows.seqs.push(seq);
+                    rows.user_ids.push(user_id.clone());
+                    rows.updates.push(update.clone());
+                    rows.inserted.push(i64::from(change.inserted));
+                    rows.deleted.push(i64::from(change.deleted));
+                    if *doc == DocKind::Answer {
+                        ids.insert(challenge_id, seq);
+                        if let Some(text) = text {
+                            texts.insert(challenge_id, (text, seq));
+                        }
+                    }
+                }
+                WriteOp::Response {
+                    challenge_id, text, ..
+                } => {
+                    let id = ids
+                        .get(challenge_id)
+                        .or_else(|| last_ids.get(challenge_id))
+                        .copied()
+                        .unwrap_or(0);
+                    texts.insert(challenge_id, (text, id));
+                }
+                _ => {}
+            }
+        }
+        insert_updates(&mut tx, &rows, now).await?;
+        for op in &ops {
+            write_other(&mut tx, op, now).await?;
+        }
+        let (now_texts, later) = due_texts(texts, written, started);
+        for row in &now_texts {
+            update_response(&mut tx, &row.challenge_id[..], row.text, row.update_id).await?;
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(Committed {
+            seqs,
+            last_ids: ids.into_iter().collect(),
+            texts: now_texts,
+            later,
+        })
+    }
+
+    pub(super) async fn update_responses(&mut self, rows: &[(&str, &Stamped, i64)]) -> Result<()> {
+        let mut tx = self.conn.begin().await.map_err(pg)?;
+        for (id, text, update_id) in rows {
+            update_response(&mut tx, id, text, *update_id).await?;
+        }
+        tx.commit().await.map_err(pg)
+    }
+
+    pub(super) async fn probe(&mut self, now: &str) -> Result<()> {
+        sqlx::query(
+            "insert into write_probe (write_probe_id, written_at) values (1, $1)
+             on conflict (write_probe_id) do update set written_at = excluded.written_at",
+        )
+        .bind(now)
+        .execute(&mut self.conn)
+        .await
+        .map_err(pg)?;
+        Ok(())
+    }
+}
+
+/// A Postgres failure as the writer reports it: a commit that failed, with
+/// its SQLSTATE as the code when it is numeric (`23505`), else -1.
+fn pg(err: sqlx::Error) -> Error {
+    let state = err
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned());
+    Error::CommitFailed {
+        code: state.as_deref().and_then(|c| c.parse().ok()).unwrap_or(-1),
+        msg: match state {
+            Some(state) => format!("{err} (SQLSTATE {state})"),
+            None => err.to_string(),
+        },
+    }
+}
+
+async fn insert_updates(tx: &mut PgConnection, rows: &Rows, now: &str) -> Result<()> {
+    if rows.seqs.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "insert into doc_update (challenge_id, doc, seq, user_id, update_v1, inserted, deleted, created_at)
+         select c, d, s, u, b, i, x, $8
+         from unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bytea[], $6::bigint[], $7::bigint[])
+              as t(c, d, s, u, b, i, x)",
+    )
+    .bind(&rows.challenge_ids)
+    .bind(&rows.docs)
+    .bind(&rows.seqs)
+    .bind(&rows.user_ids)
+    .bind(&rows.updates)
+    .bind(&rows.inserted)
+    .bind(&rows.deleted)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
+
+/// Snapshots (and their checkpoint) and events.
+async fn write_other(tx: &mut PgConnection, op: &WriteOp, now: &str) -> Result<()> {
+    match op {
+        WriteOp::Snapshot {
+            challenge_id,
+            doc,
+            state,
+            covers,
+        } => {
+            sqlx::query(
+                "insert into doc_snapshot (challenge_id, doc, state_v1, last_update_id, created_at)
+                 values ($1, $2, $3, $4, $5)
+                 on conflict (challenge_id, doc) do update set state_v1 = excluded.state_v1,
+                    last_update_id = excluded.last_update_id, created_at = excluded.created_at
+                 where doc_snapshot.last_update_id <= excluded.last_update_id",
+            )
+            .bind(&**challenge_id)
+            .bind(doc.column())
+            .bind(state)
+            .bind(covers)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?;
+            sqlx::query(
+                "insert into doc_checkpoint (challenge_id, doc, last_update_id, state_v1, created_at)
+                 values ($1, $2, $3, $4, $5) on conflict do nothing",
+            )
+            .bind(&**challenge_id)
+            .bind(doc.column())
+            .bind(covers)
+            .bind(state)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?;
+        }
+        WriteOp::Event {
+            challenge_id,
+            user_id,
+            first_name,
+            kind,
+            data,
+        } => {
+            sqlx::query(
+                "insert into timeline_event (challenge_id, user_id, first_name, kind, data, created_at, after_update_id)
+                 values ($1, $2, $3, $4, $5, $6,
+                    (select coalesce(max(seq), 0) from doc_update where challenge_id = $1 and doc = 0))",
+            )
+            .bind(&**challenge_id)
+            .bind(user_id)
+            .bind(first_name)
+            .bind(*kind)
+            .bind(data)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn update_response(
+    tx: &mut PgConnection,
+    challenge_id: &str,
+    text: &Stamped,
+    update_id: i64,
+) -> Result<()> {
+    sqlx::query(
+        "update challenge set response = $2, response_update_id = $3, updated_at = $4 where challenge_id = $1",
+    )
+    .bind(challenge_id)
+    .bind(&*text.text)
+    .bind(update_id)
+    .bind(&*text.at)
+    .execute(&mut *tx)
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
