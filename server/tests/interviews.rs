@@ -121,7 +121,10 @@ async fn roles_come_from_the_creator_and_the_key_and_the_key_reaches_interviewer
     assert!(as_candidate.get("interviewer_key").is_none());
     assert!(!as_candidate.to_string().contains(&iv.key));
     // A challenge object is the same for everyone: never the key.
-    assert_eq!(iv.server.get_challenge(&iv.creator, &iv.id).await, as_candidate);
+    assert_eq!(
+        iv.server.get_challenge(&iv.creator, &iv.id).await,
+        as_candidate
+    );
 }
 
 #[tokio::test]
