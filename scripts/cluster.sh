@@ -56,7 +56,9 @@ teardown() {
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
-  [ -n "$OWN_SERVICES" ] && "$SERVICES" stop "$OWN_SERVICES" || true
+  if [ -n "$OWN_SERVICES" ]; then
+    "$SERVICES" stop "$OWN_SERVICES" || true
+  fi
   rm -rf "$DIR"
 }
 trap teardown EXIT
@@ -114,8 +116,9 @@ start_node() {
 
 # Waits until node i prints its address; exits with the reason if it dies.
 await_node() {
-  local i="$1" pid="${PIDS[$((i - 1))]}" out="$DIR/node$i.log" url="" t
-  for t in $(seq 1 $((START_SECS * 10))); do
+  local i="$1"
+  local pid="${PIDS[$((i - 1))]}" out="$DIR/node$i.log" url="" _
+  for _ in $(seq 1 $((START_SECS * 10))); do
     url="$(grep -o 'listening on http://127\.0\.0\.1:[0-9]*' "$out" 2>/dev/null | head -n1 | sed 's/listening on //' || true)"
     [ -n "$url" ] && break
     if ! kill -0 "$pid" 2>/dev/null; then
@@ -139,7 +142,7 @@ for i in $(seq 1 "$NODES"); do await_node "$i"; done
 
 # Every node should see all of them (`/healthz` "nodes"); older builds say nothing.
 seen=""
-for t in $(seq 1 $((START_SECS * 10))); do
+for _ in $(seq 1 $((START_SECS * 10))); do
   seen=""
   for url in "${URLS[@]}"; do
     n="$(http_get "${url##*:}" /healthz | grep -o '"nodes": *[0-9]*' | grep -o '[0-9]*$' || true)"

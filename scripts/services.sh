@@ -22,6 +22,7 @@
 # missing and we are root; otherwise the script says what to install.
 # DUET_PG_BIN overrides the directory of initdb/pg_ctl/postgres/psql,
 # DUET_REDIS_SERVER the redis-server binary.
+# shellcheck disable=SC2031 # PG_BIN and PGDATA are set by load_state in each branch
 set -euo pipefail
 
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
@@ -48,7 +49,7 @@ pg_bin() {
   fi
   local d
   # Debian keeps each major version in /usr/lib/postgresql/<major>/bin: newest first.
-  for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5 -V -r); do
+  for d in $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -t/ -k5 -V -r); do
     if [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && [ -x "$d/postgres" ]; then
       echo "$d"
       return 0
@@ -383,6 +384,7 @@ teardown() {
     )
   else
     # A start that died before writing its state: look for what it began.
+    # shellcheck disable=SC2030
     (
       PG_BIN="$(pg_bin || true)"
       PGDATA="$dir/pg/data"
@@ -399,7 +401,9 @@ teardown() {
 reap_stale() {
   local dir owner
   for dir in "$PREFIX"*; do
-    [ -d "$dir" ] && [ -O "$dir" ] || continue
+    if [ ! -d "$dir" ] || [ ! -O "$dir" ]; then
+      continue
+    fi
     owner="$(cat "$dir/owner" 2>/dev/null || true)"
     if [ -z "$owner" ]; then
       # No owner file at all: a start killed in its first instant.
