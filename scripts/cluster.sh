@@ -163,8 +163,13 @@ DUET_CLUSTER_REDIS_URL="$REDIS"
 if [ "${1:-}" = run ]; then
   shift
   [ "${1:-}" = "--" ] && shift
+  # In the background, so that a signal to this script reaches it too.
+  "$@" <&0 &
+  child=$!
+  trap 'kill -INT "$child" 2>/dev/null; wait "$child"; exit 130' INT
+  trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 143' TERM
   rc=0
-  "$@" || rc=$?
+  wait "$child" || rc=$?
   exit "$rc"
 fi
 

@@ -455,11 +455,22 @@ cmd_run() {
   env_text="$(DUET_SERVICES_OWNER=$$ cmd_start)" || exit 1
   eval "$env_text"
   trap 'teardown "$DUET_TEST_SERVICES_DIR"' EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
+  # The command runs in the background so that a signal to this script
+  # reaches it too (and is not held until it ends); stdin stays its own.
+  "$@" <&0 &
+  CHILD=$!
+  trap 'forward INT 130' INT
+  trap 'forward TERM 143' TERM
   local rc=0
-  "$@" || rc=$?
+  wait "$CHILD" || rc=$?
   exit "$rc"
+}
+
+# Passes a signal on to the command of `run`, waits for it, exits.
+forward() {
+  kill "-$1" "$CHILD" 2>/dev/null || true
+  wait "$CHILD" 2>/dev/null || true
+  exit "$2"
 }
 
 main() {
