@@ -4,7 +4,7 @@ CARGO ?= cargo
 NPM ?= npm
 BIN := target/release/duet
 
-.PHONY: all build web run test test-rust test-e2e test-browser test-load fmt fmt-check lint bench clean
+.PHONY: all build web run cluster test test-suites test-rust test-e2e test-browser test-load fmt fmt-check lint bench clean
 
 all: build
 
@@ -22,6 +22,10 @@ build: web
 
 run: build
 	./$(BIN)
+
+# Postgres, Redis and three nodes on 127.0.0.1:4001-4003 until Ctrl-C.
+cluster: build
+	./scripts/cluster.sh
 
 fmt:
 	$(CARGO) fmt --all
@@ -46,8 +50,14 @@ test-browser: build e2e/node_modules/.package-lock.json
 test-load: build
 	./scripts/load-smoke.sh
 
-test: fmt-check lint test-rust test-e2e test-browser test-load
+# The suites run with one throwaway Postgres and Redis for the whole run
+# (scripts/services.sh: DUET_TEST_POSTGRES_URL, DUET_TEST_REDIS_URL, ...),
+# stopped at the end whatever happens.
+test: fmt-check lint
+	./scripts/services.sh run -- $(MAKE) --no-print-directory test-suites
 	@echo "make test: all suites passed"
+
+test-suites: test-rust test-e2e test-browser test-load
 
 bench: build
 	$(CARGO) bench -p duet

@@ -21,14 +21,18 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Args)]
 pub struct Global {
-    /// Base URL of the server (loopback only).
+    /// Base URL of the server (loopback only); for a cluster, one URL per
+    /// node (comma separated or repeated): the members of each room are
+    /// spread over the nodes (member i of room r on node (r + i) mod n), and
+    /// sign-ins and room creation go to the first.
     #[arg(
         long,
         global = true,
         env = "DUET_LOAD_URL",
+        value_delimiter = ',',
         default_value = "http://127.0.0.1:4000"
     )]
-    pub url: String,
+    pub url: Vec<String>,
     /// Loopback source addresses to spread sockets over (127.0.0.1 ..
     /// 127.0.0.N); one address runs out of ephemeral ports near 28k sockets.
     #[arg(long, global = true, env = "DUET_LOAD_SOURCES", default_value_t = 8)]
@@ -40,9 +44,15 @@ pub struct Global {
     #[arg(long, global = true, env = "DUET_LOAD_JSON")]
     pub json: bool,
     /// Pid of the server, to report its CPU time and RSS (default: the
-    /// process listening on the --url port, if /proc shows it).
-    #[arg(long, global = true, env = "DUET_LOAD_SERVER_PID")]
-    pub server_pid: Option<u32>,
+    /// process listening on the --url port, if /proc shows it); for a
+    /// cluster, one pid per --url, in the same order (comma separated).
+    #[arg(
+        long,
+        global = true,
+        env = "DUET_LOAD_SERVER_PID",
+        value_delimiter = ','
+    )]
+    pub server_pid: Vec<u32>,
     /// At most this many distinct users are signed in (tokens are reused
     /// across rooms; the members of one room are always distinct users).
     #[arg(long, global = true, env = "DUET_LOAD_USERS", default_value_t = 1000)]
@@ -251,5 +261,31 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        assert_eq!(c.global.url, vec!["http://127.0.0.1:4000"]);
+        assert!(c.global.server_pid.is_empty());
+    }
+
+    #[test]
+    fn urls_and_pids_come_as_lists() {
+        let c = Cli::try_parse_from([
+            "duet-load",
+            "--url",
+            "http://127.0.0.1:4001,http://127.0.0.1:4002",
+            "--url",
+            "http://127.0.0.1:4003",
+            "--server-pid",
+            "11,12,13",
+            "smoke",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.global.url,
+            vec![
+                "http://127.0.0.1:4001",
+                "http://127.0.0.1:4002",
+                "http://127.0.0.1:4003"
+            ]
+        );
+        assert_eq!(c.global.server_pid, vec![11, 12, 13]);
     }
 }

@@ -27,6 +27,7 @@ use yrs::updates::encoder::Encode;
 use yrs::{ReadTxn, StateVector, Text, Transact};
 
 use crate::api::User;
+use crate::harness::Target;
 use crate::protocol::{self, BinaryFrame, Marker};
 use crate::stats::{Recorder, ShardedHistogram};
 
@@ -75,11 +76,12 @@ pub enum Event {
 
 /// Everything the clients of one run share. Built once, behind an `Arc`.
 pub struct Ctx {
-    pub target: SocketAddr,
-    /// `ws://host/socket/websocket?vsn=2.0.0&token=`; the token is appended.
-    pub ws_url: String,
-    /// Sent as `Origin`, as a browser on the server's own page would.
-    pub origin: String,
+    /// The nodes (one per `--url`); a client connects to `targets[spec.node]`
+    /// and sends its own node's origin, as a browser on that node's page would.
+    pub targets: Vec<Target>,
+    /// The node of each client, by `ClientSpec::idx` (a marker's sender), to
+    /// tell same-node deliveries from cross-node ones.
+    pub node_of: Vec<u16>,
     pub sources: Vec<Ipv4Addr>,
     pub connect_permits: Semaphore,
     /// The instant markers count micros from.
@@ -92,6 +94,10 @@ pub struct Ctx {
     pub events: mpsc::UnboundedSender<Event>,
     /// Sender's push to another member's receipt.
     pub delivery: ShardedHistogram,
+    /// The same, split by whether sender and receiver were on one node
+    /// (recorded only with more than one node).
+    pub delivery_same: ShardedHistogram,
+    pub delivery_cross: ShardedHistogram,
     /// Edit push to the sender's ok reply.
     pub ack: ShardedHistogram,
     /// TCP connect + WebSocket upgrade (after the connect permit).
@@ -100,28 +106,42 @@ pub struct Ctx {
     pub join: ShardedHistogram,
     /// Churner's join push to a watcher's `presence_diff` holding it.
     pub presence: ShardedHistogram,
+    /// The same, split by node as `delivery_same` / `delivery_cross`.
+    pub presence_same: ShardedHistogram,
+    pub presence_cross: ShardedHistogram,
 }
 
 impl Ctx {
     fn now_us(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
     }
+
+    /// More than one node: latencies are also split same / cross node.
+    fn multi_node(&self) -> bool {
+        self.targets.len() > 1
+    }
+
+    /// Whether a sample from a client on `from` to one on `to` crossed nodes.
+    fn crossed(&self, from: Option<u16>, to: usize) -> bool {
+        from.is_some_and(|n| usize::from(n) != to)
+    }
 }
 
-/// When a room's churners last pushed a join, by user id (the presence key).
+/// When a room's churners last pushed a join, and from which node, by user
+/// id (the presence key).
 #[derive(Default)]
 pub struct JoinTable {
-    inner: Mutex<HashMap<Arc<str>, (u32, Instant)>>,
+    inner: Mutex<HashMap<Arc<str>, (u32, Instant, u16)>>,
 }
 
 impl JoinTable {
-    fn sent(&self, key: &Arc<str>, cycle: u32, at: Instant) {
+    fn sent(&self, key: &Arc<str>, cycle: u32, at: Instant, node: u16) {
         self.inner
             .lock()
             .expect("join table poisoned")
-            .insert(key.clone(), (cycle, at));
+            .insert(key.clone(), (cycle, at, node));
     }
-    fn last(&self, key: &str) -> Option<(u32, Instant)> {
+    fn last(&self, key: &str) -> Option<(u32, Instant, u16)> {
         self.inner
             .lock()
             .expect("join table poisoned")
@@ -157,6 +177,8 @@ pub struct ClientSpec {
     pub topic: Arc<str>,
     /// The scenario's room index, to add stats up per room.
     pub room: usize,
+    /// The node (index into `--url`) this client connects to.
+    pub node: usize,
     pub role: Role,
 }
 
@@ -164,6 +186,8 @@ pub struct ClientSpec {
 #[derive(Debug, Default, Clone)]
 pub struct ClientStats {
     pub room: usize,
+    /// The node (index into `--url`) it connected to.
+    pub node: usize,
     pub connected: bool,
     /// Joined right now (as far as this client knows).
     pub joined: bool,
@@ -230,7 +254,7 @@ pub async fn run_client(ctx: Arc<Ctx>, spec: ClientSpec) -> ClientStats {
                 .await
                 .expect("semaphore never closed");
             let t = Instant::now();
-            let ws = connect(&ctx, client.spec.idx, &client.spec.user.token).await;
+            let ws = connect(&ctx, &client.spec, &client.spec.user.token).await;
             if ws.is_ok() {
                 client.connect.record(t.elapsed().as_micros() as u64);
             }
@@ -292,21 +316,23 @@ pub async fn run_client(ctx: Arc<Ctx>, spec: ClientSpec) -> ClientStats {
     }
 }
 
-/// Binds a loopback source address, connects and upgrades.
-async fn connect(ctx: &Ctx, idx: u32, token: &str) -> Result<Ws, String> {
-    let src = ctx.sources[idx as usize % ctx.sources.len()];
+/// Binds a loopback source address, connects to the client's node and
+/// upgrades.
+async fn connect(ctx: &Ctx, spec: &ClientSpec, token: &str) -> Result<Ws, String> {
+    let node = &ctx.targets[spec.node % ctx.targets.len()];
+    let src = ctx.sources[spec.idx as usize % ctx.sources.len()];
     let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
     sock.bind(SocketAddr::new(IpAddr::V4(src), 0))
         .map_err(|e| format!("bind {src}: {e}"))?;
-    let stream = timeout(CONNECT_TIMEOUT, sock.connect(ctx.target))
+    let stream = timeout(CONNECT_TIMEOUT, sock.connect(node.addr))
         .await
         .map_err(|_| "connect: timed out".to_string())?
         .map_err(|e| format!("connect: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let mut req = format!("{}{}", ctx.ws_url, token)
+    let mut req = format!("{}{}", node.ws_url, token)
         .into_client_request()
         .map_err(|e| format!("request: {e}"))?;
-    if let Ok(origin) = HeaderValue::from_str(&ctx.origin) {
+    if let Ok(origin) = HeaderValue::from_str(&node.origin) {
         req.headers_mut().insert("origin", origin);
     }
     let config = WebSocketConfig::default()
@@ -352,10 +378,14 @@ struct Client<'a> {
     matched: HashMap<String, u32>,
     user_key: Arc<str>,
     delivery: Recorder<'a>,
+    delivery_same: Recorder<'a>,
+    delivery_cross: Recorder<'a>,
     ack: Recorder<'a>,
     connect: Recorder<'a>,
     join: Recorder<'a>,
     presence: Recorder<'a>,
+    presence_same: Recorder<'a>,
+    presence_cross: Recorder<'a>,
 }
 
 impl<'a> Client<'a> {
@@ -371,6 +401,7 @@ impl<'a> Client<'a> {
             ctx,
             stats: ClientStats {
                 room: spec.room,
+                node: spec.node,
                 churner: matches!(spec.role, Role::Churner { .. }),
                 ..Default::default()
             },
@@ -391,20 +422,32 @@ impl<'a> Client<'a> {
             churn_cycle: 0,
             matched: HashMap::new(),
             delivery: Recorder::new(&ctx.delivery, shard),
+            delivery_same: Recorder::new(&ctx.delivery_same, shard),
+            delivery_cross: Recorder::new(&ctx.delivery_cross, shard),
             ack: Recorder::new(&ctx.ack, shard),
             connect: Recorder::new(&ctx.connect, shard),
             join: Recorder::new(&ctx.join, shard),
             presence: Recorder::new(&ctx.presence, shard),
+            presence_same: Recorder::new(&ctx.presence_same, shard),
+            presence_cross: Recorder::new(&ctx.presence_cross, shard),
         }
     }
 
     fn finish(mut self) -> ClientStats {
         self.stats.deliveries_unique = self.seen.len() as u64;
-        self.delivery.flush();
-        self.ack.flush();
-        self.connect.flush();
-        self.join.flush();
-        self.presence.flush();
+        for r in [
+            &mut self.delivery,
+            &mut self.delivery_same,
+            &mut self.delivery_cross,
+            &mut self.ack,
+            &mut self.connect,
+            &mut self.join,
+            &mut self.presence,
+            &mut self.presence_same,
+            &mut self.presence_cross,
+        ] {
+            r.flush();
+        }
         self.stats
     }
 
@@ -601,7 +644,7 @@ impl<'a> Client<'a> {
         } else if matches!(self.churn, ChurnState::Idle) {
             self.churn_cycle += 1;
             if let Role::Churner { table, .. } = &self.spec.role {
-                table.sent(&self.user_key, self.churn_cycle, now);
+                table.sent(&self.user_key, self.churn_cycle, now, self.spec.node as u16);
             }
             let f = self.join_frame();
             self.stats.joins_sent += 1;
@@ -870,6 +913,14 @@ impl<'a> Client<'a> {
             if self.seen.insert((m.sender, m.seq)) {
                 let latency = now_us.saturating_sub(m.sent_us);
                 self.delivery.record(latency);
+                if self.ctx.multi_node() {
+                    let from = self.ctx.node_of.get(m.sender as usize).copied();
+                    if self.ctx.crossed(from, self.spec.node) {
+                        self.delivery_cross.record(latency);
+                    } else {
+                        self.delivery_same.record(latency);
+                    }
+                }
                 crate::stats::timeline::delivery(m.sent_us, latency);
             }
         }
@@ -880,12 +931,20 @@ impl<'a> Client<'a> {
     fn on_presence_joins(&mut self, table: &JoinTable, keys: Vec<String>) {
         let now = Instant::now();
         for key in keys {
-            let Some((cycle, sent)) = table.last(&key) else {
+            let Some((cycle, sent, from)) = table.last(&key) else {
                 continue;
             };
             let last = self.matched.get(&key).copied().unwrap_or(0);
             if cycle > last {
-                self.presence.record((now - sent).as_micros() as u64);
+                let latency = (now - sent).as_micros() as u64;
+                self.presence.record(latency);
+                if self.ctx.multi_node() {
+                    if self.ctx.crossed(Some(from), self.spec.node) {
+                        self.presence_cross.record(latency);
+                    } else {
+                        self.presence_same.record(latency);
+                    }
+                }
                 self.stats.presence_seen += 1;
                 self.matched.insert(key, cycle);
             } else {

@@ -17,71 +17,26 @@ use crate::stats::ProcSample;
 /// reporting.
 const STOP_MARGIN: Duration = Duration::from_secs(3);
 
-/// The server's CPU and RSS at each stage of a run.
-pub struct ServerWatch {
+/// One node's process: its CPU and RSS at each stage of a run.
+struct NodeWatch {
+    /// Index of its `--url`.
+    node: usize,
     pid: Option<u32>,
     before: Option<ProcSample>,
-    pub setup_done: Option<ProcSample>,
+    setup_done: Option<ProcSample>,
     ready: Option<ProcSample>,
-    ready_at: Instant,
     end: Option<ProcSample>,
-    end_at: Instant,
+    /// After the idle phase, if there was one.
+    idle: Option<ProcSample>,
     sampler: Option<PeakSampler>,
-    /// ListenOverflows when sockets started and when the run ended.
-    overflows: (Option<u64>, Option<u64>),
 }
 
-impl ServerWatch {
-    pub fn new(pid: Option<u32>) -> Self {
-        let now = Instant::now();
-        let before = server_sample(pid);
-        if pid.is_some() && before.is_none() {
-            eprintln!("warning: cannot read /proc for --server-pid {pid:?}; no server numbers");
-        }
-        Self {
-            pid,
-            before,
-            setup_done: None,
-            ready: None,
-            ready_at: now,
-            end: None,
-            end_at: now,
-            sampler: pid.filter(|_| before.is_some()).map(PeakSampler::start),
-            overflows: (None, None),
-        }
-    }
-
-    /// After HTTP setup, before any socket.
-    pub fn mark_setup(&mut self) {
-        self.setup_done = server_sample(self.pid);
-        self.overflows.0 = crate::stats::listen_overflows();
-    }
-
-    /// Everyone joined.
-    pub fn mark_ready(&mut self) {
-        self.ready = server_sample(self.pid);
-        self.ready_at = Instant::now();
-    }
-
-    pub fn mark_end(&mut self) {
-        self.end = server_sample(self.pid);
-        self.end_at = Instant::now();
-        self.overflows.1 = crate::stats::listen_overflows();
-    }
-
-    /// Listen-queue overflows between the first socket and the end.
-    pub fn listen_overflows(&self) -> u64 {
-        match self.overflows {
-            (Some(a), Some(b)) => b.saturating_sub(a),
-            _ => 0,
-        }
-    }
-
-    pub fn report(&self) -> Option<ServerReport> {
+impl NodeWatch {
+    fn report(&self, run_secs: f64) -> Option<ServerReport> {
         let (before, ready, end) = (self.before?, self.ready?, self.end?);
-        let run_secs = (self.end_at - self.ready_at).as_secs_f64();
         let cpu_run = end.cpu_secs - ready.cpu_secs;
         Some(ServerReport {
+            node: self.node,
             pid: self.pid?,
             rss_before_kib: before.rss_kib,
             rss_after_setup_kib: ready.rss_kib,
@@ -101,23 +56,165 @@ impl ServerWatch {
             },
         })
     }
+}
 
-    /// Idles for `d`, then compares the RSS with the one before sockets.
-    pub async fn idle(&self, d: Duration, sockets: u64) -> Option<IdleReport> {
+/// The servers' CPU and RSS at each stage of a run: one process per node
+/// (`--server-pid`, or the listener of each `--url` port), peaks sampled in
+/// the background.
+pub struct ServerWatch {
+    nodes: Vec<NodeWatch>,
+    ready_at: Instant,
+    end_at: Instant,
+    /// Length of the idle phase, if there was one.
+    idle_for: Option<Duration>,
+    /// ListenOverflows when sockets started and when the run ended.
+    overflows: (Option<u64>, Option<u64>),
+}
+
+impl ServerWatch {
+    /// `pids[i]` is node i's process, if known.
+    pub fn new(pids: Vec<Option<u32>>) -> Self {
+        let now = Instant::now();
+        let nodes = pids
+            .into_iter()
+            .enumerate()
+            .map(|(node, pid)| {
+                let before = server_sample(pid);
+                if pid.is_some() && before.is_none() {
+                    eprintln!("warning: cannot read /proc for server pid {pid:?}; no numbers for node {node}");
+                }
+                NodeWatch {
+                    node,
+                    pid,
+                    before,
+                    setup_done: None,
+                    ready: None,
+                    end: None,
+                    idle: None,
+                    sampler: pid.filter(|_| before.is_some()).map(PeakSampler::start),
+                }
+            })
+            .collect();
+        Self {
+            nodes,
+            ready_at: now,
+            end_at: now,
+            idle_for: None,
+            overflows: (None, None),
+        }
+    }
+
+    /// After HTTP setup, before any socket.
+    pub fn mark_setup(&mut self) {
+        for n in &mut self.nodes {
+            n.setup_done = server_sample(n.pid);
+        }
+        self.overflows.0 = crate::stats::listen_overflows();
+    }
+
+    /// Everyone joined.
+    pub fn mark_ready(&mut self) {
+        for n in &mut self.nodes {
+            n.ready = server_sample(n.pid);
+        }
+        self.ready_at = Instant::now();
+    }
+
+    pub fn mark_end(&mut self) {
+        for n in &mut self.nodes {
+            n.end = server_sample(n.pid);
+        }
+        self.end_at = Instant::now();
+        self.overflows.1 = crate::stats::listen_overflows();
+    }
+
+    /// Listen-queue overflows between the first socket and the end.
+    pub fn listen_overflows(&self) -> u64 {
+        match self.overflows {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => 0,
+        }
+    }
+
+    /// Idles for `d`, then reads each node's RSS (compared with the one
+    /// before sockets by `fill`).
+    pub async fn idle(&mut self, d: Duration) {
         tokio::time::sleep(d).await;
-        let before = self.setup_done?;
-        let after = server_sample(self.pid)?;
-        let grown = after.rss_kib as f64 - before.rss_kib as f64;
-        Some(IdleReport {
-            idle_secs: d.as_secs_f64(),
-            rss_before_kib: before.rss_kib,
-            rss_after_kib: after.rss_kib,
-            rss_per_socket_bytes: if sockets > 0 {
-                grown * 1024.0 / sockets as f64
+        self.idle_for = Some(d);
+        for n in &mut self.nodes {
+            n.idle = server_sample(n.pid);
+        }
+    }
+
+    /// RSS growth over the idle phase per joined socket: each node's over
+    /// its own sockets, and every node's (each process counted once) over
+    /// all of them.
+    fn idle_reports(&self, joined_per_node: &[u64]) -> (Option<IdleReport>, Vec<IdleReport>) {
+        let Some(d) = self.idle_for else {
+            return (None, Vec::new());
+        };
+        let per_socket = |grown_kib: f64, sockets: u64| {
+            if sockets > 0 {
+                grown_kib * 1024.0 / sockets as f64
             } else {
                 0.0
-            },
-        })
+            }
+        };
+        let mut per = Vec::new();
+        let mut total = IdleReport {
+            idle_secs: d.as_secs_f64(),
+            ..Default::default()
+        };
+        let mut counted = Vec::new();
+        for n in &self.nodes {
+            let (Some(before), Some(after)) = (n.setup_done, n.idle) else {
+                continue;
+            };
+            let sockets = joined_per_node.get(n.node).copied().unwrap_or(0);
+            per.push(IdleReport {
+                node: n.node,
+                idle_secs: d.as_secs_f64(),
+                sockets,
+                rss_before_kib: before.rss_kib,
+                rss_after_kib: after.rss_kib,
+                rss_per_socket_bytes: per_socket(
+                    after.rss_kib as f64 - before.rss_kib as f64,
+                    sockets,
+                ),
+            });
+            total.sockets += sockets;
+            if !counted.contains(&n.pid) {
+                counted.push(n.pid);
+                total.rss_before_kib += before.rss_kib;
+                total.rss_after_kib += after.rss_kib;
+            }
+        }
+        if per.is_empty() {
+            return (None, per);
+        }
+        total.rss_per_socket_bytes = per_socket(
+            total.rss_after_kib as f64 - total.rss_before_kib as f64,
+            total.sockets,
+        );
+        (Some(total), per)
+    }
+
+    /// Puts the servers' numbers into a report: `server` (the first node),
+    /// `idle`, and with several nodes `servers` and `idle_per_node`.
+    pub fn fill(&self, report: &mut Report, joined_per_node: &[u64]) {
+        let run_secs = (self.end_at - self.ready_at).as_secs_f64();
+        let servers: Vec<ServerReport> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.report(run_secs))
+            .collect();
+        let (idle, idle_per_node) = self.idle_reports(joined_per_node);
+        report.server = servers.first().filter(|s| s.node == 0).cloned();
+        report.idle = idle;
+        if self.nodes.len() > 1 {
+            report.servers = servers;
+            report.idle_per_node = idle_per_node;
+        }
     }
 }
 
@@ -162,31 +259,42 @@ pub fn print(report: &Report, json: bool) {
     }
 }
 
-/// `--server-pid`, or else the pid listening on the target's port (when
-/// /proc shows it: same machine, same or higher privileges).
-pub fn server_pid(global: &Global, target: &Target) -> Option<u32> {
-    global.server_pid.or_else(|| {
-        let pid = crate::stats::find_listener_pid(target.addr.port());
-        if let Some(p) = pid {
-            eprintln!(
-                "  server pid {p} (listening on port {})",
-                target.addr.port()
+/// `--server-pid` (one per node), or else the pid listening on each
+/// target's port (when /proc shows it: same machine, same or higher
+/// privileges).
+pub fn server_pids(global: &Global, targets: &[Target]) -> Result<Vec<Option<u32>>> {
+    if !global.server_pid.is_empty() {
+        if global.server_pid.len() != targets.len() {
+            bail!(
+                "--server-pid lists {} pids for {} --url nodes: give one per node, in the same order",
+                global.server_pid.len(),
+                targets.len()
             );
         }
-        pid
-    })
+        return Ok(global.server_pid.iter().map(|&p| Some(p)).collect());
+    }
+    Ok(targets
+        .iter()
+        .map(|t| {
+            let pid = crate::stats::find_listener_pid(t.addr.port());
+            if let Some(p) = pid {
+                eprintln!("  server pid {p} (listening on port {})", t.addr.port());
+            }
+            pid
+        })
+        .collect())
 }
 
 /// One scenario in this process (the whole run, or one `--shard`).
 pub async fn single(global: &Global, scenario: &Scenario, nofile: u64) -> Result<u8> {
     let started = Instant::now();
-    let target = Target::resolve(&global.url).await?;
-    let api = scenario::api_for(&target)?;
+    let targets = Target::resolve_all(&global.url).await?;
+    let api = scenario::api_for(&targets[0])?;
     let cpu0 = tool_cpu();
-    let mut server = ServerWatch::new(server_pid(global, &target));
+    let mut server = ServerWatch::new(server_pids(global, &targets)?);
     let mut plan = scenario::plan(&api, global, scenario).await?;
     check_fd_budget(plan.specs.len(), nofile)?;
-    let report = execute(global, &target, &mut plan, &mut server, (started, cpu0)).await;
+    let report = execute(global, &targets, &mut plan, &mut server, (started, cpu0)).await;
     print(&report, global.json);
     Ok(0)
 }
@@ -202,14 +310,14 @@ pub fn tool_cpu() -> f64 {
 /// way. `since` is when (and at what CPU time of ours) the run began.
 pub async fn execute(
     global: &Global,
-    target: &Target,
+    targets: &[Target],
     plan: &mut Plan,
     server: &mut ServerWatch,
     since: (Instant, f64),
 ) -> Report {
     let (started, cpu0) = since;
     server.mark_setup();
-    let mut live = Live::start(global, target, plan);
+    let mut live = Live::start(global, targets, plan);
     let n = live.clients();
     eprintln!("  connecting {n} clients");
     if !live.wait_ready(ready_deadline(started, global, plan)).await {
@@ -221,17 +329,14 @@ pub async fn execute(
         );
     }
     server.mark_ready();
-    let idle = match plan.idle {
-        Some(d) => {
-            eprintln!(
-                "  {} joined; idling {:.0} s",
-                live.ready_ok,
-                d.as_secs_f64()
-            );
-            server.idle(d, live.ready_ok as u64).await
-        }
-        None => None,
-    };
+    if let Some(d) = plan.idle {
+        eprintln!(
+            "  {} joined; idling {:.0} s",
+            live.ready_ok,
+            d.as_secs_f64()
+        );
+        server.idle(d).await;
+    }
     if let Some(d) = plan.run {
         eprintln!(
             "  {} joined; running {:.1} s (+{:.1} s grace)",
@@ -259,22 +364,22 @@ pub async fn execute(
         started.elapsed().as_secs_f64(),
         cores(),
     );
-    report.idle = idle;
-    report.server = server.report();
+    server.fill(&mut report, &partial.joined_per_node);
     report
 }
 
 /// `smoke`: a JSON pass and a Yjs pass of 2 rooms x 4 sockets for 2 s.
 /// Exit 0 only if every expected delivery arrived once and latencies exist.
 pub async fn smoke(global: &Global) -> Result<u8> {
-    let target = Target::resolve(&global.url).await?;
-    let api = scenario::api_for(&target)?;
+    let targets = Target::resolve_all(&global.url).await?;
+    let api = scenario::api_for(&targets[0])?;
+    let pids = server_pids(global, &targets)?;
     let mut failures = Vec::new();
     for yjs in [false, true] {
         let since = (Instant::now(), tool_cpu());
-        let mut server = ServerWatch::new(server_pid(global, &target));
+        let mut server = ServerWatch::new(pids.clone());
         let mut plan = scenario::smoke(&api, global, yjs).await?;
-        let report = execute(global, &target, &mut plan, &mut server, since).await;
+        let report = execute(global, &targets, &mut plan, &mut server, since).await;
         print(&report, global.json);
         let mode = if yjs { "yjs" } else { "json" };
         failures.extend(
@@ -332,6 +437,9 @@ pub fn smoke_failures(r: &Report) -> Vec<String> {
     }
     if r.kind != Kind::Edits {
         f.push("not an edit run".into());
+    }
+    if r.nodes > 1 && r.latency_cross_node.as_ref().map_or(0, |p| p.count) == 0 {
+        f.push("no delivery crossed nodes".into());
     }
     f
 }

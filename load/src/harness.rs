@@ -38,7 +38,7 @@ pub struct Plan {
     pub reconnect: bool,
 }
 
-/// Host and port to connect to, and the URLs built from them.
+/// Host and port of one node to connect to, and the URLs built from them.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub base: Url,
@@ -71,6 +71,18 @@ impl Target {
             base,
             addr,
         })
+    }
+
+    /// Every `--url` (one per node), in order; at least one.
+    pub async fn resolve_all(urls: &[String]) -> Result<Vec<Self>> {
+        if urls.is_empty() {
+            bail!("--url: give at least one server URL");
+        }
+        let mut out = Vec::with_capacity(urls.len());
+        for u in urls {
+            out.push(Self::resolve(u.trim()).await?);
+        }
+        Ok(out)
     }
 }
 
@@ -105,17 +117,22 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn start(global: &Global, target: &Target, plan: &mut Plan) -> Self {
+    pub fn start(global: &Global, targets: &[Target], plan: &mut Plan) -> Self {
         let (phase_tx, phase_rx) = watch::channel(Phase::Setup);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let shards = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
             * 4;
+        let mut node_of = vec![0u16; plan.specs.len()];
+        for spec in &plan.specs {
+            if let Some(n) = node_of.get_mut(spec.idx as usize) {
+                *n = spec.node as u16;
+            }
+        }
         let ctx = Arc::new(Ctx {
-            target: target.addr,
-            ws_url: target.ws_url.clone(),
-            origin: target.origin.clone(),
+            targets: targets.to_vec(),
+            node_of,
             sources: sources(global.sources),
             connect_permits: Semaphore::new(global.connect_concurrency.max(1)),
             epoch: std::time::Instant::now(),
@@ -125,10 +142,14 @@ impl Live {
             phase: phase_rx,
             events: events_tx,
             delivery: ShardedHistogram::new(shards),
+            delivery_same: ShardedHistogram::new(shards),
+            delivery_cross: ShardedHistogram::new(shards),
             ack: ShardedHistogram::new(shards),
             connect: ShardedHistogram::new(shards),
             join: ShardedHistogram::new(shards),
             presence: ShardedHistogram::new(shards),
+            presence_same: ShardedHistogram::new(shards),
+            presence_cross: ShardedHistogram::new(shards),
         });
         let base = Instant::now();
         let base_unix_us = unix_us();
@@ -232,10 +253,14 @@ pub fn partial(
         connect: &ctx.connect,
         join: &ctx.join,
         delivery: &ctx.delivery,
+        delivery_same: &ctx.delivery_same,
+        delivery_cross: &ctx.delivery_cross,
         ack: &ctx.ack,
         presence: &ctx.presence,
+        presence_same: &ctx.presence_same,
+        presence_cross: &ctx.presence_cross,
     };
-    let mut p = Partial::from_clients(stats, hists);
+    let mut p = Partial::from_clients(stats, hists, ctx.targets.len());
     p.offered = plan_offered;
     p.run_secs = run_secs;
     p.first_connect_us = live_times.0;

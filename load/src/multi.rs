@@ -41,15 +41,15 @@ async fn await_next(lines: &mut Lines<BufReader<tokio::io::Stdin>>) -> bool {
 pub async fn child(global: &Global, scenario: &Scenario, nofile: u64) -> Result<u8> {
     let started = Instant::now();
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
-    let target = Target::resolve(&global.url).await?;
-    let api = scenario::api_for(&target)?;
+    let targets = Target::resolve_all(&global.url).await?;
+    let api = scenario::api_for(&targets[0])?;
     let mut plan = scenario::plan(&api, global, scenario).await?;
     driver::check_fd_budget(plan.specs.len(), nofile)?;
     println!("{STAGE_PLANNED}");
     if !await_next(&mut stdin).await {
         return Ok(1);
     }
-    let mut live = Live::start(global, &target, &mut plan);
+    let mut live = Live::start(global, &targets, &mut plan);
     live.wait_ready(driver::ready_deadline(started, global, &plan))
         .await;
     println!("{STAGE_READY}");
@@ -103,8 +103,8 @@ pub async fn parent(global: &Global, scenario: &Scenario, processes: usize) -> R
     let started = Instant::now();
     let exe = std::env::current_exe().context("finding this binary")?;
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let target = Target::resolve(&global.url).await?;
-    let mut server = ServerWatch::new(driver::server_pid(global, &target));
+    let targets = Target::resolve_all(&global.url).await?;
+    let mut server = ServerWatch::new(driver::server_pids(global, &targets)?);
     let mut kids = Vec::with_capacity(processes);
     for i in 0..processes {
         let mut child = Command::new(&exe)
@@ -139,13 +139,10 @@ pub async fn parent(global: &Global, scenario: &Scenario, processes: usize) -> R
         k.expect(i, STAGE_READY).await?;
     }
     server.mark_ready();
-    let idle = match scenario {
-        Scenario::Connections(a) => server.idle(a.idle, 0).await,
-        _ => {
-            tokio::time::sleep(global.settle).await;
-            None
-        }
-    };
+    match scenario {
+        Scenario::Connections(a) => server.idle(a.idle).await,
+        _ => tokio::time::sleep(global.settle).await,
+    }
     for k in &mut kids {
         k.next().await?;
     }
@@ -176,15 +173,7 @@ pub async fn parent(global: &Global, scenario: &Scenario, processes: usize) -> R
         started.elapsed().as_secs_f64(),
         driver::cores(),
     );
-    report.idle = idle.map(|mut i| {
-        i.rss_per_socket_bytes = if total.joined > 0 {
-            (i.rss_after_kib as f64 - i.rss_before_kib as f64) * 1024.0 / total.joined as f64
-        } else {
-            0.0
-        };
-        i
-    });
-    report.server = server.report();
+    server.fill(&mut report, &total.joined_per_node);
     driver::print(&report, global.json);
     Ok(0)
 }

@@ -52,6 +52,22 @@ pub struct Partial {
     /// Machine-wide listen-queue overflows during the run (set by the
     /// process that watches the server, not summed).
     pub listen_overflows: u64,
+    /// Nodes the clients were spread over (one per `--url`).
+    #[serde(default)]
+    pub nodes: usize,
+    /// Clients joined at least once, by node (churners not counted).
+    #[serde(default)]
+    pub joined_per_node: Vec<u64>,
+    /// Delivery and presence latencies split by whether sender and receiver
+    /// were on one node (empty with one node).
+    #[serde(default)]
+    pub delivery_same_hist: Vec<(u64, u64)>,
+    #[serde(default)]
+    pub delivery_cross_hist: Vec<(u64, u64)>,
+    #[serde(default)]
+    pub presence_same_hist: Vec<(u64, u64)>,
+    #[serde(default)]
+    pub presence_cross_hist: Vec<(u64, u64)>,
 }
 
 /// Hists shared by the clients of one process.
@@ -59,8 +75,12 @@ pub struct Hists<'a> {
     pub connect: &'a ShardedHistogram,
     pub join: &'a ShardedHistogram,
     pub delivery: &'a ShardedHistogram,
+    pub delivery_same: &'a ShardedHistogram,
+    pub delivery_cross: &'a ShardedHistogram,
     pub ack: &'a ShardedHistogram,
     pub presence: &'a ShardedHistogram,
+    pub presence_same: &'a ShardedHistogram,
+    pub presence_cross: &'a ShardedHistogram,
 }
 
 fn trim_error(e: &str) -> String {
@@ -73,15 +93,22 @@ fn trim_error(e: &str) -> String {
 
 impl Partial {
     /// Adds up client stats; the expected counts are worked out per room.
-    pub fn from_clients(stats: &[ClientStats], hists: Hists<'_>) -> Self {
+    pub fn from_clients(stats: &[ClientStats], hists: Hists<'_>, nodes: usize) -> Self {
         let mut p = Partial {
             clients: stats.len() as u64,
+            nodes: nodes.max(1),
+            joined_per_node: vec![0; nodes.max(1)],
             ..Default::default()
         };
         let mut rooms: BTreeMap<usize, Vec<&ClientStats>> = BTreeMap::new();
         for s in stats {
             rooms.entry(s.room).or_default().push(s);
             p.connected += u64::from(s.connected);
+            if s.was_joined && !s.churner {
+                if let Some(n) = p.joined_per_node.get_mut(s.node) {
+                    *n += 1;
+                }
+            }
             p.joined += u64::from(if s.churner { s.connected } else { s.was_joined });
             for e in [&s.connect_error, &s.join_error, &s.lost_socket]
                 .into_iter()
@@ -131,6 +158,10 @@ impl Partial {
         p.delivery_hist = histogram_to_pairs(&hists.delivery.merged());
         p.ack_hist = histogram_to_pairs(&hists.ack.merged());
         p.presence_hist = histogram_to_pairs(&hists.presence.merged());
+        p.delivery_same_hist = histogram_to_pairs(&hists.delivery_same.merged());
+        p.delivery_cross_hist = histogram_to_pairs(&hists.delivery_cross.merged());
+        p.presence_same_hist = histogram_to_pairs(&hists.presence_same.merged());
+        p.presence_cross_hist = histogram_to_pairs(&hists.presence_cross.merged());
         p
     }
 
@@ -159,6 +190,17 @@ impl Partial {
         self.delivery_hist = sum_hist(&self.delivery_hist, &o.delivery_hist);
         self.ack_hist = sum_hist(&self.ack_hist, &o.ack_hist);
         self.presence_hist = sum_hist(&self.presence_hist, &o.presence_hist);
+        self.delivery_same_hist = sum_hist(&self.delivery_same_hist, &o.delivery_same_hist);
+        self.delivery_cross_hist = sum_hist(&self.delivery_cross_hist, &o.delivery_cross_hist);
+        self.presence_same_hist = sum_hist(&self.presence_same_hist, &o.presence_same_hist);
+        self.presence_cross_hist = sum_hist(&self.presence_cross_hist, &o.presence_cross_hist);
+        self.nodes = self.nodes.max(o.nodes);
+        if self.joined_per_node.len() < o.joined_per_node.len() {
+            self.joined_per_node.resize(o.joined_per_node.len(), 0);
+        }
+        for (a, b) in self.joined_per_node.iter_mut().zip(&o.joined_per_node) {
+            *a += b;
+        }
         self.run_secs = self.run_secs.max(o.run_secs);
         self.offered += o.offered;
         self.edits_sent += o.edits_sent;
@@ -197,8 +239,10 @@ pub enum Kind {
     Churn,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct ServerReport {
+    /// Index of its `--url`.
+    pub node: usize,
     pub pid: u32,
     pub rss_before_kib: u64,
     pub rss_after_setup_kib: u64,
@@ -210,9 +254,13 @@ pub struct ServerReport {
     pub cores_run: f64,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct IdleReport {
+    /// Index of its `--url` (per-node reports; 0 in the total).
+    pub node: usize,
     pub idle_secs: f64,
+    /// Sockets joined (on this node, or in all).
+    pub sockets: u64,
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
     pub rss_per_socket_bytes: f64,
@@ -250,6 +298,12 @@ pub struct Report {
     pub lost: u64,
     pub duplicates: u64,
     pub latency: Percentiles,
+    /// With several nodes: `latency` of deliveries whose sender was on the
+    /// receiver's node, and of those that crossed nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_same_node: Option<Percentiles>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_cross_node: Option<Percentiles>,
     pub ack_latency: Percentiles,
     pub joins_sent: u64,
     pub joins_ok: u64,
@@ -260,14 +314,30 @@ pub struct Report {
     pub presence_lost: u64,
     pub presence_duplicates: u64,
     pub presence_latency: Percentiles,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_latency_same_node: Option<Percentiles>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_latency_cross_node: Option<Percentiles>,
+    /// Nodes the clients were spread over, and how many joined on each.
+    pub nodes: usize,
+    pub joined_per_node: Vec<u64>,
     pub sockets_lost: u64,
     pub channel_errors: u64,
     pub reconnects: u64,
     pub undecodable: u64,
+    /// After the idle phase: the server's RSS growth per joined socket (with
+    /// several nodes, all nodes' growth over all sockets)...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle: Option<IdleReport>,
+    /// ... and each node's growth over the sockets joined on it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub idle_per_node: Vec<IdleReport>,
+    /// The first node's process (the only one with one node)...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerReport>,
+    /// ... and every node's, with several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerReport>,
     pub tool_cpu_secs: f64,
     pub tool_cores: f64,
     pub tool_peak_rss_kib: u64,
@@ -332,6 +402,8 @@ impl Report {
             lost: deliveries.lost(),
             duplicates: deliveries.duplicates(),
             latency: Percentiles::of(&histogram_from_pairs(&p.delivery_hist)),
+            latency_same_node: split(p, &p.delivery_same_hist),
+            latency_cross_node: split(p, &p.delivery_cross_hist),
             ack_latency: Percentiles::of(&histogram_from_pairs(&p.ack_hist)),
             joins_sent: p.joins_sent,
             joins_ok: p.joins_ok,
@@ -342,12 +414,18 @@ impl Report {
             presence_lost: p.presence.lost(),
             presence_duplicates: p.presence.duplicates(),
             presence_latency: Percentiles::of(&histogram_from_pairs(&p.presence_hist)),
+            presence_latency_same_node: split(p, &p.presence_same_hist),
+            presence_latency_cross_node: split(p, &p.presence_cross_hist),
+            nodes: p.nodes.max(1),
+            joined_per_node: p.joined_per_node.clone(),
             sockets_lost: p.sockets_lost,
             channel_errors: p.channel_errors,
             reconnects: p.reconnects,
             undecodable: p.undecodable,
             idle: None,
+            idle_per_node: Vec::new(),
             server: None,
+            servers: Vec::new(),
             tool_cpu_secs: p.tool_cpu_secs,
             tool_cores: per_sec(0, 0.0),
             tool_peak_rss_kib: p.tool_peak_rss_kib,
@@ -412,6 +490,15 @@ impl Report {
             "setup            {:.2} s from first connect to last join: {:.0} joins/s",
             self.setup_secs, self.joins_per_sec
         );
+        if self.nodes > 1 {
+            let per: Vec<String> = self.joined_per_node.iter().map(u64::to_string).collect();
+            let _ = writeln!(
+                s,
+                "nodes            {} (joined on each: {})",
+                self.nodes,
+                per.join(" / ")
+            );
+        }
         let _ = writeln!(s, "connect latency  {}", self.connect_latency.line());
         let _ = writeln!(s, "join latency     {}", self.join_latency.line());
         match self.kind {
@@ -440,6 +527,7 @@ impl Report {
                     self.duplicates
                 );
                 let _ = writeln!(s, "latency          {}", self.latency.line());
+                split_lines(&mut s, &self.latency_same_node, &self.latency_cross_node);
                 let _ = writeln!(s, "ack latency      {}", self.ack_latency.line());
             }
             Kind::Churn => {
@@ -462,6 +550,11 @@ impl Report {
                     self.presence_duplicates
                 );
                 let _ = writeln!(s, "presence latency {}", self.presence_latency.line());
+                split_lines(
+                    &mut s,
+                    &self.presence_latency_same_node,
+                    &self.presence_latency_cross_node,
+                );
             }
             Kind::Idle => {}
         }
@@ -473,14 +566,39 @@ impl Report {
         if let Some(i) = &self.idle {
             let _ = writeln!(
                 s,
-                "idle {:.0} s       server RSS {} KiB -> {} KiB: {:.0} bytes per socket",
-                i.idle_secs, i.rss_before_kib, i.rss_after_kib, i.rss_per_socket_bytes
+                "idle {:.0} s       server RSS {} KiB -> {} KiB: {:.0} bytes per socket{}",
+                i.idle_secs,
+                i.rss_before_kib,
+                i.rss_after_kib,
+                i.rss_per_socket_bytes,
+                if self.idle_per_node.is_empty() {
+                    ""
+                } else {
+                    " (all nodes)"
+                }
             );
         }
-        if let Some(sv) = &self.server {
+        for i in &self.idle_per_node {
             let _ = writeln!(
                 s,
-                "server pid {}   RSS before {} KiB, after setup {} KiB, peak {} KiB, end {} KiB; CPU setup {:.2} s, run {:.2} s ({:.2} cores)",
+                "  node {}        RSS {} KiB -> {} KiB: {:.0} bytes per socket of its {}",
+                i.node, i.rss_before_kib, i.rss_after_kib, i.rss_per_socket_bytes, i.sockets
+            );
+        }
+        let servers = if self.servers.is_empty() {
+            self.server.iter().collect::<Vec<_>>()
+        } else {
+            self.servers.iter().collect()
+        };
+        for sv in servers {
+            let node = if self.servers.is_empty() {
+                String::new()
+            } else {
+                format!(" (node {})", sv.node)
+            };
+            let _ = writeln!(
+                s,
+                "server pid {}{node}   RSS before {} KiB, after setup {} KiB, peak {} KiB, end {} KiB; CPU setup {:.2} s, run {:.2} s ({:.2} cores)",
                 sv.pid,
                 sv.rss_before_kib,
                 sv.rss_after_setup_kib,
@@ -500,6 +618,19 @@ impl Report {
             let _ = writeln!(s, "WARNING: {w}");
         }
         s
+    }
+}
+
+/// Percentiles of one side of a node split; `None` with a single node.
+fn split(p: &Partial, pairs: &[(u64, u64)]) -> Option<Percentiles> {
+    (p.nodes > 1).then(|| Percentiles::of(&histogram_from_pairs(pairs)))
+}
+
+/// The same-node / cross-node lines under a latency line.
+fn split_lines(s: &mut String, same: &Option<Percentiles>, cross: &Option<Percentiles>) {
+    if let (Some(same), Some(cross)) = (same, cross) {
+        let _ = writeln!(s, "  same node      {}", same.line());
+        let _ = writeln!(s, "  cross node     {}", cross.line());
     }
 }
 
@@ -534,8 +665,12 @@ mod tests {
             connect: &sh,
             join: &sh,
             delivery: &sh,
+            delivery_same: &sh,
+            delivery_cross: &sh,
             ack: &sh,
             presence: &sh,
+            presence_same: &sh,
+            presence_cross: &sh,
         };
         // Room 0: 3 members, 10 + 5 accepted edits -> 15 * 2 = 30 expected.
         // Room 1: 2 members, one never joined -> 0 expected from its 4 edits.
@@ -549,7 +684,7 @@ mod tests {
             member(1, 4, 0, 0, 0),
             absent,
         ];
-        let p = Partial::from_clients(&stats, hists);
+        let p = Partial::from_clients(&stats, hists, 1);
         assert_eq!(p.deliveries.expected, 30);
         assert_eq!(p.deliveries.unique, 29);
         assert_eq!(p.deliveries.lost(), 1);

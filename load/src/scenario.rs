@@ -6,6 +6,10 @@
 //! edit every `m / rate` seconds starting at `phase + i / rate`, so the
 //! room sees one edit every `1 / rate` from rotating members; `phase` is
 //! random per room so rooms do not fire in lockstep.
+//!
+//! Nodes: with several `--url`s, member `i` of room `r` (the room's global
+//! index, the same in every shard) connects to node `(r + i) mod n`, so every
+//! room of two or more members spans nodes and each node holds its share.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,11 +81,24 @@ fn topic(id: &str) -> Arc<str> {
     Arc::from(format!("challenges:{id}"))
 }
 
-/// Members of `rooms` rooms with `sizes[r]` members each, with edit plans
+/// The node of member `i` of the room with global index `room`.
+pub fn node_for(room: usize, i: usize, nodes: usize) -> usize {
+    (room + i) % nodes.max(1)
+}
+
+/// How many nodes the run spreads its clients over (one per `--url`).
+fn nodes(global: &Global) -> usize {
+    global.url.len().max(1)
+}
+
+/// Members of the rooms `room_ids` (global indices `global_rooms`, for the
+/// node spread over `nodes`) with `sizes[r]` members each, with edit plans
 /// from `rate` (None: no edits).
 fn member_specs(
     users: &[Arc<User>],
     room_ids: &[Arc<str>],
+    global_rooms: &[usize],
+    nodes: usize,
     sizes: &[usize],
     rate: Option<f64>,
 ) -> Vec<ClientSpec> {
@@ -89,6 +106,7 @@ fn member_specs(
     let mut specs = Vec::new();
     let mut u = 0usize;
     for (r, id) in room_ids.iter().enumerate() {
+        let g = global_rooms.get(r).copied().unwrap_or(r);
         let t = topic(id);
         let m = sizes[r];
         let phase = rate.map(|rate| Duration::from_secs_f64(rng.gen_range(0.0..1.0) / rate));
@@ -102,6 +120,7 @@ fn member_specs(
                 user: users[(u + i) % users.len()].clone(),
                 topic: t.clone(),
                 room: r,
+                node: node_for(g, i, nodes),
                 role: Role::Member(plan),
             });
         }
@@ -162,7 +181,7 @@ pub async fn connections(
     let n: usize = sizes.iter().sum();
     let (users, room_ids) =
         users_and_rooms(api, global, n, a.room_size, mine.len(), "connections").await?;
-    let specs = member_specs(&users, &room_ids, &sizes, None);
+    let specs = member_specs(&users, &room_ids, &mine, nodes(global), &sizes, None);
     Ok(Plan {
         name: if reconnect {
             "reconnect-storm"
@@ -198,7 +217,14 @@ pub async fn fanout(api: &Api, global: &Global, a: &FanoutArgs) -> Result<Plan> 
         "fanout",
     )
     .await?;
-    let specs = member_specs(&users, &room_ids, &sizes, Some(a.edits.rate()));
+    let specs = member_specs(
+        &users,
+        &room_ids,
+        &mine,
+        nodes(global),
+        &sizes,
+        Some(a.edits.rate()),
+    );
     let params = json!({
         "rooms": a.rooms, "room_size": a.room_size, "rate": a.edits.rate(),
         "duration_secs": a.edits.duration.as_secs_f64(), "yjs": a.edits.yjs, "text_bytes": a.edits.text_bytes,
@@ -230,7 +256,14 @@ pub async fn bigroom(api: &Api, global: &Global, a: &BigroomArgs) -> Result<Plan
         "bigroom",
     )
     .await?;
-    let specs = member_specs(&users, &room_ids, &[a.members], Some(a.edits.rate()));
+    let specs = member_specs(
+        &users,
+        &room_ids,
+        &[0],
+        nodes(global),
+        &[a.members],
+        Some(a.edits.rate()),
+    );
     let params = json!({
         "members": a.members, "rate": a.edits.rate(), "duration_secs": a.edits.duration.as_secs_f64(),
         "yjs": a.edits.yjs, "text_bytes": a.edits.text_bytes,
@@ -258,6 +291,7 @@ pub async fn churn(api: &Api, global: &Global, a: &ChurnArgs) -> Result<Plan> {
     let mut specs = Vec::new();
     let mut u = 0usize;
     for (r, id) in room_ids.iter().enumerate() {
+        let g = mine[r];
         let t = topic(id);
         let table = Arc::new(JoinTable::default());
         let phase = rng.gen_range(0.0..1.0) / a.rate;
@@ -277,6 +311,7 @@ pub async fn churn(api: &Api, global: &Global, a: &ChurnArgs) -> Result<Plan> {
                 user: users[(u + i) % users.len()].clone(),
                 topic: t.clone(),
                 room: r,
+                node: node_for(g, i, nodes(global)),
                 role,
             });
         }
@@ -357,7 +392,7 @@ mod tests {
     #[test]
     fn room_members_are_distinct_users_and_rotate() {
         let rooms: Vec<Arc<str>> = vec![Arc::from("a"), Arc::from("b"), Arc::from("c")];
-        let specs = member_specs(&users(5), &rooms, &[4, 4, 4], Some(5.0));
+        let specs = member_specs(&users(5), &rooms, &[0, 1, 2], 1, &[4, 4, 4], Some(5.0));
         assert_eq!(specs.len(), 12);
         for r in 0..3 {
             let mut ids: Vec<&str> = specs
@@ -389,6 +424,36 @@ mod tests {
         let mut idx: Vec<u32> = specs.iter().map(|s| s.idx).collect();
         idx.dedup();
         assert_eq!(idx.len(), 12);
+    }
+
+    #[test]
+    fn every_room_spans_nodes_and_nodes_share_the_load() {
+        let rooms: Vec<Arc<str>> = (0..6).map(|i| Arc::from(format!("r{i}"))).collect();
+        // Shard 1 of 2 of 12 rooms: global indices 1, 3, 5, ...
+        let global: Vec<usize> = (0..6).map(|i| 2 * i + 1).collect();
+        let specs = member_specs(&users(8), &rooms, &global, 3, &[4; 6], None);
+        let mut per_node = [0usize; 3];
+        for (r, &g) in global.iter().enumerate() {
+            let nodes: Vec<usize> = specs
+                .iter()
+                .filter(|s| s.room == r)
+                .map(|s| s.node)
+                .collect();
+            // Member i of room g on node (g + i) % 3.
+            assert_eq!(nodes, (0..4).map(|i| (g + i) % 3).collect::<Vec<_>>());
+            let mut distinct = nodes.clone();
+            distinct.sort();
+            distinct.dedup();
+            assert_eq!(distinct.len(), 3, "room {g} spans every node");
+            for n in nodes {
+                per_node[n] += 1;
+            }
+        }
+        assert_eq!(per_node.iter().sum::<usize>(), 24);
+        assert!(per_node.iter().all(|&n| n == 8), "{per_node:?}");
+        // One node: everyone on it.
+        let one = member_specs(&users(8), &rooms, &global, 1, &[4; 6], None);
+        assert!(one.iter().all(|s| s.node == 0));
     }
 
     #[test]

@@ -108,13 +108,13 @@ async fn stop_server(child: &mut Child) -> Result<()> {
 }
 
 pub async fn run(global: &Global, a: &StormArgs, nofile: u64) -> Result<u8> {
-    let target = Target::resolve(&global.url).await?;
+    let [url] = global.url.as_slice() else {
+        bail!("reconnect-storm starts and restarts one server: give one --url");
+    };
+    let target = Target::resolve(url).await?;
     let api = scenario::api_for(&target)?;
     if api.healthy().await {
-        bail!(
-            "something already answers at {}; the storm starts its own server there",
-            global.url
-        );
+        bail!("something already answers at {url}; the storm starts its own server there");
     }
     let mut server = spawn_server(&a.server_cmd)?;
     let result = storm(global, a, nofile, &target, &api, &mut server).await;
@@ -140,7 +140,7 @@ async fn storm(
     };
     let mut plan = scenario::connections(api, global, &conn, true).await?;
     check_fd_budget(plan.specs.len(), nofile)?;
-    let mut live = Live::start(global, target, &mut plan);
+    let mut live = Live::start(global, std::slice::from_ref(target), &mut plan);
     live.wait_ready(driver::ready_deadline(started, global, &plan))
         .await;
     let joined = live.ready_ok;
