@@ -36,6 +36,26 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<DatabaseUrl>,
 
+    /// Makes this process a node of a cluster (CONTRACT §5): the Redis its
+    /// nodes share as their bus (`redis://host:6379`). Needs a Postgres
+    /// `DATABASE_URL`, the same on every node, and the same `DUET_SECRET`.
+    #[arg(long, env = "DUET_REDIS_URL")]
+    pub redis_url: Option<DatabaseUrl>,
+
+    /// This node's name in a cluster (`/healthz`); unique per node. Default:
+    /// `duet@<DUET_ADDR>`.
+    #[arg(long, env = "DUET_NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// A node not heard from for this long is down: its members leave
+    /// everyone's presence (a killed node is usually noticed sooner).
+    #[arg(long, env = "DUET_PEER_DOWN_MS", default_value_t = 1500, value_parser = clap::value_parser!(u64).range(600..=60_000))]
+    pub peer_down_ms: u64,
+
+    /// Tests only: drop or repeat received bus frames, `drop=0.1,dup=0.1`.
+    #[arg(long, env = "DUET_TEST_BUS_FAULTS", hide = true)]
+    pub test_bus_faults: Option<String>,
+
     /// HMAC key for the JWTs; if unset, `<data dir>/secret.key` (generated on first run).
     #[arg(long, env = "DUET_SECRET", hide_env_values = true)]
     pub secret: Option<Secret>,
@@ -190,6 +210,13 @@ impl Config {
 
     /// Settings that clap checks one by one but that do not fit together.
     pub fn check(&self) -> Result<(), String> {
+        let url = self.database_url();
+        if self.redis_url.is_some() && !(url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+            return Err("DUET_REDIS_URL makes this process a node of a cluster, whose nodes share one Postgres database: set DATABASE_URL=postgres://... (SQLite is one node's own file), or unset DUET_REDIS_URL".into());
+        }
+        if let Some(spec) = &self.test_bus_faults {
+            crate::cluster::Faults::parse(spec).map_err(|e| format!("DUET_TEST_BUS_FAULTS: {e}"))?;
+        }
         match self.max_doc_bytes {
             Some(doc) if doc > self.largest_doc() => Err(format!(
                 "DUET_MAX_DOC_BYTES ({doc}) must be at most {} with DUET_MAX_FRAME_BYTES {}, so a joiner's sync of a full document fits in one frame",
@@ -217,12 +244,34 @@ impl Config {
         format!("{self:?}")
     }
 
+    /// The cluster settings, when this process is a node of one.
+    pub fn cluster(&self) -> Option<crate::cluster::ClusterConfig> {
+        let url = self.redis_url.as_ref()?;
+        Some(crate::cluster::ClusterConfig {
+            redis_url: url.0.clone(),
+            name: self
+                .node_name
+                .clone()
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| format!("duet@{}", self.addr)),
+            peer_down: Duration::from_millis(self.peer_down_ms),
+            faults: self
+                .test_bus_faults
+                .as_deref()
+                .and_then(|s| crate::cluster::Faults::parse(s).ok())
+                .unwrap_or_default(),
+        })
+    }
+
     /// A config for tests: everything default, data in `dir`, any free port.
     pub fn for_tests(dir: &std::path::Path) -> Self {
         let mut c = Config::parse_from(["duet"]);
         c.addr = "127.0.0.1:0".parse().expect("valid address");
         c.data_dir = dir.to_path_buf();
         c.database_url = None;
+        c.redis_url = None;
+        c.node_name = None;
+        c.test_bus_faults = None;
         c.secret = None;
         c.allowed_origins = Vec::new();
         c

@@ -12,7 +12,8 @@
 //!   PubSub, Presence); it knows nothing of challenges.
 //! - [`challenges`]: the product: challenge model, `ChallengeChannel`, the
 //!   room task owning each yrs document, the run board of each room.
-//! - [`store`]: SQLite: users, challenges, the document log and snapshots.
+//! - [`store`]: SQLite or Postgres: users, challenges, the document log and snapshots.
+//! - [`cluster`]: many nodes on one Postgres and one Redis (the bus).
 //!
 //! `unsafe` is denied everywhere but in `store::raw` (two calls into SQLite
 //! and libc that no safe crate offers).
@@ -22,6 +23,7 @@ pub mod app;
 pub mod auth;
 pub mod challenges;
 pub mod channels;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod http;

@@ -5,11 +5,14 @@
 //! longer window an update may ask for) are merged into one diff, as
 //! phoenix.js applies them the same way.
 //!
-//! Replica boundary: every entry is owned by one channel of one node
-//! ([`Owner`]). A node only ever changes its own entries, and every change is
-//! a delta (the pending diff), so a later multi-node tracker can ship those
-//! deltas to other nodes and merge remote entries by owner, as
-//! `Phoenix.Tracker` does. Nothing is replicated yet.
+//! Replicas: every entry is owned by one channel of one node ([`Owner`]).
+//! A node only ever changes its own entries; each change is handed to the
+//! [`Replicator`] (the cluster, when there is one), and other nodes' changes
+//! come back through [`Presence::apply_remote`], merged by owner as
+//! `Phoenix.Tracker` does (its partition per node, without the causal
+//! context: transfers always come from the owner). A node that goes away
+//! takes its entries with it ([`Presence::drop_node`]). Diffs are broadcast
+//! on this node's own pubsub only: every node computes its own.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,7 +49,8 @@ struct Entry {
     meta: Meta,
 }
 
-type Meta = Box<RawValue>;
+/// A meta as its JSON text.
+pub type Meta = Box<RawValue>;
 
 fn encode_meta(meta: &Map<String, Value>) -> Meta {
     // A map of JSON values always serializes.
@@ -75,13 +79,31 @@ struct PendingDiff {
     due: Instant,
 }
 
+/// A change of this node's entries, for the other nodes.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// `sub`'s entry for `key` is now `meta` (a track or an update).
+    Join { key: Box<str>, sub: SubId, meta: Meta },
+    /// `sub`'s entry for `key` is gone.
+    Leave { key: Box<str>, sub: SubId },
+}
+
+/// One entry of a node's partition: (topic, key, owner's sub, meta).
+pub type PartitionEntry = (String, Box<str>, SubId, Meta);
+
+/// Where this node's changes go, in the order they happen (called under
+/// the tracker's lock: keep it short).
+pub type Replicator = Arc<dyn Fn(&str, Change) + Send + Sync>;
+
 struct Inner {
     topics: Mutex<HashMap<String, TopicState>>,
     pubsub: Arc<dyn PubSub>,
     refs: AtomicU64,
     node: u32,
-    /// Prefix making refs unique across restarts (clients keep old refs).
+    /// Prefix making refs unique across restarts and nodes (clients keep
+    /// old refs, and see other nodes' refs).
     epoch: String,
+    replicator: std::sync::OnceLock<Replicator>,
 }
 
 /// A cheap handle to the tracker.
@@ -91,8 +113,11 @@ pub struct Presence {
 }
 
 impl Presence {
+    /// A tracker for node `node` (a number no other node of the cluster
+    /// uses, new at each start), broadcasting diffs on `pubsub`, which
+    /// must be this node's alone.
     pub fn new(pubsub: Arc<dyn PubSub>, node: u32) -> Self {
-        let epoch = format!("{:x}", rand::random::<u32>());
+        let epoch = format!("{node:x}.");
         Presence {
             inner: Arc::new(Inner {
                 topics: Mutex::default(),
@@ -100,7 +125,25 @@ impl Presence {
                 refs: AtomicU64::new(0),
                 node,
                 epoch,
+                replicator: std::sync::OnceLock::new(),
             }),
+        }
+    }
+
+    /// This node's number.
+    pub fn node(&self) -> u32 {
+        self.inner.node
+    }
+
+    /// Hands every later change of this node's entries to `replicator`;
+    /// false if one was set already.
+    pub fn set_replicator(&self, replicator: Replicator) -> bool {
+        self.inner.replicator.set(replicator).is_ok()
+    }
+
+    fn replicate(&self, topic: &str, change: impl FnOnce() -> Change) {
+        if let Some(r) = self.inner.replicator.get() {
+            r(topic, change());
         }
     }
 
@@ -143,6 +186,11 @@ impl Presence {
                     owner,
                     meta: meta.clone(),
                 });
+            self.replicate(topic, || Change::Join {
+                key: key.into(),
+                sub: owner.sub,
+                meta: meta.clone(),
+            });
             push_pending(state, BATCH_WINDOW, |p| p.joins.push((key.into(), meta)))
         };
         self.maybe_schedule(topic, schedule);
@@ -183,6 +231,11 @@ impl Presence {
             meta.insert("phx_ref_prev".into(), old_ref);
             let meta = encode_meta(&meta);
             entry.meta = meta.clone();
+            self.replicate(topic, || Change::Join {
+                key: key.into(),
+                sub: owner.sub,
+                meta: meta.clone(),
+            });
             push_pending(state, window.max(BATCH_WINDOW), |p| {
                 p.leaves.push((key.into(), old_meta));
                 p.joins.push((key.into(), meta));
@@ -213,6 +266,12 @@ impl Presence {
                 !entries.is_empty()
             });
             let n = gone.len();
+            for (key, _) in &gone {
+                self.replicate(topic, || Change::Leave {
+                    key: key.clone(),
+                    sub: owner.sub,
+                });
+            }
             let schedule = if n > 0 {
                 push_pending(state, BATCH_WINDOW, |p| p.leaves.extend(gone))
             } else {
@@ -225,6 +284,136 @@ impl Presence {
         };
         self.maybe_schedule(topic, schedule);
         removed
+    }
+
+    /// Applies node `node`'s changes on `topic` (from the cluster): its
+    /// entries there become what they say; local members get the diff.
+    /// A change that changes nothing (heard twice) is no change.
+    pub fn apply_remote(&self, node: u32, topic: &str, changes: Vec<Change>) {
+        let schedule = {
+            let mut topics = self.lock();
+            let state = topics.entry(topic.to_owned()).or_default();
+            let mut joins = Vec::new();
+            let mut leaves = Vec::new();
+            for change in changes {
+                match change {
+                    Change::Join { key, sub, meta } => {
+                        let owner = Owner { node, sub };
+                        let entries = state.entries.entry(key.clone()).or_default();
+                        match entries.iter_mut().find(|e| e.owner == owner) {
+                            Some(e) if e.meta.get() == meta.get() => {}
+                            Some(e) => {
+                                leaves.push((key.clone(), std::mem::replace(&mut e.meta, meta.clone())));
+                                joins.push((key, meta));
+                            }
+                            None => {
+                                entries.push(Entry { owner, meta: meta.clone() });
+                                joins.push((key, meta));
+                            }
+                        }
+                    }
+                    Change::Leave { key, sub } => {
+                        let owner = Owner { node, sub };
+                        if let Some(entries) = state.entries.get_mut(&key) {
+                            if let Some(i) = entries.iter().position(|e| e.owner == owner) {
+                                leaves.push((key.clone(), entries.swap_remove(i).meta));
+                            }
+                            if entries.is_empty() {
+                                state.entries.remove(&key);
+                            }
+                        }
+                    }
+                }
+            }
+            let schedule = if joins.is_empty() && leaves.is_empty() {
+                None
+            } else {
+                push_pending(state, BATCH_WINDOW, |p| {
+                    p.joins.extend(joins);
+                    p.leaves.extend(leaves);
+                })
+            };
+            if state.entries.is_empty() && state.pending.is_none() {
+                topics.remove(topic);
+            }
+            schedule
+        };
+        self.maybe_schedule(topic, schedule);
+    }
+
+    /// Removes every entry of node `node` (gone, or about to be replaced by
+    /// its full partition); returns how many went.
+    pub fn drop_node(&self, node: u32) -> usize {
+        self.retain_node(node, |_, _, _| false)
+    }
+
+    /// Keeps the entries of `node` that `keep(topic, key, entry)` wants;
+    /// leaves for the others. Returns how many went.
+    fn retain_node(&self, node: u32, mut keep: impl FnMut(&str, &str, &Entry) -> bool) -> usize {
+        let mut schedules = Vec::new();
+        let mut removed = 0;
+        {
+            let mut topics = self.lock();
+            topics.retain(|topic, state| {
+                let mut gone = Vec::new();
+                state.entries.retain(|key, entries| {
+                    entries.retain(|e| {
+                        if e.owner.node != node || keep(topic, key, e) {
+                            return true;
+                        }
+                        gone.push((key.clone(), e.meta.clone()));
+                        false
+                    });
+                    !entries.is_empty()
+                });
+                removed += gone.len();
+                if !gone.is_empty() {
+                    if let Some(due) = push_pending(state, BATCH_WINDOW, |p| p.leaves.extend(gone)) {
+                        schedules.push((topic.clone(), due));
+                    }
+                }
+                !(state.entries.is_empty() && state.pending.is_none())
+            });
+        }
+        for (topic, due) in schedules {
+            self.maybe_schedule(&topic, Some(due));
+        }
+        removed
+    }
+
+    /// This node's entries, on every topic (for a node that needs them all).
+    pub fn partition(&self) -> Vec<PartitionEntry> {
+        let me = self.inner.node;
+        let topics = self.lock();
+        let mut out = Vec::new();
+        for (topic, state) in topics.iter() {
+            for (key, entries) in &state.entries {
+                for e in entries.iter().filter(|e| e.owner.node == me) {
+                    out.push((topic.clone(), key.clone(), e.owner.sub, e.meta.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Node `node`'s entries become exactly `entries` (its full partition):
+    /// those it no longer has leave, the others join or change.
+    pub fn replace_partition(&self, node: u32, entries: Vec<PartitionEntry>) {
+        let wanted: std::collections::HashSet<(&str, &str, SubId)> = entries
+            .iter()
+            .map(|(t, k, sub, _)| (t.as_str(), &**k, *sub))
+            .collect();
+        self.retain_node(node, |topic, key, e| wanted.contains(&(topic, key, e.owner.sub)));
+        let mut by_topic: HashMap<String, Vec<Change>> = HashMap::new();
+        for (topic, key, sub, meta) in entries {
+            by_topic
+                .entry(topic)
+                .or_default()
+                .push(Change::Join { key, sub, meta });
+        }
+        for (topic, changes) in by_topic {
+            self.apply_remote(node, &topic, changes);
+        }
     }
 
     /// The `presence_state` payload: `{key: {"metas": [...]}}`.

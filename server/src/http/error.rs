@@ -60,6 +60,9 @@ impl From<crate::store::Error> for ApiError {
             crate::store::Error::DatabaseGone => ApiError::Unavailable(
                 "the database is unavailable (its file is gone); nothing was saved".into(),
             ),
+            err if err.is_unavailable() => ApiError::Unavailable(
+                "the database is unavailable; nothing was saved, try again shortly".into(),
+            ),
             err => ApiError::Internal(err.into()),
         }
     }

@@ -92,6 +92,32 @@ impl Store {
         }))
     }
 
+    /// The last number of each of these challenges' documents (Postgres's
+    /// `doc_head`; a document never written has none): one query for
+    /// every room a node holds, to notice updates the bus lost.
+    pub async fn doc_heads(&self, challenge_ids: &[String]) -> Result<Vec<(String, DocKind, i64)>> {
+        let Some(pool) = self.pg_pool() else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "select challenge_id, doc, seq from doc_head where challenge_id = any($1)",
+        )
+        .bind(challenge_ids)
+        .fetch_all(pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, doc, seq)| {
+                let kind = if doc == DocKind::Notes.column() {
+                    DocKind::Notes
+                } else {
+                    DocKind::Answer
+                };
+                (id, kind, seq)
+            })
+            .collect())
+    }
+
     /// Challenges whose `response` lags behind their update log (the
     /// writer writes busy rooms' texts a few seconds late; a crash in
     /// between leaves them behind).

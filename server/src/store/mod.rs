@@ -130,6 +130,10 @@ pub enum Error {
     AfterFailure,
     #[error("the document writer has stopped")]
     WriterGone,
+    /// The database server cannot be reached (Postgres stopped, the
+    /// network cut, a commit that did not return in time).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl Error {
@@ -139,8 +143,37 @@ impl Error {
     pub fn lost_a_write(&self) -> bool {
         matches!(
             self,
-            Error::CommitFailed { .. } | Error::DatabaseGone | Error::AfterFailure
+            Error::CommitFailed { .. }
+                | Error::DatabaseGone
+                | Error::AfterFailure
+                | Error::Unavailable(_)
         )
+    }
+
+    /// The database is unreachable, not refusing: worth trying again later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Unavailable(_) | Error::DatabaseGone => true,
+            Error::Db(err) => unreachable_db(err),
+            _ => false,
+        }
+    }
+}
+
+/// A sqlx error that says the database could not be reached (rather than
+/// that it refused what was asked): no connection, a dropped one, a
+/// server shutting down (SQLSTATE class 08 and 57P).
+pub fn unreachable_db(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(e) => e
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
     }
 }
 
@@ -260,6 +293,14 @@ impl Store {
         match &self.db {
             Db::Sqlite(pool) => Some(pool),
             Db::Postgres(_) => None,
+        }
+    }
+
+    /// The Postgres pool, on Postgres.
+    pub fn pg_pool(&self) -> Option<&PgPool> {
+        match &self.db {
+            Db::Postgres(pool) => Some(pool),
+            Db::Sqlite(_) => None,
         }
     }
 

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::task::Caps;
 use crate::challenges::doc::AwarenessUpdate;
-use crate::channels::pubsub::SubId;
+use crate::channels::presence::Owner;
 
 /// Client ids one member may hold: one Y.Doc per tab, and Yjs picks a new
 /// id when it sees its own id from elsewhere; four leave room for that.
@@ -28,7 +28,8 @@ pub const CLIENTS_PER_MEMBER: usize = 4;
 
 /// One client's last known state.
 struct ClientState {
-    owner: SubId,
+    /// The member (of this node or another) that sent it first.
+    owner: Owner,
     clock: u32,
     /// `None` once the client removed its state.
     json: Option<Arc<str>>,
@@ -47,7 +48,7 @@ impl Awareness {
     /// (to relay to the others), or why the whole update was refused.
     pub fn apply(
         &mut self,
-        member: SubId,
+        member: Owner,
         update: AwarenessUpdate,
         caps: &Caps,
     ) -> Result<Vec<Entry>, &'static str> {
@@ -95,7 +96,7 @@ impl Awareness {
 
     /// The states of clients not gone whose owner passes `keep`, as
     /// awareness messages of at most about half the frame limit each.
-    pub fn messages(&self, keep: impl Fn(SubId) -> bool, caps: &Caps) -> Vec<Vec<u8>> {
+    pub fn messages(&self, keep: impl Fn(Owner) -> bool, caps: &Caps) -> Vec<Vec<u8>> {
         let budget = (caps.max_frame_bytes / 2).max(1);
         let mut out = Vec::new();
         let mut batch: Vec<Entry> = Vec::new();
@@ -121,10 +122,19 @@ impl Awareness {
 
     /// A member left: its clients go; returns their removal entries for
     /// the others (a `"null"` state one clock later).
-    pub fn remove_member(&mut self, member: SubId) -> Vec<Entry> {
+    pub fn remove_member(&mut self, member: Owner) -> Vec<Entry> {
+        self.remove_where(|owner| owner == member)
+    }
+
+    /// A node is gone: its members' clients go (as [`Self::remove_member`]).
+    pub fn remove_node(&mut self, node: u32) -> Vec<Entry> {
+        self.remove_where(|owner| owner.node == node)
+    }
+
+    fn remove_where(&mut self, gone_owner: impl Fn(Owner) -> bool) -> Vec<Entry> {
         let mut gone = Vec::new();
         self.clients.retain(|id, s| {
-            if s.owner != member {
+            if !gone_owner(s.owner) {
                 return true;
             }
             if s.json.is_some() {
@@ -191,6 +201,10 @@ mod tests {
     use super::*;
     use crate::challenges::doc::AwarenessUpdateEntry;
 
+    fn o(sub: u64) -> Owner {
+        Owner { node: 1, sub }
+    }
+
     fn caps() -> Caps {
         Caps {
             max_update_bytes: 1 << 20,
@@ -222,7 +236,7 @@ mod tests {
         let mut a = Awareness::default();
         let mine = r##"{"user":{"name":"A","color":"#aabbcc"}}"##;
         assert_eq!(
-            a.apply(1, update(&[(7, 1, mine)]), &caps()).unwrap().len(),
+            a.apply(o(1), update(&[(7, 1, mine)]), &caps()).unwrap().len(),
             1
         );
         // Member 2 cannot move or relabel client 7, even with a higher clock.
@@ -236,10 +250,10 @@ mod tests {
             .unwrap()
             .is_empty());
         // Member 2 leaving does not remove it.
-        assert!(a.remove_member(2).is_empty());
+        assert!(a.remove_member(o(2)).is_empty());
         assert_eq!(a.messages(|_| true, &caps()).len(), 1);
         // Its owner leaving does, one clock later.
-        let gone = a.remove_member(1);
+        let gone = a.remove_member(o(1));
         assert_eq!(gone, vec![(7, 2, Arc::from("null"))]);
     }
 
@@ -248,12 +262,12 @@ mod tests {
         let mut a = Awareness::default();
         let big = format!(r#"{{"x":"{}"}}"#, "y".repeat(300));
         assert_eq!(
-            a.apply(1, update(&[(1, 1, &big)]), &caps()),
+            a.apply(o(1), update(&[(1, 1, &big)]), &caps()),
             Err("awareness state too large")
         );
         let css = r#"{"user":{"color":"red; background:url(//evil.example/x)"}}"#;
         assert_eq!(
-            a.apply(1, update(&[(1, 1, css)]), &caps()),
+            a.apply(o(1), update(&[(1, 1, css)]), &caps()),
             Err("invalid awareness colour")
         );
         assert!(a
@@ -265,10 +279,10 @@ mod tests {
             .is_ok());
         let five: Vec<(u64, u32, &str)> = (10..15).map(|id| (id, 1, "{}")).collect();
         assert_eq!(
-            a.apply(1, update(&five), &caps()),
+            a.apply(o(1), update(&five), &caps()),
             Err("too many awareness clients")
         );
-        assert!(a.apply(1, update(&five[..3]), &caps()).is_ok());
+        assert!(a.apply(o(1), update(&five[..3]), &caps()).is_ok());
     }
 
     #[test]
@@ -276,7 +290,7 @@ mod tests {
         let mut a = Awareness::default();
         let state = format!(r#"{{"x":"{}"}}"#, "y".repeat(200));
         for member in 0..20u64 {
-            a.apply(member, update(&[(100 + member, 1, &state)]), &caps())
+            a.apply(o(member), update(&[(100 + member, 1, &state)]), &caps())
                 .unwrap();
         }
         let messages = a.messages(|_| true, &caps());

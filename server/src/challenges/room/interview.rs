@@ -91,6 +91,9 @@ impl Room {
         if let Some(kind) = control.event() {
             self.record(Some(actor), kind, json!({}), rooms).await;
         }
+        if let Some(bus) = &rooms.inner.config.bus {
+            bus.interview(&self.id, &super::InterviewState::of(&self.challenge));
+        }
         self.fresh_text();
         let challenge = self.challenge_json();
         let payload = json!({ "challenge": challenge });
@@ -125,6 +128,9 @@ impl Room {
         });
         if let (Some(shown), Some(data)) = (shown.as_object_mut(), data.as_object()) {
             shown.extend(data.clone());
+        }
+        if let Some(bus) = &rooms.inner.config.bus {
+            bus.activity(&self.id, &shown);
         }
         let interviewers = self
             .members

@@ -27,6 +27,7 @@
 mod awareness;
 mod interview;
 mod numbers;
+mod remote;
 mod task;
 mod text;
 mod yjs;
@@ -55,6 +56,7 @@ use crate::store::writer::{DocWriter, WriteOp};
 use crate::store::Store;
 use crate::telemetry::{Histogram, LATENCY_BUCKETS};
 
+pub use self::remote::{BusStats, InterviewState, Remote, RoomBus};
 pub use self::task::Caps;
 pub use self::text::RESPONSE_UPDATED;
 pub use self::yjs::YJS;
@@ -134,11 +136,25 @@ pub enum RoomCmd {
         kind: &'static str,
         data: serde_json::Value,
     },
+    /// What another node of the cluster did in this room.
+    Remote(Remote),
     /// Nothing: wakes the room to look at its signals (a failed commit).
     Wake,
 }
 
 impl RoomCmd {
+    /// Whether it changes the document (refused while the room cannot
+    /// reload it).
+    fn is_edit(&self) -> bool {
+        match self {
+            RoomCmd::ReplaceText { .. } => true,
+            RoomCmd::Yjs { msg, .. } => {
+                matches!(msg, YMessage::Update(_) | YMessage::SyncStep2(_))
+            }
+            _ => false,
+        }
+    }
+
     /// The reply of a command that expects one, to answer it if handling
     /// it panicked.
     fn reply_handle(&self) -> Option<ReplyHandle> {
@@ -180,6 +196,9 @@ pub struct Flags {
     locked: AtomicBool,
     ended: AtomicBool,
     run_off: AtomicBool,
+    /// Every update numbered up to this is in the room's document (see
+    /// `numbers`), for the cluster's look at the log's heads.
+    seq: std::sync::atomic::AtomicI64,
 }
 
 impl Flags {
@@ -232,6 +251,11 @@ pub struct RoomConfig {
     pub snapshot_every: u32,
     pub grace: Duration,
     pub caps: Caps,
+    /// This node's number (see `channels::presence`): owners of awareness
+    /// states are (node, member).
+    pub node: u32,
+    /// The other nodes of a cluster, if there are any.
+    pub bus: Option<Arc<dyn RoomBus>>,
 }
 
 /// A loaded room's queue and flags.
@@ -250,6 +274,7 @@ struct RoomsInner {
     tracker: TaskTracker,
     /// From an edit reaching its channel to its ack (once committed).
     edit_latency: Arc<Histogram>,
+    bus_stats: BusStats,
 }
 
 /// The registry of loaded rooms: a cheap handle.
@@ -275,6 +300,7 @@ impl Rooms {
                 shutdown,
                 tracker,
                 edit_latency: Arc::new(Histogram::new(LATENCY_BUCKETS)),
+                bus_stats: BusStats::default(),
             }),
         }
     }
@@ -282,6 +308,41 @@ impl Rooms {
     /// Time from an edit reaching its channel to its ack (committed).
     pub fn edit_latency(&self) -> &Histogram {
         &self.inner.edit_latency
+    }
+
+    /// What the cluster's bus did to this node's rooms.
+    pub fn bus_stats(&self) -> &BusStats {
+        &self.inner.bus_stats
+    }
+
+    /// Hands what another node did to the room of `challenge_id`, if it is
+    /// loaded here (a room loads everything committed before anyway).
+    /// Never waits: a full queue drops it, and the room finds a lost
+    /// update at the next look at the log's heads.
+    pub fn remote(&self, challenge_id: &str, doc: DocKind, remote: Remote) {
+        if let Some(entry) = self.loaded_entry(challenge_id, doc) {
+            if entry.tx.try_send(Box::new(RoomCmd::Remote(remote))).is_err() {
+                tracing::debug!(challenge_id, "room queue full: a bus message was dropped");
+            }
+        }
+    }
+
+    /// Node `node` is gone: every room drops its members' cursors.
+    pub fn node_down(&self, node: u32) {
+        let entries: Vec<Entry> = self.lock().values().cloned().collect();
+        for entry in entries {
+            let _ = entry
+                .tx
+                .try_send(Box::new(RoomCmd::Remote(Remote::NodeDown(node))));
+        }
+    }
+
+    /// The loaded rooms and the number up to which each holds its log.
+    pub fn held(&self) -> Vec<(String, DocKind, i64)> {
+        self.lock()
+            .iter()
+            .map(|((id, doc), e)| (id.clone(), *doc, e.flags.seq.load(Ordering::Acquire)))
+            .collect()
     }
 
     pub(super) fn writer(&self) -> &DocWriter {

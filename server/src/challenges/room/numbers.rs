@@ -27,6 +27,14 @@ impl Room {
         // Numbers at or below `seq` are held anyway.
         let seq = self.seq;
         self.ahead.retain(|n| *n > seq);
+        self.publish_seq();
+    }
+
+    /// Shows `seq` to the cluster's look at the log's heads.
+    pub(super) fn publish_seq(&self) {
+        self.flags
+            .seq
+            .store(self.seq, std::sync::atomic::Ordering::Release);
     }
 
     /// What a snapshot of the document now covers (every number up to it).

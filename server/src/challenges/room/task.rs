@@ -43,6 +43,10 @@ pub struct Caps {
 /// stays full, every resync fails again.
 const RESYNC_EVERY: Duration = Duration::from_secs(1);
 
+/// How often a room whose document could not be reloaded (the database
+/// unreachable) tries again; its edits get "unavailable" meanwhile.
+const RELOAD_RETRY: Duration = Duration::from_secs(1);
+
 /// A member of the room.
 pub(super) struct Member {
     pub(super) pusher: Pusher,
@@ -114,6 +118,15 @@ pub(super) struct Room {
     pub(super) seq: i64,
     /// Numbers held beyond `seq`.
     pub(super) ahead: std::collections::BTreeSet<i64>,
+    /// Other nodes' updates that came before their turn (see `remote`).
+    pub(super) waiting: super::remote::Waiting,
+    /// When to read from the database a gap the bus left.
+    pub(super) gap_at: Option<Instant>,
+    /// The document could not be reloaded (the database unreachable):
+    /// edits are refused as "unavailable" until it is, tried again then.
+    pub(super) reload_retry: Option<(Reload, Instant)>,
+    /// This node's number (owners of awareness states).
+    pub(super) node: u32,
     /// The challenge's state as the channels read it.
     pub(super) flags: Arc<Flags>,
     pub(super) caps: Caps,
@@ -146,14 +159,16 @@ impl RoomTask {
         let grace = self.rooms.inner.config.grace;
         let shutdown = self.rooms.inner.shutdown.clone();
         let mut unload_at: Option<Instant> = Some(Instant::now() + grace);
+        room.publish_seq();
         loop {
             if let Some(why) = room.reload_due() {
                 if let Err(err) = Box::pin(room.reload(&self.rooms, why)).await {
-                    warn!(cause = %err, "room could not reload; unloading");
-                    break;
+                    warn!(cause = %err, "room could not reload; edits are refused until it can");
+                    room.reload_retry = Some((why, Instant::now() + RELOAD_RETRY));
                 }
             }
-            let (notice_at, resync_at) = (room.notice_at, room.resync_at);
+            let (notice_at, resync_at, gap_at) = (room.notice_at, room.resync_at, room.gap_at);
+            let retry_at = room.reload_retry.map(|(_, at)| at);
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -164,6 +179,8 @@ impl RoomTask {
                 }
                 _ = sleep_until_opt(notice_at) => Box::pin(room.refresh(&self.rooms, false)).await,
                 _ = sleep_until_opt(resync_at) => room.resync(),
+                _ = sleep_until_opt(gap_at) => Box::pin(room.fill_gap(&self.rooms)).await,
+                _ = sleep_until_opt(retry_at) => {}
                 _ = sleep_until_opt(unload_at) => {
                     if self.try_unload(&room) {
                         break;
@@ -312,6 +329,10 @@ async fn load(
         me: entry.tx.clone(),
         seq,
         ahead: Default::default(),
+        waiting: Default::default(),
+        gap_at: None,
+        reload_retry: None,
+        node: rooms.inner.config.node,
         flags: entry.flags.clone(),
         caps: rooms.inner.config.caps,
     }))
@@ -322,6 +343,12 @@ impl Room {
     /// with an error and has the document reloaded.
     async fn serve(&mut self, cmd: RoomCmd, rooms: &Rooms) {
         let reply = cmd.reply_handle();
+        if self.reload_retry.is_some() && cmd.is_edit() {
+            if let Some(reply) = reply {
+                reply.error("unavailable");
+            }
+            return;
+        }
         let handled = AssertUnwindSafe(Box::pin(self.handle(cmd, rooms)))
             .catch_unwind()
             .await;
@@ -351,7 +378,7 @@ impl Room {
                     self.record(Some(&gone.user), "leave", serde_json::json!({}), rooms)
                         .await;
                 }
-                self.remove_awareness_of(member);
+                self.remove_awareness_of(member, rooms);
             }
             RoomCmd::Control {
                 control,
@@ -398,11 +425,21 @@ impl Room {
                 });
                 self.after_queued_writes(done, rooms).await;
             }
+            RoomCmd::Remote(remote) => self.remote(remote, rooms).await,
             RoomCmd::Wake => {}
         }
     }
 
     fn reload_due(&mut self) -> Option<Reload> {
+        if let Some((why, at)) = self.reload_retry {
+            if Instant::now() < at {
+                return None;
+            }
+            self.reload_retry = None;
+            self.broken = false;
+            self.signals.reload.store(false, Ordering::Release);
+            return Some(why);
+        }
         if std::mem::take(&mut self.broken) {
             Some(Reload::Panicked)
         } else if self.signals.reload.swap(false, Ordering::AcqRel) {
@@ -420,7 +457,10 @@ impl Room {
         let (doc, bytes, since) = (loaded.doc, loaded.bytes, loaded.since);
         self.signals.committed.lock().clear();
         self.ahead.clear();
+        self.waiting.clear();
+        self.gap_at = None;
         self.seq = loaded.seq;
+        self.publish_seq();
         self.doc = doc;
         self.doc_bytes = bytes;
         self.unmeasured = 0;
@@ -439,6 +479,16 @@ impl Room {
             self.resync_at = Some(due);
         }
         Ok(())
+    }
+
+    /// Why an edit that was not stored is refused: on Postgres, the
+    /// database is unreachable (CONTRACT §5); on SQLite, the disk refused.
+    pub(super) fn unsaved_reason(&self) -> &'static str {
+        if self.signals.numbered.load(Ordering::Relaxed) {
+            "unavailable"
+        } else {
+            "not saved"
+        }
     }
 
     /// Asks every Yjs member for what it has and the log lacks (edits

@@ -84,6 +84,7 @@ impl Room {
                 let notice = self.notice(&user_id, false);
                 let ok = reply.prepare(Status::Ok, Payload::Json(json!({})));
                 let latency = rooms.inner.edit_latency.clone();
+                let unsaved = self.unsaved_reason();
                 let done = Box::new(
                     move |result: crate::store::Result<crate::store::writer::Written>| match result
                     {
@@ -93,7 +94,7 @@ impl Room {
                             notice.send();
                             relay.send();
                         }
-                        Err(_) => reply.error("not saved"),
+                        Err(_) => reply.error(unsaved),
                     },
                 );
                 let (inserted, deleted) = doc::edit_counts(&old_text, &self.text);
@@ -107,19 +108,20 @@ impl Room {
                 // notices of the edits before.
                 let ok = reply.prepare(Status::Ok, Payload::Json(json!({})));
                 let notice = self.notice(&user_id, false);
+                let unsaved = self.unsaved_reason();
                 let done: Done = Box::new(move |result| match result {
                     Ok(_) => {
                         ok.send();
                         notice.send();
                     }
-                    Err(_) => reply.error("not saved"),
+                    Err(_) => reply.error(unsaved),
                 });
                 self.after_queued_writes(done, rooms).await;
             }
             Err(err) => {
                 self.broken |= err == DocError::Panicked;
                 tracing::warn!(cause = %err, "text edit failed");
-                reply.error("not saved");
+                reply.error(self.unsaved_reason());
             }
         }
     }
@@ -141,9 +143,18 @@ impl Room {
             self.last_push = Instant::now();
         }
         let (signals, me) = (self.signals.clone(), self.me.clone());
+        // Other nodes hear of it once it is committed, with its number.
+        let publish = rooms.inner.config.bus.clone().map(|bus| {
+            let (id, kind, user, update) =
+                (self.id.clone(), self.kind, user_id.clone(), update.clone());
+            move |seq: i64| bus.update(&id, kind, seq, user.as_deref(), &update)
+        });
         let done: Done = Box::new(move |result| {
             if let Ok(written) = &result {
                 signals.committed(written.seq);
+                if let Some(publish) = publish {
+                    publish(written.seq);
+                }
             }
             if let Err(err) = &result {
                 if err.lost_a_write() {
@@ -284,6 +295,11 @@ impl Room {
         let op = WriteOp::Response {
             challenge_id: self.id.clone(),
             text: self.stamped(),
+            covers: if self.signals.numbered.load(std::sync::atomic::Ordering::Relaxed) {
+                self.covers()
+            } else {
+                0
+            },
             done,
         };
         let _ = rooms.writer().send(op).await;

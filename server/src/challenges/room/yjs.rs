@@ -42,10 +42,13 @@ impl Room {
             YMessage::SyncStep2(update) => self.update(edit, update, true, rooms).await,
             YMessage::Update(update) => self.update(edit, update, false, rooms).await,
             YMessage::Awareness(update) => {
-                match self.awareness.apply(edit.member, update, &self.caps) {
+                match self.awareness.apply(self.owner(edit.member), update, &self.caps) {
                     Ok(accepted) if !accepted.is_empty() => {
-                        self.relay(edit.member, doc::awareness_message(accepted))
-                            .send();
+                        let message = doc::awareness_message(accepted);
+                        if let Some(bus) = &rooms.inner.config.bus {
+                            bus.awareness(&self.id, self.kind, edit.member, &message);
+                        }
+                        self.relay(edit.member, message).send();
                         edit.reply.ok(json!({}));
                     }
                     Ok(_) => edit.reply.ok(json!({})),
@@ -77,7 +80,10 @@ impl Room {
         m.pusher.push(YJS, Payload::Binary(step2.into()));
         let step1 = doc::sync_step1(&doc::state_vector(&self.doc));
         m.pusher.push(YJS, Payload::Binary(step1.into()));
-        let member = edit.member;
+        let member = crate::channels::presence::Owner {
+            node: self.node,
+            sub: edit.member,
+        };
         for states in self.awareness.messages(|owner| owner != member, &self.caps) {
             m.pusher.push(YJS, Payload::Binary(states.into()));
         }
@@ -156,6 +162,7 @@ impl Room {
         let ok = edit.reply.prepare(Status::Ok, Payload::Json(json!({})));
         let latency = rooms.inner.edit_latency.clone();
         let (reply, received) = (edit.reply, edit.received);
+        let unsaved = self.unsaved_reason();
         let done = Box::new(
             move |result: crate::store::Result<crate::store::writer::Written>| match result {
                 Ok(_) => {
@@ -163,7 +170,7 @@ impl Room {
                     ok.send();
                     relay.send();
                 }
-                Err(_) => reply.error("not saved"),
+                Err(_) => reply.error(unsaved),
             },
         );
         let change = TextChange { inserted, deleted };
@@ -216,10 +223,22 @@ impl Room {
 
     /// A member left: its awareness states go, and the others are told (as
     /// y-websocket's server does).
-    pub(super) fn remove_awareness_of(&mut self, member: SubId) {
-        let gone = self.awareness.remove_member(member);
+    pub(super) fn remove_awareness_of(&mut self, member: SubId, rooms: &Rooms) {
+        let gone = self.awareness.remove_member(self.owner(member));
         if !gone.is_empty() {
-            self.relay(member, doc::awareness_message(gone)).send();
+            let message = doc::awareness_message(gone);
+            if let Some(bus) = &rooms.inner.config.bus {
+                bus.awareness(&self.id, self.kind, member, &message);
+            }
+            self.relay(member, message).send();
+        }
+    }
+
+    /// The owner of a local member's awareness states.
+    pub(super) fn owner(&self, member: SubId) -> crate::channels::presence::Owner {
+        crate::channels::presence::Owner {
+            node: self.node,
+            sub: member,
         }
     }
 }

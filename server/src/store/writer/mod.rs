@@ -100,6 +100,9 @@ pub enum WriteOp {
     Response {
         challenge_id: Arc<str>,
         text: Stamped,
+        /// Every update numbered up to this is in the text (Postgres,
+        /// where a room also holds other nodes' updates; 0 if unknown).
+        covers: i64,
         done: Option<Done>,
     },
     /// Writes nothing; `done` is called once everything queued before it

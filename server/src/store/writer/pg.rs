@@ -25,10 +25,16 @@ use super::{Stamped, WriteOp};
 use crate::store::docs::DocKind;
 use crate::store::{Error, Result};
 
+/// Longest a commit may take before the writer gives up on it and on its
+/// connection: edits get "unavailable" within 5 s of the database going
+/// away (CONTRACT §5), even when it went silent rather than closed.
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The writer's own connection (its cache stays warm, and readers never
-/// wait behind it for one).
+/// wait behind it for one), taken again from the pool after a failure.
 pub(crate) struct PgLog {
-    conn: PgConnection,
+    pool: PgPool,
+    conn: Option<PgConnection>,
 }
 
 /// The updates of one batch, column by column, for `unnest`.
@@ -46,7 +52,10 @@ struct Rows {
 impl PgLog {
     pub(super) async fn open(pool: &PgPool) -> Result<PgLog> {
         let conn = pool.acquire().await.map_err(pg)?.detach();
-        Ok(PgLog { conn })
+        Ok(PgLog {
+            pool: pool.clone(),
+            conn: Some(conn),
+        })
     }
 
     /// The next number of each document the batch appends to, taken from
@@ -85,6 +94,32 @@ impl PgLog {
         Ok(next)
     }
 
+    /// The writer's connection, connecting first if the last one failed.
+    async fn conn(&mut self) -> Result<&mut PgConnection> {
+        if self.conn.is_none() {
+            self.conn = Some(self.pool.acquire().await.map_err(pg)?.detach());
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| Error::Unavailable("no connection".into()))
+    }
+
+    /// `result` of work on the connection, `None` if it took longer than
+    /// [`COMMIT_TIMEOUT`]; a failure drops the connection, which may be
+    /// dead or mid-transaction.
+    fn settle<T>(&mut self, result: Option<Result<T>>) -> Result<T> {
+        let result = result.unwrap_or_else(|| {
+            Err(Error::Unavailable(format!(
+                "no answer from Postgres within {} s",
+                COMMIT_TIMEOUT.as_secs()
+            )))
+        });
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
+
     pub(super) async fn commit<'b>(
         &mut self,
         ops: Vec<&'b WriteOp>,
@@ -92,96 +127,125 @@ impl PgLog {
         written: &HashMap<Arc<str>, Instant>,
         last_ids: &HashMap<Arc<str>, i64>,
     ) -> Result<Committed<'b>> {
-        let started = Instant::now();
-        let mut tx = self.conn.begin().await.map_err(pg)?;
-        let mut next = Self::reserve(&mut tx, &ops).await?;
-        let mut rows = Rows::default();
-        let mut seqs = Vec::new();
-        let mut ids: HashMap<&'b Arc<str>, i64> = HashMap::new();
-        let mut texts: HashMap<&'b Arc<str>, (&'b Stamped, i64)> = HashMap::new();
-        for op in &ops {
-            match op {
-                WriteOp::Append {
-                    challenge_id,
-                    doc,
-                    user_id,
-                    update,
-                    change,
-                    text,
-                    ..
-                } => {
-                    let slot = next.entry((&**challenge_id, *doc)).or_insert(1);
-                    let seq = *slot;
-                    *slot += 1;
-                    seqs.push(seq);
-                    rows.challenge_ids.push(challenge_id.to_string());
-                    rows.docs.push(doc.column());
-                    rows.seqs.push(seq);
-                    rows.user_ids.push(user_id.clone());
-                    rows.updates.push(update.clone());
-                    rows.inserted.push(i64::from(change.inserted));
-                    rows.deleted.push(i64::from(change.deleted));
-                    if *doc == DocKind::Answer {
-                        ids.insert(challenge_id, seq);
-                        if let Some(text) = text {
-                            texts.insert(challenge_id, (text, seq));
-                        }
-                    }
-                }
-                WriteOp::Response {
-                    challenge_id, text, ..
-                } => {
-                    let id = ids
-                        .get(challenge_id)
-                        .or_else(|| last_ids.get(challenge_id))
-                        .copied()
-                        .unwrap_or(0);
-                    texts.insert(challenge_id, (text, id));
-                }
-                _ => {}
-            }
-        }
-        insert_updates(&mut tx, &rows, now).await?;
-        for op in &ops {
-            write_other(&mut tx, op, now).await?;
-        }
-        let (now_texts, later) = due_texts(texts, written, started);
-        for row in &now_texts {
-            update_response(&mut tx, &row.challenge_id[..], row.text, row.update_id).await?;
-        }
-        tx.commit().await.map_err(pg)?;
-        Ok(Committed {
-            seqs,
-            last_ids: ids.into_iter().collect(),
-            texts: now_texts,
-            later,
-        })
+        let work = async {
+            let conn = self.conn().await?;
+            commit_on(conn, ops, now, written, last_ids).await
+        };
+        let result = tokio::time::timeout(COMMIT_TIMEOUT, work).await.ok();
+        self.settle(result)
     }
 
     pub(super) async fn update_responses(&mut self, rows: &[(&str, &Stamped, i64)]) -> Result<()> {
-        let mut tx = self.conn.begin().await.map_err(pg)?;
-        for (id, text, update_id) in rows {
-            update_response(&mut tx, id, text, *update_id).await?;
-        }
-        tx.commit().await.map_err(pg)
+        let work = async {
+            let conn = self.conn().await?;
+            let mut tx = conn.begin().await.map_err(pg)?;
+            for (id, text, update_id) in rows {
+                update_response(&mut tx, id, text, *update_id).await?;
+            }
+            tx.commit().await.map_err(pg)
+        };
+        let result = tokio::time::timeout(COMMIT_TIMEOUT, work).await.ok();
+        self.settle(result)
     }
 
     pub(super) async fn probe(&mut self, now: &str) -> Result<()> {
-        sqlx::query(
-            "insert into write_probe (write_probe_id, written_at) values (1, $1)
-             on conflict (write_probe_id) do update set written_at = excluded.written_at",
-        )
-        .bind(now)
-        .execute(&mut self.conn)
-        .await
-        .map_err(pg)?;
-        Ok(())
+        let work = async {
+            let conn = self.conn().await?;
+            sqlx::query(
+                "insert into write_probe (write_probe_id, written_at) values (1, $1)
+                 on conflict (write_probe_id) do update set written_at = excluded.written_at",
+            )
+            .bind(now)
+            .execute(conn)
+            .await
+            .map_err(pg)?;
+            Ok(())
+        };
+        let result = tokio::time::timeout(COMMIT_TIMEOUT, work).await.ok();
+        self.settle(result)
     }
+}
+
+/// One batch in one transaction on `conn`.
+async fn commit_on<'b>(
+    conn: &mut PgConnection,
+    ops: Vec<&'b WriteOp>,
+    now: &str,
+    written: &HashMap<Arc<str>, Instant>,
+    last_ids: &HashMap<Arc<str>, i64>,
+) -> Result<Committed<'b>> {
+    let started = Instant::now();
+    let mut tx = conn.begin().await.map_err(pg)?;
+    let mut next = PgLog::reserve(&mut tx, &ops).await?;
+    let mut rows = Rows::default();
+    let mut seqs = Vec::new();
+    let mut ids: HashMap<&'b Arc<str>, i64> = HashMap::new();
+    let mut texts: HashMap<&'b Arc<str>, (&'b Stamped, i64)> = HashMap::new();
+    for op in &ops {
+        match op {
+            WriteOp::Append {
+                challenge_id,
+                doc,
+                user_id,
+                update,
+                change,
+                text,
+                ..
+            } => {
+                let slot = next.entry((&**challenge_id, *doc)).or_insert(1);
+                let seq = *slot;
+                *slot += 1;
+                seqs.push(seq);
+                rows.challenge_ids.push(challenge_id.to_string());
+                rows.docs.push(doc.column());
+                rows.seqs.push(seq);
+                rows.user_ids.push(user_id.clone());
+                rows.updates.push(update.clone());
+                rows.inserted.push(i64::from(change.inserted));
+                rows.deleted.push(i64::from(change.deleted));
+                if *doc == DocKind::Answer {
+                    ids.insert(challenge_id, seq);
+                    if let Some(text) = text {
+                        texts.insert(challenge_id, (text, seq));
+                    }
+                }
+            }
+            WriteOp::Response {
+                challenge_id, text, ..
+            } => {
+                let id = ids
+                    .get(challenge_id)
+                    .or_else(|| last_ids.get(challenge_id))
+                    .copied()
+                    .unwrap_or(0);
+                texts.insert(challenge_id, (text, id));
+            }
+            _ => {}
+        }
+    }
+    insert_updates(&mut tx, &rows, now).await?;
+    for op in &ops {
+        write_other(&mut tx, op, now).await?;
+    }
+    let (now_texts, later) = due_texts(texts, written, started);
+    for row in &now_texts {
+        update_response(&mut tx, &row.challenge_id[..], row.text, row.update_id).await?;
+    }
+    tx.commit().await.map_err(pg)?;
+    Ok(Committed {
+        seqs,
+        last_ids: ids.into_iter().collect(),
+        texts: now_texts,
+        later,
+    })
 }
 
 /// A Postgres failure as the writer reports it: a commit that failed, with
 /// its SQLSTATE as the code when it is numeric (`23505`), else -1.
 fn pg(err: sqlx::Error) -> Error {
+    if crate::store::unreachable_db(&err) {
+        return Error::Unavailable(err.to_string());
+    }
     let state = err
         .as_database_error()
         .and_then(|e| e.code())
@@ -290,7 +354,8 @@ async fn update_response(
     update_id: i64,
 ) -> Result<()> {
     sqlx::query(
-        "update challenge set response = $2, response_update_id = $3, updated_at = $4 where challenge_id = $1",
+        "update challenge set response = $2, response_update_id = $3, updated_at = $4
+         where challenge_id = $1 and response_update_id <= $3",
     )
     .bind(challenge_id)
     .bind(&*text.text)
