@@ -25,7 +25,7 @@ use crate::challenges::SocketUser;
 use crate::channels::presence::Presence;
 use crate::channels::pubsub::{LocalPubSub, PubSub};
 use crate::channels::router::Router as ChannelRouter;
-use crate::channels::{ConnectInfo, Connected, Endpoint, Metrics, SocketHandler};
+use crate::channels::{Assigns, ConnectInfo, Connected, Endpoint, Metrics, SocketHandler};
 use crate::config::Config;
 use crate::store::writer::DocWriter;
 use crate::store::Store;
@@ -91,15 +91,18 @@ impl SocketHandler for DuetSocket {
                 Ok(false) => return Err(format!("unknown user {}", claims.sub)),
                 Err(err) => return Err(format!("user not checked: {err}")),
             }
-            let id = Some(socket_id(&claims.sub));
             Ok(Connected {
                 assigns: Arc::new(SocketUser {
                     id: claims.sub,
                     first_name: claims.name,
                 }),
-                id,
             })
         })
+    }
+
+    fn id(&self, assigns: &Assigns) -> Option<String> {
+        let user = assigns.downcast_ref::<SocketUser>()?;
+        Some(socket_id(&user.id))
     }
 }
 

@@ -179,7 +179,10 @@ async fn writes_are_refused_while_the_database_file_is_gone() {
         .unwrap();
     assert_eq!(res.status(), 503);
     let body: Value = res.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("unavailable"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("unavailable"),
+        "{body}"
+    );
     let res = http
         .post(server.url("/api/challenges"))
         .bearer_auth(&token)
@@ -188,7 +191,10 @@ async fn writes_are_refused_while_the_database_file_is_gone() {
         .await
         .unwrap();
     assert_eq!(res.status(), 503);
-    assert_eq!(reqwest::get(server.url("/healthz")).await.unwrap().status(), 503);
+    assert_eq!(
+        reqwest::get(server.url("/healthz")).await.unwrap().status(),
+        503
+    );
     std::fs::rename(&away, &db).unwrap();
     server.sign_in("After").await;
 }

@@ -34,7 +34,9 @@ pub const BATCH_WINDOW: Duration = Duration::from_millis(10);
 /// Who owns a presence entry: a channel (its subscription id) on a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Owner {
+    /// The node the channel runs on (entries of a node leave with it).
     pub node: u32,
+    /// The channel's subscription id, unique on its node.
     pub sub: SubId,
 }
 
@@ -91,6 +93,7 @@ pub struct Presence {
 }
 
 impl Presence {
+    /// A tracker for `node` that broadcasts its diffs through `pubsub`.
     pub fn new(pubsub: Arc<dyn PubSub>, node: u32) -> Self {
         let epoch = format!("{:x}", rand::random::<u32>());
         Presence {
@@ -104,6 +107,7 @@ impl Presence {
         }
     }
 
+    /// The owner of the entries a subscription tracks on this node.
     pub fn owner(&self, sub: SubId) -> Owner {
         Owner {
             node: self.inner.node,
@@ -361,7 +365,7 @@ fn push_pending(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channels::pubsub::LocalPubSub;
+    use crate::pubsub::LocalPubSub;
     use serde_json::json;
 
     fn presence() -> Presence {
@@ -369,19 +373,15 @@ mod tests {
     }
 
     /// A tracker whose broadcasts on topic "t" reach the returned queue.
-    fn subscribed_to_t() -> (
-        Presence,
-        crate::channels::OutboundRx,
-        Arc<crate::channels::Closer>,
-    ) {
+    fn subscribed_to_t() -> (Presence, crate::OutboundRx, Arc<crate::Closer>) {
         let pubsub = Arc::new(LocalPubSub::new());
         let p = Presence::new(pubsub.clone(), 1);
         let (outbound, rx, closer) =
-            crate::channels::Outbound::new(8, usize::MAX, Default::default(), &Default::default());
+            crate::Outbound::new(8, usize::MAX, Default::default(), &Default::default());
         pubsub.subscribe(
             "t",
             1,
-            crate::channels::pubsub::Subscriber {
+            crate::pubsub::Subscriber {
                 outbound,
                 intercepts: &[],
                 on_intercept: None,
@@ -479,7 +479,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let crate::channels::serializer::Frame::Text(b) = frame else {
+        let crate::serializer::Frame::Text(b) = frame else {
             panic!()
         };
         let v: Value = serde_json::from_slice(&b).unwrap();
@@ -521,7 +521,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let crate::channels::serializer::Frame::Text(bytes) = frame else {
+        let crate::serializer::Frame::Text(bytes) = frame else {
             panic!()
         };
         let v: Value = serde_json::from_slice(&bytes).unwrap();

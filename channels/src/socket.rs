@@ -47,8 +47,10 @@ pub struct Socket {
 pub struct CloseWith(pub u16);
 
 impl Socket {
+    /// The state of a new connection; subscribes it to its socket id, if any.
     pub fn new(endpoint: Endpoint, connected: Connected, outbound: Outbound) -> Self {
-        let id_sub = connected.id.as_ref().map(|id| {
+        let id = endpoint.handler.id(&connected.assigns);
+        let id_sub = id.as_ref().map(|id| {
             let sub = endpoint.pubsub.next_id();
             let closer = outbound.closer().clone();
             endpoint.pubsub.subscribe(
@@ -67,7 +69,7 @@ impl Socket {
         Socket {
             endpoint,
             assigns: connected.assigns,
-            id: connected.id,
+            id,
             id_sub,
             outbound,
             channels: Vec::new(),
@@ -75,6 +77,12 @@ impl Socket {
         }
     }
 
+    /// The socket's id ([`SocketHandler::id`](crate::SocketHandler::id)), if it has one.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// The endpoint the socket belongs to.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }

@@ -28,9 +28,9 @@ use tracing::{debug, info, Instrument};
 
 use super::wsframe::{self, Decoder, Event, Violation, MAX_HEADER};
 use super::{origin_allowed, token_from_protocol, vsn_supported};
-use crate::channels::serializer::Frame;
-use crate::channels::socket::{CloseWith, Socket};
-use crate::channels::{close_code, Closer, ConnectInfo, Connected, Endpoint, Outbound, OutboundRx};
+use crate::serializer::Frame;
+use crate::socket::{CloseWith, Socket};
+use crate::{close_code, Closer, ConnectInfo, Connected, Endpoint, Outbound, OutboundRx};
 
 /// How long the closing handshake may take.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -43,6 +43,8 @@ const READS_PER_TURN: usize = 16;
 /// The GUID of RFC 6455 §1.3, for `Sec-WebSocket-Accept`.
 const WS_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
+/// `GET /socket/websocket`: checks the upgrade, origin, `vsn` and token,
+/// answers 101 and spawns the connection task.
 pub async fn upgrade(
     State(endpoint): State<Endpoint>,
     Query(params): Query<HashMap<String, String>>,
@@ -185,7 +187,6 @@ fn serve(
     // Split, so reading can wait while a write is under way; both halves
     // stay in this one task.
     let (reader, writer) = tokio::io::split(TokioIo::new(upgraded));
-    let span = tracing::info_span!("socket", socket_id = connected.id.as_deref().unwrap_or(""));
     // The closer is a child of the shutdown token: one future covers both.
     let (outbound, out_rx, closer) = Outbound::new(
         endpoint.limits.outbound_queue,
@@ -196,6 +197,7 @@ fn serve(
     let idle = endpoint.limits.idle_timeout;
     let decoder = Decoder::new(endpoint.limits.max_frame_bytes);
     let socket = Socket::new(endpoint, connected, outbound);
+    let span = tracing::info_span!("socket", socket_id = socket.id().unwrap_or(""));
     live(reader, writer, decoder, socket, out_rx, closer, idle).instrument(span)
 }
 

@@ -33,9 +33,9 @@ use tracing::{info, Instrument};
 
 use super::body::{read_limited, BodyError, BodyTimeout, DEFAULT_BODY_TIMEOUT};
 use super::{origin_allowed, vsn_supported, AUTH_TOKEN_HEADER};
-use crate::channels::serializer::{binary_to_text, Frame};
-use crate::channels::socket::{CloseWith, Socket};
-use crate::channels::{ConnectInfo, Endpoint, Outbound, OutboundRx};
+use crate::serializer::{binary_to_text, Frame};
+use crate::socket::{CloseWith, Socket};
+use crate::{ConnectInfo, Endpoint, Outbound, OutboundRx};
 
 /// Largest POST body, in frames of the largest size: a base64 line of a
 /// frame at the limit (4/3 of it) fits, and so does a batch of smaller
@@ -55,6 +55,8 @@ const ABANDONED_GRACE: Duration = Duration::from_millis(400);
 /// session gone (410) and phoenix.js opens a new one and rejoins.
 const BETWEEN_POLLS: Duration = Duration::from_millis(800);
 
+/// One long-poll client: its socket's inbox and outgoing queue, and when
+/// it was last heard from.
 pub struct Session {
     inbox: mpsc::Sender<Frame>,
     outgoing: Mutex<OutboundRx>,
@@ -92,10 +94,12 @@ impl Drop for PollGuard<'_> {
 pub struct Sessions(DashMap<String, Arc<Session>>);
 
 impl Sessions {
+    /// Live sessions.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether no session is live.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -156,6 +160,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `OPTIONS`: the CORS preflight phoenix.js's requests may need.
 pub async fn preflight(headers: HeaderMap) -> Response {
     let requested = headers
         .get("access-control-request-headers")
@@ -182,6 +187,7 @@ pub async fn preflight(headers: HeaderMap) -> Response {
         .into_response()
 }
 
+/// `GET`: start a session, or wait for its messages (see the module doc).
 pub async fn poll(
     State(endpoint): State<Endpoint>,
     RawQuery(query): RawQuery,
@@ -355,7 +361,7 @@ impl Session {
     }
 }
 
-fn new_session(endpoint: Endpoint, connected: crate::channels::Connected) -> String {
+fn new_session(endpoint: Endpoint, connected: crate::Connected) -> String {
     let mut raw = [0u8; 18];
     rand::Rng::fill(&mut rand::thread_rng(), &mut raw[..]);
     let token = format!(
@@ -379,11 +385,8 @@ fn new_session(endpoint: Endpoint, connected: crate::channels::Connected) -> Str
         started: tokio::time::Instant::now(),
     });
     endpoint.longpoll.0.insert(token.clone(), session.clone());
-    let span = tracing::info_span!(
-        "longpoll",
-        socket_id = connected.id.as_deref().unwrap_or("")
-    );
     let mut socket = Socket::new(endpoint.clone(), connected, outbound);
+    let span = tracing::info_span!("longpoll", socket_id = socket.id().unwrap_or(""));
     let key = token.clone();
     endpoint.tracker.clone().spawn(
         async move {

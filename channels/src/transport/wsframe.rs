@@ -17,11 +17,17 @@
 
 use bytes::Bytes;
 
+/// Opcode of a fragment after the first (RFC 6455 §5.2).
 pub const OP_CONTINUATION: u8 = 0x0;
+/// Opcode of a text frame.
 pub const OP_TEXT: u8 = 0x1;
+/// Opcode of a binary frame.
 pub const OP_BINARY: u8 = 0x2;
+/// Opcode of a close frame.
 pub const OP_CLOSE: u8 = 0x8;
+/// Opcode of a ping.
 pub const OP_PING: u8 = 0x9;
+/// Opcode of a pong.
 pub const OP_PONG: u8 = 0xA;
 
 /// Longest header: 2 bytes, 8 of extended length (server frames are unmasked).
@@ -30,9 +36,13 @@ pub const MAX_HEADER: usize = 10;
 /// A message or control frame from the client.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
+    /// A whole text message (valid UTF-8).
     Text(Bytes),
+    /// A whole binary message.
     Binary(Bytes),
+    /// A ping, with the payload the pong must echo.
     Ping(Bytes),
+    /// A pong (its payload is not kept).
     Pong,
     /// The client's close, with its status code if it gave one.
     Close(Option<u16>),
@@ -52,6 +62,7 @@ pub enum Violation {
 }
 
 impl Violation {
+    /// The close code to send.
     pub fn code(self) -> u16 {
         match self {
             Violation::Protocol(_) => 1002,
@@ -61,6 +72,7 @@ impl Violation {
         }
     }
 
+    /// The close reason to send.
     pub fn reason(self) -> &'static str {
         match self {
             Violation::Protocol(why) => why,
@@ -101,6 +113,7 @@ struct Head {
 }
 
 impl Decoder {
+    /// A decoder refusing messages over `max_message` bytes.
     pub fn new(max_message: usize) -> Self {
         Decoder {
             max_message,
