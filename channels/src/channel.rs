@@ -556,7 +556,7 @@ async fn join_phase<C: Channel>(
                 let closer = ctx.outbound.closer().clone();
                 let f = Arc::new(move |b: &Arc<Broadcast>| {
                     if tx.try_send(b.clone()).is_err() {
-                        closer.close(super::close_code::POLICY);
+                        closer.close(crate::CloseCode::POLICY);
                     }
                 }) as super::pubsub::InterceptFn;
                 (Some(f), Some(rx))

@@ -37,4 +37,4 @@ pub mod transport;
 pub use endpoint::{
     Assigns, ConnectInfo, Connected, Endpoint, EndpointParts, Limits, Metrics, SocketHandler,
 };
-pub use outbound::{close_code, Closer, Outbound, OutboundRx};
+pub use outbound::{CloseCode, Closer, Outbound, OutboundRx};

@@ -11,21 +11,48 @@ use crate::mailbox;
 use crate::serializer::Frame;
 use crate::Metrics;
 
-/// Close codes the server uses.
-pub mod close_code {
+/// A WebSocket close code (RFC 6455 §7.4). Every code the server sends is
+/// one of these: the ones it chooses (the constants), and a client's own
+/// code echoed back ([`CloseCode::from_peer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CloseCode(u16);
+
+impl CloseCode {
     /// 1000: a normal close (idle timeout, `disconnect`).
-    pub const NORMAL: u16 = 1000;
+    pub const NORMAL: CloseCode = CloseCode(1000);
     /// 1001: the server is shutting down (phoenix.js reconnects).
-    pub const GOING_AWAY: u16 = 1001;
+    pub const GOING_AWAY: CloseCode = CloseCode(1001);
+    /// 1002: the client's bytes break the protocol.
+    pub const PROTOCOL: CloseCode = CloseCode(1002);
+    /// 1007: a text message (or close reason) that is not UTF-8.
+    pub const NOT_UTF8: CloseCode = CloseCode(1007);
     /// 1008: a policy violation (message rate, a client too slow to read).
-    pub const POLICY: u16 = 1008;
-    /// 1009: a frame over the size limit.
-    pub const TOO_BIG: u16 = 1009;
+    pub const POLICY: CloseCode = CloseCode(1008);
+    /// 1009: a message over the size limit.
+    pub const TOO_BIG: CloseCode = CloseCode(1009);
+
+    /// A code a client may put in its close frame, or `None`: §7.4.1 and
+    /// the IANA registry (1012–1014 came after the RFC); 1004–1006 and
+    /// 1015 are never sent; 3000–4999 are for libraries and applications.
+    pub fn from_peer(code: u16) -> Option<CloseCode> {
+        matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999).then_some(CloseCode(code))
+    }
+
+    /// The code as it goes on the wire.
+    pub fn as_u16(self) -> u16 {
+        self.0
+    }
+}
+
+impl From<CloseCode> for u16 {
+    fn from(code: CloseCode) -> u16 {
+        code.0
+    }
 }
 
 /// A socket's bounded outgoing queue, in frames and in bytes. Sending never
 /// waits: a full queue means the client cannot keep up, and the socket is
-/// closed (1008) instead of buffering. The bytes are counted when a frame is
+/// closed ([`CloseCode::POLICY`]) instead of buffering. The bytes are counted when a frame is
 /// queued and uncounted when the transport takes it (WebSocket or
 /// long-poll, through [`OutboundRx`]); the count lives in the queue's
 /// shared state, which is no larger for it (see [`mailbox`]).
@@ -47,27 +74,34 @@ impl mailbox::Weigh for Frame {
     }
 }
 
-/// Asks a socket's transport to close it, with a code.
+/// Asks a socket's transport to close it, with a code. Its token is a
+/// child of the server's shutdown token, so one wait covers both.
 #[derive(Debug, Default)]
 pub struct Closer {
     token: CancellationToken,
+    /// The code asked for; 0 while none was.
     code: AtomicU16,
 }
 
 impl Closer {
-    /// Asks for a close with `code`; the first code asked for wins.
-    pub fn close(&self, code: u16) {
-        let _ = self
-            .code
-            .compare_exchange(0, code, Ordering::Relaxed, Ordering::Relaxed);
+    /// Asks for a close with `code`. The first reason wins, shutdown
+    /// included: once the token is cancelled, the code stays.
+    pub fn close(&self, code: CloseCode) {
+        if !self.token.is_cancelled() {
+            let _ = self
+                .code
+                .compare_exchange(0, code.0, Ordering::Relaxed, Ordering::Relaxed);
+        }
         self.token.cancel();
     }
 
-    /// The code asked for (1000 if none was).
-    pub fn code(&self) -> u16 {
+    /// The code to close with: the one asked for, or
+    /// [`CloseCode::GOING_AWAY`] when the token was cancelled without one
+    /// (by its parent, the server's shutdown).
+    pub fn code(&self) -> CloseCode {
         match self.code.load(Ordering::Relaxed) {
-            0 => close_code::NORMAL,
-            c => c,
+            0 => CloseCode::GOING_AWAY,
+            c => CloseCode(c),
         }
     }
 
@@ -118,7 +152,7 @@ impl Outbound {
                         "outgoing queue full (frames or bytes), disconnecting slow client"
                     );
                 }
-                self.closer.close(close_code::POLICY);
+                self.closer.close(CloseCode::POLICY);
                 false
             }
             Err(mailbox::SendError::Closed(_)) => false,
@@ -161,7 +195,7 @@ mod tests {
         assert!(!out.send(frame(1)));
         assert!(!out.send(frame(1)));
         assert!(closer.token().is_cancelled());
-        assert_eq!(closer.code(), close_code::POLICY);
+        assert_eq!(closer.code(), CloseCode::POLICY);
         assert_eq!(Metrics::get(&metrics.slow_disconnects), 1);
     }
 }

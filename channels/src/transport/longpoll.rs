@@ -34,7 +34,7 @@ use tracing::{info, Instrument};
 use super::body::{read_limited, BodyError, BodyTimeout, DEFAULT_BODY_TIMEOUT};
 use super::{origin_allowed, vsn_supported, AUTH_TOKEN_HEADER};
 use crate::serializer::{binary_to_text, Frame};
-use crate::socket::{CloseWith, Socket};
+use crate::socket::{RateLimited, Socket};
 use crate::{ConnectInfo, Endpoint, Outbound, OutboundRx};
 
 /// Largest POST body, in frames of the largest size: a base64 line of a
@@ -401,8 +401,8 @@ fn new_session(endpoint: Endpoint, connected: crate::Connected) -> String {
                     _ = closer.token().cancelled() => break,
                     frame = in_rx.recv() => {
                         let Some(frame) = frame else { break };
-                        if let Err(CloseWith(code)) = socket.handle_frame(frame).await {
-                            info!(code, "closing long-poll session");
+                        if let Err(RateLimited) = socket.handle_frame(frame).await {
+                            info!("closing long-poll session: message rate limit exceeded");
                             break;
                         }
                     }
