@@ -112,52 +112,35 @@ fn status(body: Value) -> Response {
     res
 }
 
-/// Splits phoenix.js's query string: JWT `token`, session `token` (`lp_`), other params.
-fn parse_query(raw: Option<&str>) -> (Option<String>, Option<String>, HashMap<String, String>) {
-    let mut jwt = None;
-    let mut session = None;
-    let mut params = HashMap::new();
-    for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = percent_decode(k);
-        let v = percent_decode(v);
-        if k == "token" {
-            if v.starts_with("lp_") {
-                session = Some(v);
-            } else if !v.is_empty() && v != "null" {
-                jwt = Some(v);
-            }
-        } else {
-            params.insert(k, v);
-        }
-    }
-    (jwt, session, params)
+/// phoenix.js's query string, split: it sends its `params` (the JWT
+/// `token` among them) and the session `token` under the same name.
+#[derive(Debug, Default)]
+struct Query {
+    /// The JWT; an empty or `"null"` one counts as none.
+    jwt: Option<String>,
+    /// The session token (`lp_...`).
+    session: Option<String>,
+    /// Every other parameter (`vsn`, the client's own).
+    params: HashMap<String, String>,
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(
-                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                    16,
-                ) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
+impl Query {
+    /// Splits a raw query string (`None`: no query at all).
+    fn parse(raw: Option<&str>) -> Query {
+        let mut query = Query::default();
+        let pairs = form_urlencoded::parse(raw.unwrap_or("").as_bytes());
+        for (k, v) in pairs.into_owned() {
+            match k.as_str() {
+                "token" if v.starts_with("lp_") => query.session = Some(v),
+                "token" if v.is_empty() || v == "null" => {}
+                "token" => query.jwt = Some(v),
+                _ => {
+                    query.params.insert(k, v);
                 }
             }
-            b => out.push(b),
         }
-        i += 1;
+        query
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `OPTIONS`: the CORS preflight phoenix.js's requests may need.
@@ -197,8 +180,12 @@ pub async fn poll(
     if !origin_allowed(&endpoint, &headers, &extensions) {
         return status(json!({ "status": 403 }));
     }
-    let (jwt, session_token, params) = parse_query(query.as_deref());
-    if let Some(token) = session_token {
+    let Query {
+        jwt,
+        session,
+        params,
+    } = Query::parse(query.as_deref());
+    if let Some(token) = session {
         let Some(session) = endpoint.longpoll.0.get(&token).map(|s| s.clone()) else {
             return status(json!({ "status": 410 }));
         };
@@ -280,9 +267,8 @@ pub async fn publish(
     if !origin_allowed(&endpoint, &parts.headers, &parts.extensions) {
         return status(json!({ "status": 403 }));
     }
-    let (_, session_token, _) = parse_query(query.as_deref());
-    let Some(session) = session_token.and_then(|t| endpoint.longpoll.0.get(&t).map(|s| s.clone()))
-    else {
+    let session = Query::parse(query.as_deref()).session;
+    let Some(session) = session.and_then(|t| endpoint.longpoll.0.get(&t).map(|s| s.clone())) else {
         return status(json!({ "status": 410 }));
     };
     session.touch();
@@ -444,17 +430,26 @@ mod tests {
 
     #[test]
     fn query_separates_jwt_session_and_params() {
-        let (jwt, session, params) = parse_query(Some("token=eyJ.a.b&vsn=2.0.0&token=lp_xyz"));
-        assert_eq!(jwt.as_deref(), Some("eyJ.a.b"));
-        assert_eq!(session.as_deref(), Some("lp_xyz"));
-        assert_eq!(params.get("vsn").map(String::as_str), Some("2.0.0"));
-        let (jwt, session, _) = parse_query(Some("vsn=2.0.0&"));
-        assert!(jwt.is_none() && session.is_none());
+        let q = Query::parse(Some("token=eyJ.a.b&vsn=2.0.0&token=lp_xyz"));
+        assert_eq!(q.jwt.as_deref(), Some("eyJ.a.b"));
+        assert_eq!(q.session.as_deref(), Some("lp_xyz"));
+        assert_eq!(q.params.get("vsn").map(String::as_str), Some("2.0.0"));
+        // The session first, as phoenix.js sends it once it has one.
+        let q = Query::parse(Some("token=lp_xyz&token=eyJ.a.b"));
+        assert_eq!(q.jwt.as_deref(), Some("eyJ.a.b"));
+        assert_eq!(q.session.as_deref(), Some("lp_xyz"));
+        let q = Query::parse(Some("vsn=2.0.0&"));
+        assert!(q.jwt.is_none() && q.session.is_none());
+        let q = Query::parse(Some("token=null&token="));
+        assert!(q.jwt.is_none() && q.session.is_none());
+        assert!(Query::parse(None).params.is_empty());
     }
 
     #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%20b+c%2"), "a b c%2");
-        assert_eq!(percent_decode("%zz"), "%zz");
+    fn query_values_are_form_decoded() {
+        let q = Query::parse(Some("a=a%20b+c%2&b=%zz&token=ey%2Ej"));
+        assert_eq!(q.params.get("a").map(String::as_str), Some("a b c%2"));
+        assert_eq!(q.params.get("b").map(String::as_str), Some("%zz"));
+        assert_eq!(q.jwt.as_deref(), Some("ey.j"));
     }
 }
