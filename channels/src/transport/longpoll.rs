@@ -35,7 +35,7 @@ use super::body::{read_limited, BodyError, BodyTimeout, DEFAULT_BODY_TIMEOUT};
 use super::{origin_allowed, vsn_supported, AUTH_TOKEN_HEADER};
 use crate::serializer::{binary_to_text, Frame};
 use crate::socket::{RateLimited, Socket};
-use crate::{ConnectInfo, Endpoint, Outbound, OutboundRx};
+use crate::{Closer, ConnectInfo, Endpoint, Outbound, OutboundRx};
 
 /// Largest POST body, in frames of the largest size: a base64 line of a
 /// frame at the limit (4/3 of it) fits, and so does a batch of smaller
@@ -341,12 +341,19 @@ impl Session {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// No request came since a poll was abandoned, and none is waiting.
+    fn gone_since_abandoned(&self) -> bool {
+        let seen = self.abandoned_at_request.load(Ordering::Relaxed);
+        self.requests.load(Ordering::Relaxed) == seen && self.outgoing.try_lock().is_ok()
+    }
+
     fn idle_for(&self) -> Duration {
         let now = self.started.elapsed().as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.last_seen_ms.load(Ordering::Relaxed)))
     }
 }
 
+/// Starts a session for an accepted client; returns its token.
 fn new_session(endpoint: Endpoint, connected: crate::Connected) -> String {
     let mut raw = [0u8; 18];
     rand::Rng::fill(&mut rand::thread_rng(), &mut raw[..]);
@@ -360,7 +367,7 @@ fn new_session(endpoint: Endpoint, connected: crate::Connected) -> String {
         endpoint.metrics.clone(),
         &endpoint.shutdown,
     );
-    let (inbox, mut in_rx) = mpsc::channel::<Frame>(SESSION_INBOX);
+    let (inbox, in_rx) = mpsc::channel::<Frame>(SESSION_INBOX);
     let session = Arc::new(Session {
         inbox,
         outgoing: Mutex::new(out_rx),
@@ -371,10 +378,38 @@ fn new_session(endpoint: Endpoint, connected: crate::Connected) -> String {
         started: tokio::time::Instant::now(),
     });
     endpoint.longpoll.0.insert(token.clone(), session.clone());
-    let mut socket = Socket::new(endpoint.clone(), connected, outbound);
+    let socket = Socket::new(endpoint.clone(), connected, outbound);
     let span = tracing::info_span!("longpoll", socket_id = socket.id().unwrap_or(""));
-    let key = token.clone();
-    endpoint.tracker.clone().spawn(
+    let live = LiveSession {
+        endpoint: endpoint.clone(),
+        token: token.clone(),
+        session,
+        socket,
+        in_rx,
+        closer,
+    };
+    endpoint.tracker.spawn(live.run().instrument(span));
+    token
+}
+
+/// A session's task and what it owns.
+struct LiveSession {
+    endpoint: Endpoint,
+    token: String,
+    session: Arc<Session>,
+    socket: Socket,
+    /// What POSTs hand the socket.
+    in_rx: mpsc::Receiver<Frame>,
+    closer: Arc<Closer>,
+}
+
+impl LiveSession {
+    /// Hands POSTed frames to the socket until the socket closes, the
+    /// server shuts down, or the client stops polling or goes away; then
+    /// forgets the session. Not an `async fn`: it would keep `self` twice
+    /// for the session's whole life.
+    #[allow(clippy::manual_async_fn)]
+    fn run(mut self) -> impl std::future::Future<Output = ()> + Send {
         async move {
             info!("connected");
             let mut check = tokio::time::interval(Duration::from_millis(100));
@@ -383,45 +418,40 @@ fn new_session(endpoint: Endpoint, connected: crate::Connected) -> String {
             loop {
                 tokio::select! {
                     biased;
-                    _ = endpoint.shutdown.cancelled() => break,
-                    _ = closer.token().cancelled() => break,
-                    frame = in_rx.recv() => {
+                    _ = self.endpoint.shutdown.cancelled() => break,
+                    _ = self.closer.token().cancelled() => break,
+                    frame = self.in_rx.recv() => {
                         let Some(frame) = frame else { break };
-                        if let Err(RateLimited) = socket.handle_frame(frame).await {
+                        if let Err(RateLimited) = self.socket.handle_frame(frame).await {
                             info!("closing long-poll session: message rate limit exceeded");
                             break;
                         }
                     }
                     _ = check.tick() => {
-                        if session.idle_for() > BETWEEN_POLLS && session.outgoing.try_lock().is_ok() {
+                        if self.session.idle_for() > BETWEEN_POLLS && self.session.outgoing.try_lock().is_ok() {
                             info!("long-poll client stopped polling");
                             break;
                         }
                     }
-                    _ = session.abandoned.notified() => {
+                    _ = self.session.abandoned.notified() => {
                         abandoned = Some(tokio::time::Instant::now() + ABANDONED_GRACE);
                     }
                     _ = tokio::time::sleep_until(abandoned.unwrap_or_else(tokio::time::Instant::now)),
                         if abandoned.is_some() =>
                     {
                         abandoned = None;
-                        let seen = session.abandoned_at_request.load(Ordering::Relaxed);
-                        if session.requests.load(Ordering::Relaxed) == seen
-                            && session.outgoing.try_lock().is_ok()
-                        {
+                        if self.session.gone_since_abandoned() {
                             info!("long-poll client went away");
                             break;
                         }
                     }
                 }
             }
-            endpoint.longpoll.0.remove(&key);
-            drop(socket);
+            self.endpoint.longpoll.0.remove(&self.token);
+            drop(self.socket);
             info!("disconnected");
         }
-        .instrument(span),
-    );
-    token
+    }
 }
 
 #[cfg(test)]
