@@ -331,7 +331,7 @@ impl<I: Send + 'static> ChannelCtx<I> {
     }
 
     /// Updates this channel's presence entry for `key`; the others are told
-    /// within `window` (see [`Presence::update`]).
+    /// within `window` (see [`Presence::update`](crate::presence::Presence::update)).
     pub fn update_presence(
         &self,
         key: &str,
@@ -371,12 +371,17 @@ impl<I: Send + 'static> ChannelCtx<I> {
         self.info_tx.clone()
     }
 
-    /// Sends `info` to `handle_info` after `delay`.
+    /// Sends `info` to `handle_info` after `delay`. The timer is a task of
+    /// the endpoint's tracker that ends at shutdown, so shutdown neither
+    /// waits for it nor leaves it behind.
     pub fn send_after(&self, delay: Duration, info: I) {
         let tx = self.info_tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            tx.send(info);
+        let shutdown = self.endpoint.shutdown.clone();
+        self.endpoint.tracker.spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => tx.send(info),
+                () = shutdown.cancelled() => {}
+            }
         });
     }
 }

@@ -74,21 +74,27 @@ pub struct Limits {
     pub longpoll_window: Duration,
 }
 
+impl Limits {
+    /// The defaults, in one place: a server's settings take their
+    /// defaults from here (`duet`'s clap attributes name these fields).
+    pub const DEFAULT: Limits = Limits {
+        max_frame_bytes: 1 << 20,
+        max_topics: 100,
+        rate_per_sec: 200,
+        rate_burst: 400,
+        outbound_queue: 1024,
+        // Eight of the largest frames a client may send (1 MiB), or a few
+        // seconds of a busy room's fan-out; 1 024 frames of up to 1 MiB
+        // each would let one socket that never reads pin 1 GiB.
+        outbound_bytes: 8 << 20,
+        idle_timeout: Duration::from_secs(60),
+        longpoll_window: Duration::from_secs(10),
+    };
+}
+
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_frame_bytes: 1 << 20,
-            max_topics: 100,
-            rate_per_sec: 200,
-            rate_burst: 400,
-            outbound_queue: 1024,
-            // Eight of the largest frames a client may send (1 MiB), or a
-            // few seconds of a busy room's fan-out; 1 024 frames of up to
-            // 1 MiB each would let one socket that never reads pin 1 GiB.
-            outbound_bytes: 8 << 20,
-            idle_timeout: Duration::from_secs(60),
-            longpoll_window: Duration::from_secs(10),
-        }
+        Limits::DEFAULT
     }
 }
 

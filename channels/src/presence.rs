@@ -19,6 +19,7 @@ use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -84,6 +85,9 @@ struct Inner {
     node: u32,
     /// Prefix making refs unique across restarts (clients keep old refs).
     epoch: String,
+    /// Where scheduled flushes run, so shutdown waits for them (a flush
+    /// is due within its window: at most a few hundred milliseconds).
+    tracker: TaskTracker,
 }
 
 /// A cheap handle to the tracker.
@@ -93,8 +97,9 @@ pub struct Presence {
 }
 
 impl Presence {
-    /// A tracker for `node` that broadcasts its diffs through `pubsub`.
-    pub fn new(pubsub: Arc<dyn PubSub>, node: u32) -> Self {
+    /// A tracker for `node` that broadcasts its diffs through `pubsub`;
+    /// its scheduled flushes are tasks of `tracker`.
+    pub fn new(pubsub: Arc<dyn PubSub>, node: u32, tracker: TaskTracker) -> Self {
         let epoch = format!("{:x}", rand::random::<u32>());
         Presence {
             inner: Arc::new(Inner {
@@ -103,6 +108,7 @@ impl Presence {
                 refs: AtomicU64::new(0),
                 node,
                 epoch,
+                tracker,
             }),
         }
     }
@@ -258,7 +264,7 @@ impl Presence {
         };
         let this = self.clone();
         let topic = topic.to_owned();
-        tokio::spawn(async move {
+        self.inner.tracker.spawn(async move {
             tokio::time::sleep_until(due).await;
             this.flush_due(&topic);
         });
@@ -369,13 +375,13 @@ mod tests {
     use serde_json::json;
 
     fn presence() -> Presence {
-        Presence::new(Arc::new(LocalPubSub::new()), 1)
+        Presence::new(Arc::new(LocalPubSub::new()), 1, TaskTracker::new())
     }
 
     /// A tracker whose broadcasts on topic "t" reach the returned queue.
     fn subscribed_to_t() -> (Presence, crate::OutboundRx, Arc<crate::Closer>) {
         let pubsub = Arc::new(LocalPubSub::new());
-        let p = Presence::new(pubsub.clone(), 1);
+        let p = Presence::new(pubsub.clone(), 1, TaskTracker::new());
         let (outbound, rx, closer) =
             crate::Outbound::new(8, usize::MAX, Default::default(), &Default::default());
         pubsub.subscribe(

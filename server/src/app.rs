@@ -228,7 +228,7 @@ fn build_endpoint(
         );
     }
     let pubsub: Arc<dyn PubSub> = Arc::new(LocalPubSub::new());
-    let presence = Presence::new(pubsub.clone(), 1);
+    let presence = Presence::new(pubsub.clone(), 1, tracker.clone());
     Endpoint::new(crate::channels::EndpointParts {
         handler: Arc::new(socket),
         router: Arc::new(channels),
