@@ -218,8 +218,8 @@ fn serve(
 /// Every idle socket's task is this future (its size is under test
 /// below), so: not an `async fn`, whose arguments would be kept twice
 /// (as arguments and as the body's locals); the large and rare futures
-/// (dispatch, writes during a dispatch, pongs, the close) are boxed; and
-/// nothing held across the wait is a buffer.
+/// (the socket handling a message, writes while it does, pongs, the
+/// close) are boxed; and nothing held across the wait is a buffer.
 #[allow(clippy::manual_async_fn)] // an `async fn` would keep its arguments twice
 fn live(
     mut conn: WsConn,
@@ -236,6 +236,7 @@ fn live(
             let deadline = conn.deadline;
             // Not biased: neither a stream of output nor of input starves
             // the other (heartbeat replies must not wait behind a busy room).
+            // A write watches the closer and the deadline ([`give_up`]).
             let step = tokio::select! {
                 () = conn.closer.token().cancelled() => Err(conn.server_stop()),
                 frame = out_rx.recv() => match frame {
@@ -645,11 +646,11 @@ mod tests {
 
     /// Every idle socket's task carries this future for its whole life
     /// (docs/BENCHMARKS.md, "Memory": the connection task was 1.7 KiB with
-    /// tungstenite). 1 032 bytes today: the `Socket` (152), the `WsConn`
-    /// (152, the decoder's 96 in it), the `select!` states and the
-    /// deepest unboxed path (a frame written while a read is handled).
-    /// It was 1 352 while `live` was an `async fn` keeping its arguments
-    /// twice. Reads go through a stack buffer inside `read_some`'s
+    /// tungstenite). 1 032 bytes today: the `Socket` (152) and the
+    /// `WsConn` (152, the decoder's 96 in it), then the largest state: the
+    /// idle `select!` is 759 bytes, the deepest unboxed path (a read being
+    /// handed to the socket) 991; the span takes the rest. It was 1 352
+    /// while `live` was an `async fn` keeping its arguments twice. Reads go through a stack buffer inside `read_some`'s
     /// `poll_fn`, which must never become part of the future:
     /// [`READ_CHUNK`] alone is 8 KiB.
     const CONNECTION_FUTURE_CEILING: usize = 1_096;
