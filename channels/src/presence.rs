@@ -19,6 +19,7 @@ use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -34,7 +35,9 @@ pub const BATCH_WINDOW: Duration = Duration::from_millis(10);
 /// Who owns a presence entry: a channel (its subscription id) on a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Owner {
+    /// The node the channel runs on (entries of a node leave with it).
     pub node: u32,
+    /// The channel's subscription id, unique on its node.
     pub sub: SubId,
 }
 
@@ -82,6 +85,9 @@ struct Inner {
     node: u32,
     /// Prefix making refs unique across restarts (clients keep old refs).
     epoch: String,
+    /// Where scheduled flushes run, so shutdown waits for them (a flush
+    /// is due within its window: at most a few hundred milliseconds).
+    tracker: TaskTracker,
 }
 
 /// A cheap handle to the tracker.
@@ -91,7 +97,9 @@ pub struct Presence {
 }
 
 impl Presence {
-    pub fn new(pubsub: Arc<dyn PubSub>, node: u32) -> Self {
+    /// A tracker for `node` that broadcasts its diffs through `pubsub`;
+    /// its scheduled flushes are tasks of `tracker`.
+    pub fn new(pubsub: Arc<dyn PubSub>, node: u32, tracker: TaskTracker) -> Self {
         let epoch = format!("{:x}", rand::random::<u32>());
         Presence {
             inner: Arc::new(Inner {
@@ -100,10 +108,12 @@ impl Presence {
                 refs: AtomicU64::new(0),
                 node,
                 epoch,
+                tracker,
             }),
         }
     }
 
+    /// The owner of the entries a subscription tracks on this node.
     pub fn owner(&self, sub: SubId) -> Owner {
         Owner {
             node: self.inner.node,
@@ -254,7 +264,7 @@ impl Presence {
         };
         let this = self.clone();
         let topic = topic.to_owned();
-        tokio::spawn(async move {
+        self.inner.tracker.spawn(async move {
             tokio::time::sleep_until(due).await;
             this.flush_due(&topic);
         });
@@ -361,27 +371,23 @@ fn push_pending(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channels::pubsub::LocalPubSub;
+    use crate::pubsub::LocalPubSub;
     use serde_json::json;
 
     fn presence() -> Presence {
-        Presence::new(Arc::new(LocalPubSub::new()), 1)
+        Presence::new(Arc::new(LocalPubSub::new()), 1, TaskTracker::new())
     }
 
     /// A tracker whose broadcasts on topic "t" reach the returned queue.
-    fn subscribed_to_t() -> (
-        Presence,
-        crate::channels::OutboundRx,
-        Arc<crate::channels::Closer>,
-    ) {
+    fn subscribed_to_t() -> (Presence, crate::OutboundRx, Arc<crate::Closer>) {
         let pubsub = Arc::new(LocalPubSub::new());
-        let p = Presence::new(pubsub.clone(), 1);
+        let p = Presence::new(pubsub.clone(), 1, TaskTracker::new());
         let (outbound, rx, closer) =
-            crate::channels::Outbound::new(8, usize::MAX, Default::default(), &Default::default());
+            crate::Outbound::new(8, usize::MAX, Default::default(), &Default::default());
         pubsub.subscribe(
             "t",
             1,
-            crate::channels::pubsub::Subscriber {
+            crate::pubsub::Subscriber {
                 outbound,
                 intercepts: &[],
                 on_intercept: None,
@@ -479,7 +485,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let crate::channels::serializer::Frame::Text(b) = frame else {
+        let crate::serializer::Frame::Text(b) = frame else {
             panic!()
         };
         let v: Value = serde_json::from_slice(&b).unwrap();
@@ -521,7 +527,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let crate::channels::serializer::Frame::Text(bytes) = frame else {
+        let crate::serializer::Frame::Text(bytes) = frame else {
             panic!()
         };
         let v: Value = serde_json::from_slice(&bytes).unwrap();
