@@ -483,19 +483,8 @@ impl<'a> Client<'a> {
 
     /// One socket's life: join (unless churner), then the loop.
     async fn session(&mut self, mut ws: Ws, rejoin: bool) -> End {
-        self.pending.clear();
-        self.join_ref = None;
-        self.stats.joined = false;
-        self.rejoin_at = None;
-        self.churn = ChurnState::Idle;
-        let is_churner = matches!(self.spec.role, Role::Churner { .. });
-        if is_churner {
-            self.ready(true);
-        } else {
-            let f = self.join_frame();
-            if let Err(e) = ws.send(Message::text(f)).await {
-                return End::Lost(format!("send join: {e}"));
-            }
+        if let Err(end) = self.begin(&mut ws).await {
+            return end;
         }
         let mut phase_rx = self.ctx.phase.clone();
         let mut phase = *phase_rx.borrow_and_update();
@@ -513,16 +502,7 @@ impl<'a> Client<'a> {
                 let _ = timeout(Duration::from_secs(1), ws.close(None)).await;
                 return End::Stop;
             }
-            let mut wake = next_heartbeat;
-            if let Some(t) = self.next_edit {
-                wake = wake.min(t);
-            }
-            if let Some(t) = self.rejoin_at {
-                wake = wake.min(t);
-            }
-            if let ChurnState::Joined { leave_at } = self.churn {
-                wake = wake.min(leave_at);
-            }
+            let wake = self.wake(next_heartbeat);
             if timer.deadline() != wake {
                 timer.as_mut().reset(wake);
             }
@@ -541,15 +521,7 @@ impl<'a> Client<'a> {
                 }
                 Step::Timer => {
                     if now >= next_heartbeat {
-                        let r = self.make_ref();
-                        let hb = protocol::text_frame(
-                            None,
-                            Some(&r),
-                            protocol::PHOENIX_TOPIC,
-                            protocol::HEARTBEAT,
-                            &json!({}),
-                        );
-                        out.push(Message::text(hb));
+                        out.push(self.heartbeat());
                         next_heartbeat = now + HEARTBEAT_EVERY;
                     }
                     self.on_timer(now, phase, &mut out);
@@ -557,20 +529,8 @@ impl<'a> Client<'a> {
                 Step::Frame(None) => return End::Lost("closed by server (no close frame)".into()),
                 Step::Frame(Some(Err(e))) => return End::Lost(format!("read: {e}")),
                 Step::Frame(Some(Ok(msg))) => {
-                    self.stats.frames_in += 1;
-                    match msg {
-                        Message::Text(t) => self.on_text(t.as_str(), &mut out),
-                        Message::Binary(b) => self.on_binary(&b, &mut out),
-                        Message::Close(frame) => {
-                            let why = match frame {
-                                Some(f) => {
-                                    format!("closed by server: {} {}", u16::from(f.code), f.reason)
-                                }
-                                None => "closed by server".into(),
-                            };
-                            return End::Lost(why);
-                        }
-                        _ => {}
+                    if let Err(end) = self.on_frame(msg, &mut out) {
+                        return end;
                     }
                     if awaiting_rejoin && self.stats.joined {
                         awaiting_rejoin = false;
@@ -584,6 +544,70 @@ impl<'a> Client<'a> {
                 }
             }
         }
+    }
+
+    /// Resets the per-socket state and sends the join (a churner joins
+    /// later, on its schedule).
+    async fn begin(&mut self, ws: &mut Ws) -> Result<(), End> {
+        self.pending.clear();
+        self.join_ref = None;
+        self.stats.joined = false;
+        self.rejoin_at = None;
+        self.churn = ChurnState::Idle;
+        if matches!(self.spec.role, Role::Churner { .. }) {
+            self.ready(true);
+            return Ok(());
+        }
+        let f = self.join_frame();
+        ws.send(Message::text(f))
+            .await
+            .map_err(|e| End::Lost(format!("send join: {e}")))
+    }
+
+    /// The next time something is due: a heartbeat, an edit, a rejoin or
+    /// a churner's leave.
+    fn wake(&self, next_heartbeat: Instant) -> Instant {
+        let mut wake = next_heartbeat;
+        if let Some(t) = self.next_edit {
+            wake = wake.min(t);
+        }
+        if let Some(t) = self.rejoin_at {
+            wake = wake.min(t);
+        }
+        if let ChurnState::Joined { leave_at } = self.churn {
+            wake = wake.min(leave_at);
+        }
+        wake
+    }
+
+    fn heartbeat(&mut self) -> Message {
+        let r = self.make_ref();
+        let hb = protocol::text_frame(
+            None,
+            Some(&r),
+            protocol::PHOENIX_TOPIC,
+            protocol::HEARTBEAT,
+            &json!({}),
+        );
+        Message::text(hb)
+    }
+
+    /// A frame from the server; `Err` when it closed the socket.
+    fn on_frame(&mut self, msg: Message, out: &mut Vec<Message>) -> Result<(), End> {
+        self.stats.frames_in += 1;
+        match msg {
+            Message::Text(t) => self.on_text(t.as_str(), out),
+            Message::Binary(b) => self.on_binary(&b, out),
+            Message::Close(frame) => {
+                let why = match frame {
+                    Some(f) => format!("closed by server: {} {}", u16::from(f.code), f.reason),
+                    None => "closed by server".into(),
+                };
+                return Err(End::Lost(why));
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Schedules the first action of a run phase.
@@ -823,82 +847,80 @@ impl<'a> Client<'a> {
         };
         let now = Instant::now();
         match p {
-            Pending::Join(sent) => {
-                if ok {
-                    self.join.record((now - sent).as_micros() as u64);
-                    self.stats.joined = true;
-                    self.stats.was_joined = true;
-                    self.rejoin_attempt = 0;
-                    if matches!(self.spec.role, Role::Churner { .. }) {
-                        self.stats.joins_ok += 1;
-                        let period = match &self.spec.role {
-                            Role::Churner { period, .. } => *period,
-                            _ => Duration::ZERO,
-                        };
-                        self.churn = ChurnState::Joined {
-                            leave_at: now + period / 2,
-                        };
-                    } else {
-                        self.ready(true);
-                        let sv = self
-                            .doc
-                            .as_ref()
-                            .map(|(doc, _)| doc.transact().state_vector().encode_v1());
-                        if let Some(sv) = sv {
-                            // As the provider does after joining: our state
-                            // vector, so the server sends what we lack.
-                            let payload = protocol::sync_message(protocol::SYNC_STEP1, &sv);
-                            let jr = self.join_ref.clone().unwrap_or_default();
-                            let r = self.make_ref();
-                            let f = protocol::binary_push(
-                                &jr,
-                                &r,
-                                &self.spec.topic,
-                                protocol::YJS_SYNC,
-                                &payload,
-                            );
-                            out.push(Message::Binary(Bytes::from(f)));
-                        }
-                    }
-                } else if matches!(self.spec.role, Role::Churner { .. }) {
-                    self.stats.joins_err += 1;
-                    self.stats
-                        .join_error
-                        .get_or_insert_with(|| detail.to_string());
-                    self.churn = ChurnState::Idle;
-                } else {
-                    self.stats.join_error = Some(format!("join refused: {detail}"));
-                    if self.ctx.reconnect && self.stats.was_joined {
-                        // phoenix.js rejoins after 1, 2, 5, then every 10 s.
-                        let secs = [1, 2, 5].get(self.rejoin_attempt).copied().unwrap_or(10);
-                        self.rejoin_attempt += 1;
-                        self.rejoin_at = Some(now + Duration::from_secs(secs));
-                    } else {
-                        self.ready(false);
-                    }
-                }
-            }
+            Pending::Join(sent) if ok => self.on_joined(now, sent, out),
+            Pending::Join(_) => self.on_join_refused(now, detail),
             Pending::Leave => {
                 self.stats.joined = false;
                 self.churn = ChurnState::Idle;
             }
-            Pending::Edit(sent) => {
-                if ok {
-                    self.stats.edits_ok += 1;
-                    let latency = (now - sent).as_micros() as u64;
-                    self.ack.record(latency);
-                    let sent_us = sent
-                        .into_std()
-                        .saturating_duration_since(self.ctx.epoch)
-                        .as_micros();
-                    crate::stats::timeline::ack(sent_us as u64, latency);
-                } else {
-                    self.stats.edits_err += 1;
-                    self.stats
-                        .edit_error_sample
-                        .get_or_insert_with(|| detail.to_string());
-                }
+            Pending::Edit(sent) if ok => {
+                self.stats.edits_ok += 1;
+                let latency = (now - sent).as_micros() as u64;
+                self.ack.record(latency);
+                let sent_us = sent
+                    .into_std()
+                    .saturating_duration_since(self.ctx.epoch)
+                    .as_micros();
+                crate::stats::timeline::ack(sent_us as u64, latency);
             }
+            Pending::Edit(_) => {
+                self.stats.edits_err += 1;
+                self.stats
+                    .edit_error_sample
+                    .get_or_insert_with(|| detail.to_string());
+            }
+        }
+    }
+
+    /// The join sent at `sent` was accepted: a churner schedules its leave,
+    /// a member is ready and (speaking Yjs) asks for what it lacks.
+    fn on_joined(&mut self, now: Instant, sent: Instant, out: &mut Vec<Message>) {
+        self.join.record((now - sent).as_micros() as u64);
+        self.stats.joined = true;
+        self.stats.was_joined = true;
+        self.rejoin_attempt = 0;
+        if let Role::Churner { period, .. } = &self.spec.role {
+            self.stats.joins_ok += 1;
+            self.churn = ChurnState::Joined {
+                leave_at: now + *period / 2,
+            };
+            return;
+        }
+        self.ready(true);
+        let sv = self
+            .doc
+            .as_ref()
+            .map(|(doc, _)| doc.transact().state_vector().encode_v1());
+        if let Some(sv) = sv {
+            // As the provider does after joining: our state vector, so the
+            // server sends what we lack.
+            let payload = protocol::sync_message(protocol::SYNC_STEP1, &sv);
+            let jr = self.join_ref.clone().unwrap_or_default();
+            let r = self.make_ref();
+            let f = protocol::binary_push(&jr, &r, &self.spec.topic, protocol::YJS_SYNC, &payload);
+            out.push(Message::Binary(Bytes::from(f)));
+        }
+    }
+
+    /// The join was refused: a churner counts it, a member that had joined
+    /// before rejoins later (with `--reconnect`), any other gives up.
+    fn on_join_refused(&mut self, now: Instant, detail: &str) {
+        if matches!(self.spec.role, Role::Churner { .. }) {
+            self.stats.joins_err += 1;
+            self.stats
+                .join_error
+                .get_or_insert_with(|| detail.to_string());
+            self.churn = ChurnState::Idle;
+            return;
+        }
+        self.stats.join_error = Some(format!("join refused: {detail}"));
+        if self.ctx.reconnect && self.stats.was_joined {
+            // phoenix.js rejoins after 1, 2, 5, then every 10 s.
+            let secs = [1, 2, 5].get(self.rejoin_attempt).copied().unwrap_or(10);
+            self.rejoin_attempt += 1;
+            self.rejoin_at = Some(now + Duration::from_secs(secs));
+        } else {
+            self.ready(false);
         }
     }
 

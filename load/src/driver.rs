@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use crate::cli::{Global, Scenario};
 use crate::harness::{self, Live, PeakSampler, Plan, Target};
-use crate::report::{server_sample, IdleReport, Kind, Report, ServerReport};
+use crate::report::{server_sample, IdleReport, Kind, Report, ServerReport, Shape};
 use crate::scenario;
 use crate::stats::ProcSample;
 
@@ -354,16 +354,13 @@ pub async fn execute(
     let mut partial = harness::partial(&stats, &ctx, plan.offered, run_secs, times);
     partial.tool_cpu_secs -= cpu0;
     partial.listen_overflows = server.listen_overflows();
-    let mut report = Report::build(
-        plan.name,
-        plan.params.clone(),
-        plan.kind,
-        1,
-        &partial,
-        plan.per_action_deliveries,
-        started.elapsed().as_secs_f64(),
-        cores(),
-    );
+    let shape = Shape {
+        name: plan.name,
+        params: plan.params.clone(),
+        kind: plan.kind,
+        per_action_deliveries: plan.per_action_deliveries,
+    };
+    let mut report = Report::build(shape, 1, &partial, started.elapsed().as_secs_f64(), cores());
     server.fill(&mut report, &partial.joined_per_node);
     report
 }
@@ -455,6 +452,15 @@ mod tests {
         assert!(check_fd_budget(19_900, 20_000).is_err());
     }
 
+    fn smoke_shape() -> Shape {
+        Shape {
+            name: "smoke",
+            params: serde_json::json!({}),
+            kind: Kind::Edits,
+            per_action_deliveries: 3.0,
+        }
+    }
+
     #[test]
     fn smoke_judges_numbers() {
         let good = Partial {
@@ -474,30 +480,12 @@ mod tests {
             ack_hist: vec![(900, 16)],
             ..Default::default()
         };
-        let r = Report::build(
-            "smoke",
-            serde_json::json!({}),
-            Kind::Edits,
-            1,
-            &good,
-            3.0,
-            3.0,
-            2,
-        );
+        let r = Report::build(smoke_shape(), 1, &good, 3.0, 2);
         assert!(smoke_failures(&r).is_empty(), "{:?}", smoke_failures(&r));
         let mut bad = good.clone();
         bad.deliveries.total = 49;
         bad.deliveries.unique = 47;
-        let r = Report::build(
-            "smoke",
-            serde_json::json!({}),
-            Kind::Edits,
-            1,
-            &bad,
-            3.0,
-            3.0,
-            2,
-        );
+        let r = Report::build(smoke_shape(), 1, &bad, 3.0, 2);
         let f = smoke_failures(&r);
         assert_eq!(f.len(), 2, "{f:?}");
     }

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use crate::cli::{Global, Scenario};
 use crate::driver::{self, ServerWatch};
 use crate::harness::{self, Live, Target};
-use crate::report::{Partial, Report};
+use crate::report::{Partial, Report, Shape};
 use crate::scenario;
 
 const STAGE_PLANNED: &str = "STAGE planned";
@@ -101,10 +101,48 @@ pub async fn parent(global: &Global, scenario: &Scenario, processes: usize) -> R
         bail!("bigroom is one room and runs in one process");
     }
     let started = Instant::now();
-    let exe = std::env::current_exe().context("finding this binary")?;
-    let args: Vec<String> = std::env::args().skip(1).collect();
     let targets = Target::resolve_all(&global.url).await?;
     let mut server = ServerWatch::new(driver::server_pids(global, &targets)?);
+    let mut kids = spawn_kids(processes)?;
+    eprintln!("  {processes} child processes started");
+    expect_all(&mut kids, STAGE_PLANNED).await?;
+    server.mark_setup();
+    next_all(&mut kids).await?;
+    expect_all(&mut kids, STAGE_READY).await?;
+    server.mark_ready();
+    match scenario {
+        Scenario::Connections(a) => server.idle(a.idle).await,
+        _ => tokio::time::sleep(global.settle).await,
+    }
+    next_all(&mut kids).await?;
+    let mut total = merged_reports(&mut kids).await?;
+    server.mark_end();
+    total.listen_overflows = server.listen_overflows();
+    for k in &mut kids {
+        let _ = k.child.wait().await;
+    }
+    if let Some(me) = crate::stats::sample_proc("self") {
+        total.tool_cpu_secs += me.cpu_secs;
+    }
+    // The plan's shape (name, offered load) without any HTTP.
+    let wall_secs = started.elapsed().as_secs_f64();
+    let mut report = Report::build(
+        describe(scenario),
+        processes,
+        &total,
+        wall_secs,
+        driver::cores(),
+    );
+    server.fill(&mut report, &total.joined_per_node);
+    driver::print(&report, global.json);
+    Ok(0)
+}
+
+/// Starts `processes` children of this binary with this command line,
+/// each with its shard.
+fn spawn_kids(processes: usize) -> Result<Vec<Kid>> {
+    let exe = std::env::current_exe().context("finding this binary")?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let mut kids = Vec::with_capacity(processes);
     for i in 0..processes {
         let mut child = Command::new(&exe)
@@ -127,25 +165,27 @@ pub async fn parent(global: &Global, scenario: &Scenario, processes: usize) -> R
             lines: BufReader::new(stdout).lines(),
         });
     }
-    eprintln!("  {processes} child processes started");
+    Ok(kids)
+}
+
+/// Waits until every child has said `prefix`.
+async fn expect_all(kids: &mut [Kid], prefix: &str) -> Result<()> {
     for (i, k) in kids.iter_mut().enumerate() {
-        k.expect(i, STAGE_PLANNED).await?;
+        k.expect(i, prefix).await?;
     }
-    server.mark_setup();
-    for k in &mut kids {
+    Ok(())
+}
+
+/// Tells every child to go on.
+async fn next_all(kids: &mut [Kid]) -> Result<()> {
+    for k in kids {
         k.next().await?;
     }
-    for (i, k) in kids.iter_mut().enumerate() {
-        k.expect(i, STAGE_READY).await?;
-    }
-    server.mark_ready();
-    match scenario {
-        Scenario::Connections(a) => server.idle(a.idle).await,
-        _ => tokio::time::sleep(global.settle).await,
-    }
-    for k in &mut kids {
-        k.next().await?;
-    }
+    Ok(())
+}
+
+/// Every child's `Partial`, merged.
+async fn merged_reports(kids: &mut [Kid]) -> Result<Partial> {
     let mut total = Partial::default();
     for (i, k) in kids.iter_mut().enumerate() {
         let json = k.expect(i, REPORT).await?;
@@ -153,36 +193,14 @@ pub async fn parent(global: &Global, scenario: &Scenario, processes: usize) -> R
             serde_json::from_str(&json).with_context(|| format!("child {i} report"))?;
         total.merge(&p);
     }
-    server.mark_end();
-    total.listen_overflows = server.listen_overflows();
-    for k in &mut kids {
-        let _ = k.child.wait().await;
-    }
-    if let Some(me) = crate::stats::sample_proc("self") {
-        total.tool_cpu_secs += me.cpu_secs;
-    }
-    // The plan's shape (name, offered load) without any HTTP.
-    let (name, params, kind, per_action) = describe(scenario);
-    let mut report = Report::build(
-        name,
-        params,
-        kind,
-        processes,
-        &total,
-        per_action,
-        started.elapsed().as_secs_f64(),
-        driver::cores(),
-    );
-    server.fill(&mut report, &total.joined_per_node);
-    driver::print(&report, global.json);
-    Ok(0)
+    Ok(total)
 }
 
 /// Name, parameters, kind and deliveries per action of a scenario.
-fn describe(s: &Scenario) -> (&'static str, serde_json::Value, crate::report::Kind, f64) {
+fn describe(s: &Scenario) -> Shape {
     use crate::report::Kind;
     use serde_json::json;
-    match s {
+    let (name, params, kind, per_action_deliveries) = match s {
         Scenario::Connections(a) => (
             "connections",
             json!({ "sockets": a.sockets, "room_size": a.room_size, "idle_secs": a.idle.as_secs_f64() }),
@@ -210,5 +228,11 @@ fn describe(s: &Scenario) -> (&'static str, serde_json::Value, crate::report::Ki
         Scenario::Bigroom(_) | Scenario::ReconnectStorm(_) | Scenario::Smoke => {
             ("other", json!({}), Kind::Idle, 0.0)
         }
+    };
+    Shape {
+        name,
+        params,
+        kind,
+        per_action_deliveries,
     }
 }

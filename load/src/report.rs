@@ -350,21 +350,29 @@ pub struct Report {
 /// Warn when the generator itself used this share of its cores.
 const TOOL_BUSY: f64 = 0.9;
 
+/// What a scenario is, for its report.
+pub struct Shape {
+    pub name: &'static str,
+    pub params: serde_json::Value,
+    /// The kind of its run phase.
+    pub kind: Kind,
+    /// Deliveries one action should cause (room size - 1, watchers, ...).
+    pub per_action_deliveries: f64,
+}
+
 impl Report {
-    #[allow(clippy::too_many_arguments)]
+    /// The summary of a run of `shape` over `processes` processes that
+    /// measured `p`, on a machine of `cores` cores.
     pub fn build(
-        scenario: &str,
-        params: serde_json::Value,
-        kind: Kind,
+        shape: Shape,
         processes: usize,
         p: &Partial,
-        per_action_deliveries: f64,
         wall_secs: f64,
         cores: usize,
     ) -> Self {
         let setup_secs = p.last_ready_us.saturating_sub(p.first_connect_us) as f64 / 1e6;
         let deliveries = p.deliveries;
-        let achieved = match kind {
+        let achieved = match shape.kind {
             Kind::Edits => per_sec(p.edits_sent, p.run_secs),
             Kind::Churn => per_sec(p.joins_ok, p.run_secs),
             Kind::Idle => 0.0,
@@ -374,10 +382,11 @@ impl Report {
         } else {
             0.0
         };
+        let percentiles = |pairs: &[(u64, u64)]| Percentiles::of(&histogram_from_pairs(pairs));
         let mut r = Report {
-            scenario: scenario.into(),
-            params,
-            kind,
+            scenario: shape.name.into(),
+            params: shape.params,
+            kind: shape.kind,
             processes,
             clients: p.clients,
             connected: p.connected,
@@ -386,8 +395,8 @@ impl Report {
             errors: p.errors.clone(),
             setup_secs,
             joins_per_sec: per_sec(p.joined, setup_secs),
-            connect_latency: Percentiles::of(&histogram_from_pairs(&p.connect_hist)),
-            join_latency: Percentiles::of(&histogram_from_pairs(&p.join_hist)),
+            connect_latency: percentiles(&p.connect_hist),
+            join_latency: percentiles(&p.join_hist),
             run_secs: p.run_secs,
             offered_per_sec,
             achieved_per_sec: achieved,
@@ -395,16 +404,16 @@ impl Report {
             edits_ok: p.edits_ok,
             edits_err: p.edits_err,
             edit_error_sample: p.edit_error_sample.clone(),
-            offered_deliveries_per_sec: offered_per_sec * per_action_deliveries,
+            offered_deliveries_per_sec: offered_per_sec * shape.per_action_deliveries,
             deliveries_per_sec: per_sec(deliveries.unique, p.run_secs),
             deliveries_expected: deliveries.expected,
             deliveries_unique: deliveries.unique,
             lost: deliveries.lost(),
             duplicates: deliveries.duplicates(),
-            latency: Percentiles::of(&histogram_from_pairs(&p.delivery_hist)),
+            latency: percentiles(&p.delivery_hist),
             latency_same_node: split(p, &p.delivery_same_hist),
             latency_cross_node: split(p, &p.delivery_cross_hist),
-            ack_latency: Percentiles::of(&histogram_from_pairs(&p.ack_hist)),
+            ack_latency: percentiles(&p.ack_hist),
             joins_sent: p.joins_sent,
             joins_ok: p.joins_ok,
             joins_err: p.joins_err,
@@ -413,7 +422,7 @@ impl Report {
             presence_seen: p.presence.unique,
             presence_lost: p.presence.lost(),
             presence_duplicates: p.presence.duplicates(),
-            presence_latency: Percentiles::of(&histogram_from_pairs(&p.presence_hist)),
+            presence_latency: percentiles(&p.presence_hist),
             presence_latency_same_node: split(p, &p.presence_same_hist),
             presence_latency_cross_node: split(p, &p.presence_cross_hist),
             nodes: p.nodes.max(1),
@@ -427,52 +436,77 @@ impl Report {
             server: None,
             servers: Vec::new(),
             tool_cpu_secs: p.tool_cpu_secs,
-            tool_cores: per_sec(0, 0.0),
+            tool_cores: if wall_secs > 0.0 {
+                p.tool_cpu_secs / wall_secs
+            } else {
+                0.0
+            },
             tool_peak_rss_kib: p.tool_peak_rss_kib,
             listen_overflows: p.listen_overflows,
             wall_secs,
             warnings: Vec::new(),
         };
-        r.tool_cores = if wall_secs > 0.0 {
-            p.tool_cpu_secs / wall_secs
-        } else {
-            0.0
-        };
-        if r.tool_cores > TOOL_BUSY * cores as f64 {
-            r.warnings.push(format!(
+        r.warnings = r.warnings(p, cores);
+        r
+    }
+
+    /// What a reader of the numbers must know: the tool was the
+    /// bottleneck, the offered load was not sent, clients failed, sockets
+    /// were lost.
+    fn warnings(&self, p: &Partial, cores: usize) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let (achieved, offered) = (self.achieved_per_sec, self.offered_per_sec);
+        if self.tool_cores > TOOL_BUSY * cores as f64 {
+            warnings.push(format!(
                 "the load tool used {:.2} of {} cores: it may be the bottleneck; numbers are a lower bound",
-                r.tool_cores, cores
+                self.tool_cores, cores
             ));
         }
-        if kind == Kind::Edits && offered_per_sec > 0.0 && achieved < 0.95 * offered_per_sec {
-            r.warnings.push(format!(
-                "only {achieved:.1} of {offered_per_sec:.1} edits/s offered were sent"
+        if self.kind == Kind::Edits && offered > 0.0 && achieved < 0.95 * offered {
+            warnings.push(format!(
+                "only {achieved:.1} of {offered:.1} edits/s offered were sent"
             ));
         }
         if p.failed > 0 {
-            r.warnings.push(format!(
+            warnings.push(format!(
                 "{} of {} clients failed to connect or join",
                 p.failed, p.clients
             ));
         }
         if p.listen_overflows > 0 {
-            r.warnings.push(format!(
+            warnings.push(format!(
                 "{} connections overflowed a listen queue (TcpExt ListenOverflows): each waited for a 1 s SYN retransmit; \
                  the server's accept backlog is too small or its accept loop too slow",
                 p.listen_overflows
             ));
         }
         if p.sockets_lost > 0 {
-            r.warnings.push(format!(
+            warnings.push(format!(
                 "{} sockets were lost during the run",
                 p.sockets_lost
             ));
         }
-        r
+        warnings
     }
 
+    /// The report as text, section by section.
     pub fn text(&self) -> String {
         let mut s = String::new();
+        self.write_setup(&mut s);
+        match self.kind {
+            Kind::Edits => self.write_edits(&mut s),
+            Kind::Churn => self.write_churn(&mut s),
+            Kind::Idle => {}
+        }
+        self.write_resources(&mut s);
+        for w in &self.warnings {
+            let _ = writeln!(s, "WARNING: {w}");
+        }
+        s
+    }
+
+    /// The scenario, the clients and their errors, connect and join.
+    fn write_setup(&self, s: &mut String) {
         let _ = writeln!(s, "== duet-load {} {}", self.scenario, self.params);
         if self.processes > 1 {
             let _ = writeln!(s, "processes        {}", self.processes);
@@ -501,63 +535,68 @@ impl Report {
         }
         let _ = writeln!(s, "connect latency  {}", self.connect_latency.line());
         let _ = writeln!(s, "join latency     {}", self.join_latency.line());
-        match self.kind {
-            Kind::Edits => {
-                let _ = writeln!(
-                    s,
-                    "edits            {} sent ({:.1}/s, offered {:.1}/s), {} ok, {} refused, {} unanswered at the end",
-                    self.edits_sent,
-                    self.achieved_per_sec,
-                    self.offered_per_sec,
-                    self.edits_ok,
-                    self.edits_err,
-                    self.edits_sent.saturating_sub(self.edits_ok + self.edits_err)
-                );
-                if let Some(e) = &self.edit_error_sample {
-                    let _ = writeln!(s, "  refusal: {e}");
-                }
-                let _ = writeln!(
-                    s,
-                    "deliveries       {} of {} expected ({:.0}/s, offered {:.0}/s), lost (not seen by the end of grace) {}, duplicates {}",
-                    self.deliveries_unique,
-                    self.deliveries_expected,
-                    self.deliveries_per_sec,
-                    self.offered_deliveries_per_sec,
-                    self.lost,
-                    self.duplicates
-                );
-                let _ = writeln!(s, "latency          {}", self.latency.line());
-                split_lines(&mut s, &self.latency_same_node, &self.latency_cross_node);
-                let _ = writeln!(s, "ack latency      {}", self.ack_latency.line());
-            }
-            Kind::Churn => {
-                let _ = writeln!(
-                    s,
-                    "churn joins      {} sent, {} ok ({:.1}/s, offered {:.1}/s), {} refused, {} ticks skipped",
-                    self.joins_sent,
-                    self.joins_ok,
-                    self.achieved_per_sec,
-                    self.offered_per_sec,
-                    self.joins_err,
-                    self.churn_skipped
-                );
-                let _ = writeln!(
-                    s,
-                    "presence_diff    {} of {} expected seen by watchers, lost {}, duplicates {}",
-                    self.presence_seen,
-                    self.presence_expected,
-                    self.presence_lost,
-                    self.presence_duplicates
-                );
-                let _ = writeln!(s, "presence latency {}", self.presence_latency.line());
-                split_lines(
-                    &mut s,
-                    &self.presence_latency_same_node,
-                    &self.presence_latency_cross_node,
-                );
-            }
-            Kind::Idle => {}
+    }
+
+    /// Edits sent and acknowledged, their deliveries and latencies.
+    fn write_edits(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "edits            {} sent ({:.1}/s, offered {:.1}/s), {} ok, {} refused, {} unanswered at the end",
+            self.edits_sent,
+            self.achieved_per_sec,
+            self.offered_per_sec,
+            self.edits_ok,
+            self.edits_err,
+            self.edits_sent.saturating_sub(self.edits_ok + self.edits_err)
+        );
+        if let Some(e) = &self.edit_error_sample {
+            let _ = writeln!(s, "  refusal: {e}");
         }
+        let _ = writeln!(
+            s,
+            "deliveries       {} of {} expected ({:.0}/s, offered {:.0}/s), lost (not seen by the end of grace) {}, duplicates {}",
+            self.deliveries_unique,
+            self.deliveries_expected,
+            self.deliveries_per_sec,
+            self.offered_deliveries_per_sec,
+            self.lost,
+            self.duplicates
+        );
+        let _ = writeln!(s, "latency          {}", self.latency.line());
+        split_lines(s, &self.latency_same_node, &self.latency_cross_node);
+        let _ = writeln!(s, "ack latency      {}", self.ack_latency.line());
+    }
+
+    /// Churn joins and the `presence_diff`s the watchers saw.
+    fn write_churn(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "churn joins      {} sent, {} ok ({:.1}/s, offered {:.1}/s), {} refused, {} ticks skipped",
+            self.joins_sent,
+            self.joins_ok,
+            self.achieved_per_sec,
+            self.offered_per_sec,
+            self.joins_err,
+            self.churn_skipped
+        );
+        let _ = writeln!(
+            s,
+            "presence_diff    {} of {} expected seen by watchers, lost {}, duplicates {}",
+            self.presence_seen,
+            self.presence_expected,
+            self.presence_lost,
+            self.presence_duplicates
+        );
+        let _ = writeln!(s, "presence latency {}", self.presence_latency.line());
+        split_lines(
+            s,
+            &self.presence_latency_same_node,
+            &self.presence_latency_cross_node,
+        );
+    }
+
+    /// Losses, the server's memory and CPU, the tool's own.
+    fn write_resources(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "sockets lost     {}, channel errors {}, reconnects {}, undecodable frames {}",
@@ -614,10 +653,6 @@ impl Report {
             "load tool        CPU {:.2} s over {:.1} s wall = {:.2} cores, peak RSS {} KiB",
             self.tool_cpu_secs, self.wall_secs, self.tool_cores, self.tool_peak_rss_kib
         );
-        for w in &self.warnings {
-            let _ = writeln!(s, "WARNING: {w}");
-        }
-        s
     }
 }
 
@@ -753,16 +788,13 @@ mod tests {
             tool_cpu_secs: 1.0,
             ..Default::default()
         };
-        let r = Report::build(
-            "fanout",
-            serde_json::json!({}),
-            Kind::Edits,
-            1,
-            &p,
-            3.0,
-            4.0,
-            2,
-        );
+        let shape = Shape {
+            name: "fanout",
+            params: serde_json::json!({}),
+            kind: Kind::Edits,
+            per_action_deliveries: 3.0,
+        };
+        let r = Report::build(shape, 1, &p, 4.0, 2);
         assert_eq!(r.setup_secs, 2.0);
         assert_eq!(r.joins_per_sec, 4.0);
         assert_eq!(r.offered_per_sec, 10.0);

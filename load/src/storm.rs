@@ -13,7 +13,7 @@ use tokio::time::{sleep, Instant};
 
 use crate::api::Api;
 use crate::cli::{ConnectionsArgs, Global, StormArgs};
-use crate::client::Event;
+use crate::client::{ClientStats, Event};
 use crate::driver::{self, check_fd_budget};
 use crate::harness::{Live, Target};
 use crate::scenario;
@@ -145,122 +145,185 @@ async fn storm(
         .await;
     let joined = live.ready_ok;
     eprintln!("  {joined} of {} joined; SIGTERM to the server", a.sockets);
-
-    let killed = Instant::now();
-    stop_server(server).await?;
-    let down = Instant::now();
-    *server = spawn_server(&a.server_cmd)?;
-    let respawned = Instant::now();
-    let healthy = wait_healthy(api, server).await?;
+    let restart = Restart::run(server, &a.server_cmd, api).await?;
     eprintln!(
         "  server back after {:.2} s; waiting for rejoins",
-        (healthy - respawned).as_secs_f64()
+        (restart.healthy - restart.respawned).as_secs_f64()
     );
-
-    let mut rejoined = 0usize;
-    let mut last = None;
-    let (mut first_lost, mut last_lost) = (None::<Instant>, None::<Instant>);
-    let mut note_lost = |at: Instant| {
-        first_lost = Some(first_lost.map_or(at, |f| f.min(at)));
-        last_lost = Some(last_lost.map_or(at, |l| l.max(at)));
-    };
-    // Events of the restart so far (fast clients may already be back).
-    while let Ok(ev) = live.events.try_recv() {
-        match ev {
-            Event::Lost { at } => note_lost(at),
-            Event::Rejoined { at } => {
-                rejoined += 1;
-                last = Some(last.map_or(at, |l: Instant| l.max(at)));
-            }
-            Event::Ready { .. } => {}
-        }
-    }
-    let deadline = healthy + a.rejoin_timeout;
-    while rejoined < joined {
-        match tokio::time::timeout_at(deadline, live.events.recv()).await {
-            Ok(Some(Event::Rejoined { at })) => {
-                rejoined += 1;
-                last = Some(last.map_or(at, |l: Instant| l.max(at)));
-            }
-            Ok(Some(Event::Lost { at })) => note_lost(at),
-            Ok(Some(Event::Ready { .. })) => {}
-            Ok(None) | Err(_) => break,
-        }
-    }
-    let all = rejoined == joined && joined > 0;
+    let rejoins = Rejoins::wait(&mut live, joined, restart.healthy + a.rejoin_timeout).await;
     let (stats, _, _) = live.run(None, Duration::ZERO).await;
-    let span = last.map(|l| (l - healthy).as_secs_f64());
-    let mut lost_reasons = std::collections::BTreeMap::new();
-    let mut errors = std::collections::BTreeMap::new();
-    for s in &stats {
-        if let Some(why) = &s.lost_socket {
-            *lost_reasons.entry(why.clone()).or_insert(0u64) += 1;
-        }
-        for e in [&s.connect_error, &s.join_error].into_iter().flatten() {
-            *errors.entry(e.clone()).or_insert(0u64) += 1;
-        }
-    }
-    let report = StormReport {
-        scenario: "reconnect-storm",
-        params: serde_json::json!({ "sockets": a.sockets, "room_size": a.room_size }),
-        sockets: a.sockets,
-        joined_before: joined,
-        shutdown_secs: (down - killed).as_secs_f64(),
-        first_lost_secs: first_lost.map(|t| t.saturating_duration_since(killed).as_secs_f64()),
-        last_lost_secs: last_lost.map(|t| t.saturating_duration_since(killed).as_secs_f64()),
-        lost_reasons,
-        errors,
-        joined_at_end: stats.iter().filter(|s| s.joined).count(),
-        restart_secs: (healthy - respawned).as_secs_f64(),
-        kill_to_all_rejoined_secs: last.filter(|_| all).map(|l| (l - killed).as_secs_f64()),
-        healthy_to_all_rejoined_secs: span.filter(|_| all),
-        rejoined,
-        rejoins_per_sec: span
-            .filter(|s| *s > 0.0)
-            .map(|s| rejoined as f64 / s)
-            .unwrap_or(0.0),
-        reconnects: stats.iter().map(|s| s.reconnects).sum(),
-        tool_cpu_secs: crate::stats::sample_proc("self")
-            .map(|p| p.cpu_secs)
-            .unwrap_or(0.0),
-    };
-    println!("== duet-load {} {}", report.scenario, report.params);
-    println!(
-        "joined before    {} of {}",
-        report.joined_before, report.sockets
-    );
-    println!(
-        "server           stopped {:.2} s after SIGTERM, healthy {:.2} s after restart",
-        report.shutdown_secs, report.restart_secs
-    );
-    if let (Some(f), Some(l)) = (report.first_lost_secs, report.last_lost_secs) {
-        println!("sockets lost     {f:.2} s .. {l:.2} s after SIGTERM");
-    }
-    for (why, n) in &report.lost_reasons {
-        println!("  x{n}: {why}");
-    }
-    match (report.kill_to_all_rejoined_secs, report.healthy_to_all_rejoined_secs) {
-        (Some(k), Some(h)) => println!(
-            "rejoin           all {} rejoined {:.2} s after SIGTERM, {:.2} s after healthy ({:.0} rejoins/s)",
-            report.rejoined, k, h, report.rejoins_per_sec
-        ),
-        _ => println!(
-            "rejoin           only {} of {} rejoined within {:?} of the restart",
-            report.rejoined, report.joined_before, a.rejoin_timeout
-        ),
-    }
-    println!(
-        "reconnects       {} socket reconnects; {} clients joined at the end",
-        report.reconnects, report.joined_at_end
-    );
-    for (e, n) in &report.errors {
-        println!("  error x{n}: {e}");
-    }
+    let report = StormReport::new(a, joined, &restart, &rejoins, &stats);
+    report.print(a.rejoin_timeout);
     if global.json {
         println!(
             "{}",
             serde_json::to_string(&report).expect("report serializes")
         );
     }
-    Ok(if all { 0 } else { 1 })
+    Ok(if rejoins.all(joined) { 0 } else { 1 })
+}
+
+/// When the server went down and came back.
+struct Restart {
+    /// SIGTERM sent.
+    killed: Instant,
+    /// The server exited.
+    down: Instant,
+    /// The new server started.
+    respawned: Instant,
+    /// Its first ok `/healthz`.
+    healthy: Instant,
+}
+
+impl Restart {
+    /// Stops the server (SIGTERM) and starts it again.
+    async fn run(server: &mut Child, cmd: &str, api: &Api) -> Result<Restart> {
+        let killed = Instant::now();
+        stop_server(server).await?;
+        let down = Instant::now();
+        *server = spawn_server(cmd)?;
+        let respawned = Instant::now();
+        let healthy = wait_healthy(api, server).await?;
+        Ok(Restart {
+            killed,
+            down,
+            respawned,
+            healthy,
+        })
+    }
+}
+
+/// The clients' losses and rejoins around the restart.
+#[derive(Default)]
+struct Rejoins {
+    rejoined: usize,
+    /// The last rejoin.
+    last: Option<Instant>,
+    first_lost: Option<Instant>,
+    last_lost: Option<Instant>,
+}
+
+impl Rejoins {
+    /// Counts rejoins until all `joined` clients are back or `deadline`.
+    async fn wait(live: &mut Live, joined: usize, deadline: Instant) -> Rejoins {
+        let mut rejoins = Rejoins::default();
+        // Events of the restart so far (fast clients may already be back).
+        while let Ok(ev) = live.events.try_recv() {
+            rejoins.note(ev);
+        }
+        while rejoins.rejoined < joined {
+            match tokio::time::timeout_at(deadline, live.events.recv()).await {
+                Ok(Some(ev)) => rejoins.note(ev),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        rejoins
+    }
+
+    fn note(&mut self, ev: Event) {
+        match ev {
+            Event::Lost { at } => {
+                self.first_lost = Some(self.first_lost.map_or(at, |f| f.min(at)));
+                self.last_lost = Some(self.last_lost.map_or(at, |l| l.max(at)));
+            }
+            Event::Rejoined { at } => {
+                self.rejoined += 1;
+                self.last = Some(self.last.map_or(at, |l| l.max(at)));
+            }
+            Event::Ready { .. } => {}
+        }
+    }
+
+    /// Every client that had joined is back.
+    fn all(&self, joined: usize) -> bool {
+        self.rejoined == joined && joined > 0
+    }
+}
+
+impl StormReport {
+    fn new(
+        a: &StormArgs,
+        joined: usize,
+        restart: &Restart,
+        rejoins: &Rejoins,
+        stats: &[ClientStats],
+    ) -> StormReport {
+        let all = rejoins.all(joined);
+        let killed = restart.killed;
+        let since_kill = |t: Instant| t.saturating_duration_since(killed).as_secs_f64();
+        let span = rejoins.last.map(|l| (l - restart.healthy).as_secs_f64());
+        let mut lost_reasons = std::collections::BTreeMap::new();
+        let mut errors = std::collections::BTreeMap::new();
+        for s in stats {
+            if let Some(why) = &s.lost_socket {
+                *lost_reasons.entry(why.clone()).or_insert(0u64) += 1;
+            }
+            for e in [&s.connect_error, &s.join_error].into_iter().flatten() {
+                *errors.entry(e.clone()).or_insert(0u64) += 1;
+            }
+        }
+        StormReport {
+            scenario: "reconnect-storm",
+            params: serde_json::json!({ "sockets": a.sockets, "room_size": a.room_size }),
+            sockets: a.sockets,
+            joined_before: joined,
+            shutdown_secs: (restart.down - killed).as_secs_f64(),
+            first_lost_secs: rejoins.first_lost.map(since_kill),
+            last_lost_secs: rejoins.last_lost.map(since_kill),
+            lost_reasons,
+            errors,
+            joined_at_end: stats.iter().filter(|s| s.joined).count(),
+            restart_secs: (restart.healthy - restart.respawned).as_secs_f64(),
+            kill_to_all_rejoined_secs: rejoins
+                .last
+                .filter(|_| all)
+                .map(|l| (l - killed).as_secs_f64()),
+            healthy_to_all_rejoined_secs: span.filter(|_| all),
+            rejoined: rejoins.rejoined,
+            rejoins_per_sec: span
+                .filter(|s| *s > 0.0)
+                .map(|s| rejoins.rejoined as f64 / s)
+                .unwrap_or(0.0),
+            reconnects: stats.iter().map(|s| s.reconnects).sum(),
+            tool_cpu_secs: crate::stats::sample_proc("self")
+                .map(|p| p.cpu_secs)
+                .unwrap_or(0.0),
+        }
+    }
+
+    /// The human-readable report.
+    fn print(&self, rejoin_timeout: Duration) {
+        println!("== duet-load {} {}", self.scenario, self.params);
+        println!(
+            "joined before    {} of {}",
+            self.joined_before, self.sockets
+        );
+        println!(
+            "server           stopped {:.2} s after SIGTERM, healthy {:.2} s after restart",
+            self.shutdown_secs, self.restart_secs
+        );
+        if let (Some(f), Some(l)) = (self.first_lost_secs, self.last_lost_secs) {
+            println!("sockets lost     {f:.2} s .. {l:.2} s after SIGTERM");
+        }
+        for (why, n) in &self.lost_reasons {
+            println!("  x{n}: {why}");
+        }
+        match (self.kill_to_all_rejoined_secs, self.healthy_to_all_rejoined_secs) {
+            (Some(k), Some(h)) => println!(
+                "rejoin           all {} rejoined {:.2} s after SIGTERM, {:.2} s after healthy ({:.0} rejoins/s)",
+                self.rejoined, k, h, self.rejoins_per_sec
+            ),
+            _ => println!(
+                "rejoin           only {} of {} rejoined within {:?} of the restart",
+                self.rejoined, self.joined_before, rejoin_timeout
+            ),
+        }
+        println!(
+            "reconnects       {} socket reconnects; {} clients joined at the end",
+            self.reconnects, self.joined_at_end
+        );
+        for (e, n) in &self.errors {
+            println!("  error x{n}: {e}");
+        }
+    }
 }

@@ -105,7 +105,7 @@ fn presence(c: &mut Criterion) {
     let _guard = rt.enter();
     let mut g = c.benchmark_group("presence_join_diff");
     for members in [4usize, 100, 1000] {
-        let p = Presence::new(Arc::new(LocalPubSub::new()), 1);
+        let p = Presence::new(Arc::new(LocalPubSub::new()), 1, Default::default());
         for i in 0..members {
             let meta = json!({"user_id": format!("u{i}"), "first_name": "N", "typing": false})
                 .as_object()

@@ -26,7 +26,8 @@ use crate::challenges::SocketUser;
 use crate::channels::presence::Presence;
 use crate::channels::pubsub::{LocalPubSub, PubSub};
 use crate::channels::router::Router as ChannelRouter;
-use crate::channels::{ConnectInfo, Connected, Endpoint, Metrics, SocketHandler};
+use crate::channels::{Assigns, ConnectInfo, Connected, Endpoint, Metrics, SocketHandler};
+use crate::cluster::{Cluster, Wired};
 use crate::config::Config;
 use crate::store::writer::DocWriter;
 use crate::store::Store;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub api_limit: Arc<crate::http::limit::ApiLimit>,
     pub persist_latency: Arc<Histogram>,
+    /// This node of a cluster, if it is one.
+    pub cluster: Option<Cluster>,
 }
 
 impl AppState {
@@ -92,15 +95,18 @@ impl SocketHandler for DuetSocket {
                 Ok(false) => return Err(format!("unknown user {}", claims.sub)),
                 Err(err) => return Err(format!("user not checked: {err}")),
             }
-            let id = Some(socket_id(&claims.sub));
             Ok(Connected {
                 assigns: Arc::new(SocketUser {
                     id: claims.sub,
                     first_name: claims.name,
                 }),
-                id,
             })
         })
+    }
+
+    fn id(&self, assigns: &Assigns) -> Option<String> {
+        let user = assigns.downcast_ref::<SocketUser>()?;
+        Some(socket_id(&user.id))
     }
 }
 
@@ -149,45 +155,165 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<Option<std::fs::File>>
     }
 }
 
+/// Locks the data dir, opens the database (an SQLite URL only) and
+/// repairs responses from the update log; the lock is held while the
+/// app lives.
+async fn open_store(config: &Config) -> anyhow::Result<(Store, Option<std::fs::File>)> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+    let data_dir_lock = lock_data_dir(&config.data_dir)?;
+    let url = config.database_url();
+    let postgres = url.starts_with("postgres:") || url.starts_with("postgresql:");
+    if !url.starts_with("sqlite:") && !postgres {
+        let scheme = url.split_once(':').map_or(url.as_str(), |(s, _)| s);
+        anyhow::bail!(
+            "DATABASE_URL must be an SQLite URL (sqlite://path/to/duet.db) or a Postgres one (postgres://user:pass@host/db), not {scheme}:...; unset it to use the data dir's duet.db"
+        );
+    }
+    let shown = crate::config::without_password(&url);
+    let store = Store::open_with(&url, config.durability)
+        .await
+        .with_context(|| format!("opening {shown}"))?;
+    // Reads work on a full disk: a repair that cannot write waits for
+    // the next start, the server starts anyway.
+    match crate::challenges::read::repair_responses(&store).await {
+        Ok(0) => {}
+        Ok(repaired) => {
+            tracing::info!(repaired, "rebuilt challenge responses from the update log")
+        }
+        Err(err) => tracing::warn!(cause = %err, "responses not repaired from the update log"),
+    }
+    Ok((store, data_dir_lock))
+}
+
+/// The JWT keys: from `DUET_SECRET`, or the data dir's secret file.
+fn load_keys(config: &Config) -> anyhow::Result<Keys> {
+    let secret = match config.secret.as_ref().map(|s| s.expose()) {
+        Some(s) if !s.is_empty() => s.as_bytes().to_vec(),
+        _ => crate::auth::load_or_create_secret(&config.data_dir)?,
+    };
+    Ok(Keys::new(
+        &secret,
+        (config.token_ttl_hours.max(1) * 3600) as i64,
+    ))
+}
+
+/// Topic patterns to channels: `challenges:*`, and `echo:*` for protocol
+/// tests when enabled.
+fn channel_routes(config: &Config, rooms: &Rooms) -> ChannelRouter {
+    // Every run that ends goes on its challenge's timeline.
+    let recorder = {
+        let rooms = rooms.clone();
+        Arc::new(
+            move |room: &str, user: &SocketUser, run: serde_json::Value| {
+                rooms.record_now(room, Some(user), "run", &run)
+            },
+        ) as crate::challenges::run::Recorder
+    };
+    let runs = Runs::new(RunLimits {
+        wall: Duration::from_secs(config.run_timeout_secs),
+    })
+    .with_recorder(recorder);
+    let challenge_state = ChallengeState {
+        rooms: rooms.clone(),
+        runs,
+    };
+    let mut router = ChannelRouter::new()
+        .channel::<ChallengeChannel>("challenges:*", challenge_state)
+        .channel::<NotesChannel>("notes:*", rooms.clone());
+    if config.test_channels {
+        router = router.channel::<EchoChannel>("echo:*", ());
+    }
+    router
+}
+
+/// How broadcasts and presence reach the members: this node's fan-out,
+/// and with `DUET_REDIS_URL` the other nodes' (see `cluster`).
+struct Fabric {
+    /// This node's own fan-out.
+    local: Arc<dyn PubSub>,
+    /// What channels broadcast through: `local`, and the cluster's bus.
+    pubsub: Arc<dyn PubSub>,
+    /// Diffs go out on `local` only: each node computes its own.
+    presence: Presence,
+    cluster: Option<Cluster>,
+}
+
+impl Fabric {
+    fn new(config: &Config, tracker: &TaskTracker) -> anyhow::Result<Fabric> {
+        let cluster = config.cluster().map(Cluster::new).transpose()?;
+        // One node alone has no peers: any number will do.
+        let node = cluster.as_ref().map_or(1, Cluster::id);
+        let local: Arc<dyn PubSub> = Arc::new(LocalPubSub::new());
+        let presence = Presence::new(local.clone(), node, tracker.clone());
+        let pubsub = match &cluster {
+            Some(cluster) => cluster.pubsub(local.clone()),
+            None => local.clone(),
+        };
+        Ok(Fabric {
+            local,
+            pubsub,
+            presence,
+            cluster,
+        })
+    }
+
+    /// Starts the cluster node, if this is one.
+    fn start(&self, rooms: &Rooms, store: &Store, shutdown: CancellationToken, tracker: &TaskTracker) {
+        if let Some(cluster) = &self.cluster {
+            let wired = Wired {
+                presence: self.presence.clone(),
+                local: self.local.clone(),
+                rooms: rooms.clone(),
+                store: store.clone(),
+            };
+            cluster.start(wired, shutdown, tracker);
+        }
+    }
+}
+
+/// The socket endpoint: who may connect, the channels, PubSub, Presence,
+/// the limits and the allowed origins.
+fn build_endpoint(
+    config: &Config,
+    socket: DuetSocket,
+    channels: ChannelRouter,
+    fabric: &Fabric,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) -> Endpoint {
+    let mut allowed = config.allowed_origins.clone();
+    allowed.retain(|o| !o.trim().is_empty());
+    for entry in crate::channels::transport::origin::unusable_entries(&allowed) {
+        tracing::warn!(
+            entry,
+            "DUET_ALLOWED_ORIGINS: not an origin (http(s)://host[:port]); it matches nothing"
+        );
+    }
+    Endpoint::new(crate::channels::EndpointParts {
+        handler: Arc::new(socket),
+        router: Arc::new(channels),
+        pubsub: fabric.pubsub.clone(),
+        presence: fabric.presence.clone(),
+        limits: Arc::new(config.limits()),
+        metrics: Arc::new(Metrics::default()),
+        allowed_origins: Arc::new(allowed),
+        shutdown,
+        tracker,
+        longpoll: Default::default(),
+    })
+}
+
 impl App {
+    /// Opens the store and starts the writer, the rooms and the socket
+    /// endpoint: everything but the listener.
     pub async fn new(config: Config) -> anyhow::Result<App> {
         config.check().map_err(anyhow::Error::msg)?;
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
-        let data_dir_lock = lock_data_dir(&config.data_dir)?;
-        let url = config.database_url();
-        let postgres = url.starts_with("postgres:") || url.starts_with("postgresql:");
-        if !url.starts_with("sqlite:") && !postgres {
-            let scheme = url.split_once(':').map_or(url.as_str(), |(s, _)| s);
-            anyhow::bail!(
-                "DATABASE_URL must be an SQLite URL (sqlite://path/to/duet.db) or a Postgres one (postgres://user:pass@host/db), not {scheme}:...; unset it to use the data dir's duet.db"
-            );
-        }
-        let shown = crate::config::without_password(&url);
-        let store = Store::open_with(&url, config.durability)
-            .await
-            .with_context(|| format!("opening {shown}"))?;
-        // Reads work on a full disk: a repair that cannot write waits for
-        // the next start, the server starts anyway.
-        match crate::challenges::read::repair_responses(&store).await {
-            Ok(0) => {}
-            Ok(repaired) => {
-                tracing::info!(repaired, "rebuilt challenge responses from the update log")
-            }
-            Err(err) => tracing::warn!(cause = %err, "responses not repaired from the update log"),
-        }
-        let secret = match config.secret.as_ref().map(|s| s.expose()) {
-            Some(s) if !s.is_empty() => s.as_bytes().to_vec(),
-            _ => crate::auth::load_or_create_secret(&config.data_dir)?,
-        };
-        let keys = Arc::new(Keys::new(
-            &secret,
-            (config.token_ttl_hours.max(1) * 3600) as i64,
-        ));
-        let pubsub: Arc<dyn PubSub> = Arc::new(LocalPubSub::new());
-        let presence = Presence::new(pubsub.clone(), 1);
+        let (store, data_dir_lock) = open_store(&config).await?;
+        let keys = Arc::new(load_keys(&config)?);
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let fabric = Fabric::new(&config, &tracker)?;
         let persist_latency = Arc::new(Histogram::new(LATENCY_BUCKETS));
         let writer_stop = CancellationToken::new();
         let (writer, writer_task) =
@@ -201,56 +327,26 @@ impl App {
                 snapshot_every: config.snapshot_every,
                 grace: Duration::from_millis(config.room_grace_ms),
                 caps: config.caps(),
+                node: fabric.presence.node(),
+                bus: fabric.cluster.as_ref().map(Cluster::room_bus),
             },
             shutdown.clone(),
             tracker.clone(),
         );
-        // Every run that ends goes on its challenge's timeline.
-        let recorder = {
-            let rooms = rooms.clone();
-            Arc::new(
-                move |room: &str, user: &SocketUser, run: serde_json::Value| {
-                    rooms.record_now(room, Some(user), "run", &run)
-                },
-            ) as crate::challenges::run::Recorder
+        let channels = channel_routes(&config, &rooms);
+        let socket = DuetSocket {
+            keys: keys.clone(),
+            store: store.clone(),
         };
-        let runs = Runs::new(RunLimits {
-            wall: Duration::from_secs(config.run_timeout_secs),
-        })
-        .with_recorder(recorder);
-        let challenge_state = ChallengeState {
-            rooms: rooms.clone(),
-            runs,
-        };
-        let mut router = ChannelRouter::new()
-            .channel::<ChallengeChannel>("challenges:*", challenge_state)
-            .channel::<NotesChannel>("notes:*", rooms.clone());
-        if config.test_channels {
-            router = router.channel::<EchoChannel>("echo:*", ());
-        }
-        let mut allowed = config.allowed_origins.clone();
-        allowed.retain(|o| !o.trim().is_empty());
-        for entry in crate::channels::transport::origin::unusable_entries(&allowed) {
-            tracing::warn!(
-                entry,
-                "DUET_ALLOWED_ORIGINS: not an origin (http(s)://host[:port]); it matches nothing"
-            );
-        }
-        let endpoint = Endpoint::new(crate::channels::EndpointParts {
-            handler: Arc::new(DuetSocket {
-                keys: keys.clone(),
-                store: store.clone(),
-            }),
-            router: Arc::new(router),
-            pubsub,
-            presence,
-            limits: Arc::new(config.limits()),
-            metrics: Arc::new(Metrics::default()),
-            allowed_origins: Arc::new(allowed),
-            shutdown,
-            tracker,
-            longpoll: Default::default(),
-        });
+        let endpoint = build_endpoint(
+            &config,
+            socket,
+            channels,
+            &fabric,
+            shutdown.clone(),
+            tracker.clone(),
+        );
+        fabric.start(&rooms, &store, shutdown, &tracker);
         let api_limit = Arc::new(crate::http::limit::ApiLimit::new(
             config.api_rate,
             config.api_burst,
@@ -264,6 +360,7 @@ impl App {
             config: Arc::new(config),
             api_limit,
             persist_latency,
+            cluster: fabric.cluster,
         };
         Ok(App {
             state,
@@ -323,6 +420,8 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // A refused setting is one line, before anything else is said.
+    config.check().map_err(anyhow::Error::msg)?;
     tracing::info!(config = %config.redacted(), "starting");
     let addr = config.addr;
     let app = App::new(config).await?;

@@ -69,32 +69,32 @@ pub struct Config {
     pub token_ttl_hours: u64,
 
     /// Largest WebSocket frame a client may send, in bytes (bigger: closed with 1009).
-    #[arg(long, env = "DUET_MAX_FRAME_BYTES", default_value_t = 1 << 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..))]
+    #[arg(long, env = "DUET_MAX_FRAME_BYTES", default_value_t = Limits::DEFAULT.max_frame_bytes, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..))]
     pub max_frame_bytes: usize,
 
     /// Topics one socket may join at once.
-    #[arg(long, env = "DUET_MAX_TOPICS", default_value_t = 100, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, env = "DUET_MAX_TOPICS", default_value_t = Limits::DEFAULT.max_topics, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_topics: usize,
 
     /// Sustained messages per second one socket may send.
-    #[arg(long, env = "DUET_SOCKET_RATE", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "DUET_SOCKET_RATE", default_value_t = Limits::DEFAULT.rate_per_sec, value_parser = clap::value_parser!(u32).range(1..))]
     pub socket_rate: u32,
 
     /// Burst of messages one socket may send above the sustained rate.
-    #[arg(long, env = "DUET_SOCKET_BURST", default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "DUET_SOCKET_BURST", default_value_t = Limits::DEFAULT.rate_burst, value_parser = clap::value_parser!(u32).range(1..))]
     pub socket_burst: u32,
 
     /// Frames queued for one socket before it counts as too slow and is disconnected.
-    #[arg(long, env = "DUET_OUTBOUND_QUEUE", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, env = "DUET_OUTBOUND_QUEUE", default_value_t = Limits::DEFAULT.outbound_queue, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub outbound_queue: usize,
 
     /// Bytes queued for one socket before it counts as too slow and is
     /// disconnected (a frame alone on an empty queue goes out whatever its size).
-    #[arg(long, env = "DUET_OUTBOUND_BYTES", default_value_t = 8 << 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(MIN_OUTBOUND_BYTES..=MAX_OUTBOUND_BYTES))]
+    #[arg(long, env = "DUET_OUTBOUND_BYTES", default_value_t = Limits::DEFAULT.outbound_bytes, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(MIN_OUTBOUND_BYTES..=MAX_OUTBOUND_BYTES))]
     pub outbound_bytes: usize,
 
     /// Seconds a socket may stay silent (no heartbeat) before it is closed.
-    #[arg(long, env = "DUET_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    #[arg(long, env = "DUET_IDLE_TIMEOUT_SECS", default_value_t = Limits::DEFAULT.idle_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idle_timeout_secs: u64,
 
     /// HTTP API requests per second per client address (sign-in, create...).
@@ -188,7 +188,7 @@ impl Config {
             outbound_queue: self.outbound_queue.max(1),
             outbound_bytes: self.outbound_bytes.max(MIN_OUTBOUND_BYTES as usize),
             idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
-            ..Limits::default()
+            ..Limits::DEFAULT
         }
     }
 
@@ -349,6 +349,20 @@ fn trimmed(s: &str) -> Result<String, std::convert::Infallible> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_settings_are_the_channel_layers_limits() {
+        let config = Config::try_parse_from(["duet"]).unwrap();
+        let (limits, default) = (config.limits(), Limits::DEFAULT);
+        assert_eq!(limits.max_frame_bytes, default.max_frame_bytes);
+        assert_eq!(limits.max_topics, default.max_topics);
+        assert_eq!(limits.rate_per_sec, default.rate_per_sec);
+        assert_eq!(limits.rate_burst, default.rate_burst);
+        assert_eq!(limits.outbound_queue, default.outbound_queue);
+        assert_eq!(limits.outbound_bytes, default.outbound_bytes);
+        assert_eq!(limits.idle_timeout, default.idle_timeout);
+        assert_eq!(limits.longpoll_window, default.longpoll_window);
+    }
 
     #[test]
     fn limits_that_would_make_the_server_unusable_are_refused() {

@@ -10,80 +10,18 @@ use serde_json::{json, Value};
 #[tokio::test]
 async fn rest_validation_answers_every_4xx_with_an_error_body() {
     let server = TestServer::start().await;
-    let http = reqwest::Client::new();
-    let post = |path: &str, body: String, token: Option<&str>| {
-        let mut req = http
-            .post(server.url(path))
-            .header("content-type", "application/json")
-            .body(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        req.send()
-    };
-    let cases: Vec<(&str, String, u16)> = vec![
-        ("/api/session", r#"{"first_name": ""}"#.into(), 422),
-        ("/api/session", r#"{"first_name": "   "}"#.into(), 422),
-        (
-            "/api/session",
-            json!({"first_name": "a".repeat(41)}).to_string(),
-            422,
-        ),
-        ("/api/session", r#"{"first_name": "a\u0007b"}"#.into(), 422),
-        ("/api/session", r#"{"first_name": 5}"#.into(), 422),
-        ("/api/session", r#"{}"#.into(), 422),
-        ("/api/session", r#"{"first_name": "#.into(), 400),
-        ("/api/session", "x".repeat(2 << 20), 413),
-    ];
-    for (path, body, status) in cases {
-        let res = post(path, body.clone(), None).await.unwrap();
-        assert_eq!(
-            res.status().as_u16(),
-            status,
-            "{path} {}",
-            &body[..body.len().min(40)]
-        );
-        let err: Value = res.json().await.unwrap();
-        assert!(
-            err["error"].as_str().is_some_and(|e| !e.is_empty()),
-            "{err}"
-        );
-    }
+    bad_sign_ins_answer_with_an_error_body(&server).await;
     let (token, _) = server.sign_in("Sophie").await;
-    let bad = [
-        (
-            json!({"title": "", "prompt": "", "language": "python"}),
-            422,
-        ),
-        (
-            json!({"title": "t".repeat(121), "prompt": "", "language": "python"}),
-            422,
-        ),
-        (
-            json!({"title": "ok", "prompt": "p".repeat(20_001), "language": "python"}),
-            422,
-        ),
-        (
-            json!({"title": "ok", "prompt": "", "language": "cobol"}),
-            422,
-        ),
-        (json!({"title": "ok"}), 422),
-    ];
-    for (body, status) in bad {
-        let res = post("/api/challenges", body.to_string(), Some(&token))
-            .await
-            .unwrap();
-        assert_eq!(res.status().as_u16(), status, "{body}");
-    }
+    bad_challenges_are_refused(&server, &token).await;
     let res = post(
+        &server,
         "/api/challenges",
         json!({"title": "ok", "prompt": "", "language": "python"}).to_string(),
         None,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(res.status(), 401);
-    let res = http
+    let res = reqwest::Client::new()
         .get(server.url("/api/challenges/doesnotexist"))
         .bearer_auth(&token)
         .send()
@@ -109,6 +47,66 @@ async fn rest_validation_answers_every_4xx_with_an_error_body() {
         .await
         .unwrap();
     assert_eq!(health, json!({"status": "ok"}));
+}
+
+/// POSTs a JSON `body` to `path`, with a bearer token if given.
+async fn post(
+    server: &TestServer,
+    path: &str,
+    body: String,
+    token: Option<&str>,
+) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(server.url(path))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+/// Sign-ins with a bad name or body: 422, 400 or 413, each with an error.
+async fn bad_sign_ins_answer_with_an_error_body(server: &TestServer) {
+    let cases: Vec<(String, u16)> = vec![
+        (r#"{"first_name": ""}"#.into(), 422),
+        (r#"{"first_name": "   "}"#.into(), 422),
+        (json!({"first_name": "a".repeat(41)}).to_string(), 422),
+        (r#"{"first_name": "a\u0007b"}"#.into(), 422),
+        (r#"{"first_name": 5}"#.into(), 422),
+        (r#"{}"#.into(), 422),
+        (r#"{"first_name": "#.into(), 400),
+        ("x".repeat(2 << 20), 413),
+    ];
+    for (body, status) in cases {
+        let res = post(server, "/api/session", body.clone(), None).await;
+        assert_eq!(
+            res.status().as_u16(),
+            status,
+            "{}",
+            &body[..body.len().min(40)]
+        );
+        let err: Value = res.json().await.unwrap();
+        assert!(
+            err["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{err}"
+        );
+    }
+}
+
+/// Challenges with a bad title, prompt or language: 422.
+async fn bad_challenges_are_refused(server: &TestServer, token: &str) {
+    let bad = [
+        json!({"title": "", "prompt": "", "language": "python"}),
+        json!({"title": "t".repeat(121), "prompt": "", "language": "python"}),
+        json!({"title": "ok", "prompt": "p".repeat(20_001), "language": "python"}),
+        json!({"title": "ok", "prompt": "", "language": "cobol"}),
+        json!({"title": "ok"}),
+    ];
+    for body in bad {
+        let res = post(server, "/api/challenges", body.to_string(), Some(token)).await;
+        assert_eq!(res.status().as_u16(), 422, "{body}");
+    }
 }
 
 #[tokio::test]

@@ -66,12 +66,13 @@ static ALLOC: Counting = Counting;
 /// the process (a timer wheel level, a log line) vanish in the average.
 const SOCKETS: usize = 200;
 /// Heap per idle socket joined to one `echo:*` channel that has had one
-/// message, in requested bytes: 4 400 when measured (the connection task
-/// with its 1 352-byte future and tokio's task header, the channel task,
+/// message, in requested bytes: 4 106 when measured (the connection task
+/// with its 1 032-byte future and tokio's task header, the channel task,
 /// two mailboxes and their rings of slots, the `Socket`, the PubSub entry,
-/// tokio's I/O registration). A read or write buffer kept per socket (8 KiB
-/// and more) would break it at once.
-const HEAP_PER_IDLE_SOCKET: usize = 4_608;
+/// tokio's I/O registration); 4 400–4 500 while the connection future was
+/// 1 352 bytes. A read or write buffer kept per socket (8 KiB and more)
+/// would break it at once.
+const HEAP_PER_IDLE_SOCKET: usize = 4_352;
 /// What an idle socket may hold more after traffic than before it, on
 /// average: 3–4 bytes when measured (the process's own noise spread over
 /// the sockets). A decoder that kept its carry after the 512 KiB message

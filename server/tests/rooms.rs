@@ -376,14 +376,7 @@ async fn response_updated_notices_keep_commit_order_when_a_commit_is_slow() {
     let topic = format!("challenges:{id}");
     let mut a = server.connect(&ta).await;
     let (ja, _) = a.join(&topic, json!({})).await;
-    let r = a
-        .push(
-            Some(&ja),
-            &topic,
-            "response:update",
-            json!({"response": "hello"}),
-        )
-        .await;
+    let r = update_response(&mut a, &ja, &topic, "hello").await;
     assert_eq!(a.reply(&r).await[4]["status"], json!("ok"));
 
     // B speaks Yjs and has "hello".
@@ -395,35 +388,10 @@ async fn response_updated_notices_keep_commit_order_when_a_commit_is_slow() {
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
 
     // Another connection holds the database's write lock: commits wait.
-    let db = server.dir.path().join("duet.db");
-    let mut lock = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
-        db.display()
-    ))
-    .await
-    .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut lock)
-        .await
-        .unwrap();
-
-    let r = a
-        .push(
-            Some(&ja),
-            &topic,
-            "response:update",
-            json!({"response": "hello world"}),
-        )
-        .await;
+    let mut lock = hold_write_lock(&server).await;
+    let r = update_response(&mut a, &ja, &topic, "hello world").await;
     // The same text again changes nothing, but its ack too means "on disk".
-    let again = a
-        .push(
-            Some(&ja),
-            &topic,
-            "response:update",
-            json!({"response": "hello world"}),
-        )
-        .await;
+    let again = update_response(&mut a, &ja, &topic, "hello world").await;
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     // B did not see " world" yet: it puts ">> " in front of "hello".
     let update = doc::replace_text(&b_doc, ">> hello").unwrap();
@@ -434,14 +402,7 @@ async fn response_updated_notices_keep_commit_order_when_a_commit_is_slow() {
     sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
 
     // Everything A receives from now on, in order.
-    let mut seen = Vec::new();
-    while let Ok(received) =
-        tokio::time::timeout(std::time::Duration::from_millis(500), a.recv()).await
-    {
-        if let common::Received::Json(v) = received {
-            seen.push(v);
-        }
-    }
+    let seen = until_quiet(&mut a).await;
     let replies: Vec<&Value> = seen
         .iter()
         .filter(|v| is_event(v, "phx_reply"))
@@ -470,4 +431,50 @@ async fn response_updated_notices_keep_commit_order_when_a_commit_is_slow() {
         server.get_challenge(&ta, &id).await["response"],
         json!(">> hello world")
     );
+}
+
+/// Pushes a legacy `response:update` of `text`; returns its `ref`.
+async fn update_response(
+    c: &mut common::Client,
+    join_ref: &str,
+    topic: &str,
+    text: &str,
+) -> String {
+    c.push(
+        Some(join_ref),
+        topic,
+        "response:update",
+        json!({ "response": text }),
+    )
+    .await
+}
+
+/// A connection of our own holding the database's write lock (until
+/// `ROLLBACK`): the server's commits wait.
+async fn hold_write_lock(server: &TestServer) -> sqlx::SqliteConnection {
+    let db = server.dir.path().join("duet.db");
+    let mut lock = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        db.display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    lock
+}
+
+/// The JSON messages `c` receives until nothing comes for half a second.
+async fn until_quiet(c: &mut common::Client) -> Vec<Value> {
+    let mut seen = Vec::new();
+    while let Ok(received) =
+        tokio::time::timeout(std::time::Duration::from_millis(500), c.recv()).await
+    {
+        if let common::Received::Json(v) = received {
+            seen.push(v);
+        }
+    }
+    seen
 }

@@ -82,22 +82,18 @@ fn just_before(at: &str) -> String {
     duet::store::timestamp_of(t - time::Duration::milliseconds(1))
 }
 
-#[tokio::test]
-async fn text_at_is_exact_at_every_edit_boundary_and_survives_export_and_import() {
-    // Small snapshots: many checkpoints, so seeks go through them.
-    let server = TestServer::start_with(|c| c.snapshot_every = 7).await;
-    let (ann, _) = server.sign_in("Ann").await;
-    let (bob, _) = server.sign_in("Bob").await;
-    let id = server.create_challenge(&ann).await;
+/// 60 random edits: two of three by a Yjs member (Ann), one of three by a
+/// legacy member (Bob) typing on the text the room has.
+async fn play_random_session(server: &TestServer, ann: &str, bob: &str, id: &str) {
     let topic = format!("challenges:{id}");
     let mut rng = StdRng::seed_from_u64(0x7e57_2026);
-    let (mut a, ar, a_doc) = yjs_member(&server, &ann, &topic).await;
-    let mut b = server.connect(&bob).await;
+    let (mut a, ar, a_doc) = yjs_member(server, ann, &topic).await;
+    let mut b = server.connect(bob).await;
     let (br, _) = b.join(&topic, json!({})).await;
     for n in 0..60 {
         if n % 3 == 2 {
             // A legacy member types on what the room has.
-            let now = server.get_challenge(&ann, &id).await["response"]
+            let now = server.get_challenge(ann, id).await["response"]
                 .as_str()
                 .unwrap()
                 .to_owned();
@@ -111,7 +107,7 @@ async fn text_at_is_exact_at_every_edit_boundary_and_survives_export_and_import(
                 .await;
             assert_eq!(b.reply(&r).await[4]["status"], "ok");
             // Ann catches up through the relays before her next edit.
-            let now = server.get_challenge(&ann, &id).await["response"]
+            let now = server.get_challenge(ann, id).await["response"]
                 .as_str()
                 .unwrap()
                 .to_owned();
@@ -132,6 +128,16 @@ async fn text_at_is_exact_at_every_edit_boundary_and_survives_export_and_import(
             assert_eq!(a.reply(&r).await[4]["status"], "ok");
         }
     }
+}
+
+#[tokio::test]
+async fn text_at_is_exact_at_every_edit_boundary_and_survives_export_and_import() {
+    // Small snapshots: many checkpoints, so seeks go through them.
+    let server = TestServer::start_with(|c| c.snapshot_every = 7).await;
+    let (ann, _) = server.sign_in("Ann").await;
+    let (bob, _) = server.sign_in("Bob").await;
+    let id = server.create_challenge(&ann).await;
+    play_random_session(&server, &ann, &bob, &id).await;
     let (status, export) = get(&server, &ann, &format!("/api/challenges/{id}/export")).await;
     assert_eq!(status, 200);
     let updates = export["updates"].as_array().unwrap().clone();

@@ -699,8 +699,8 @@ fn outputs(decoder: &Decoder, events: Vec<Event>, closed: &mut bool) -> Vec<Out>
             Event::Pong => {}
             Event::Close(code) => {
                 let reply = match decoder.violation() {
-                    Some(v) if v != Violation::Closing => v.code(),
-                    _ => code.unwrap_or(1000),
+                    Some(v) if v != Violation::Closing => v.code().as_u16(),
+                    _ => code.map_or(1000, |c| c.as_u16()),
                 };
                 out.push(Out::Close(reply));
                 *closed = true;
@@ -708,7 +708,7 @@ fn outputs(decoder: &Decoder, events: Vec<Event>, closed: &mut bool) -> Vec<Out>
         }
     }
     if let (false, Some(v)) = (*closed, decoder.violation()) {
-        out.push(Out::Close(v.code()));
+        out.push(Out::Close(v.code().as_u16()));
         *closed = true;
     }
     out

@@ -114,8 +114,8 @@ fn ours(stream: &[u8], rng: &mut StdRng) -> Outcome {
                 Event::Pong => msgs.push(Msg::Pong),
                 Event::Close(code) => {
                     let end = match decoder.violation() {
-                        Some(v) if v != Violation::Closing => End::Refused(v.code()),
-                        _ => End::Closed(code.unwrap_or(1000)),
+                        Some(v) if v != Violation::Closing => End::Refused(v.code().as_u16()),
+                        _ => End::Closed(code.map_or(1000, |c| c.as_u16())),
                     };
                     return Outcome { msgs, end };
                 }
@@ -124,7 +124,7 @@ fn ours(stream: &[u8], rng: &mut StdRng) -> Outcome {
         if let Some(v) = decoder.violation() {
             return Outcome {
                 msgs,
-                end: End::Refused(v.code()),
+                end: End::Refused(v.code().as_u16()),
             };
         }
     }

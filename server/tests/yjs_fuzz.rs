@@ -162,7 +162,7 @@ async fn mutated_updates_never_crash_and_the_log_reloads_to_the_document() {
     let (writer, task) = DocWriter::spawn(store.clone(), hist, stop.clone())
         .await
         .unwrap();
-    let (mut accepted, mut panics) = (0usize, Vec::new());
+    let mut found = Found::default();
     for _ in 0..ROUNDS {
         let new = duet::challenges::model::NewChallenge {
             title: "fuzz".into(),
@@ -175,8 +175,7 @@ async fn mutated_updates_never_crash_and_the_log_reloads_to_the_document() {
             .unwrap()
             .id
             .into();
-        let mut document = doc::new_doc();
-        let mut log: Vec<Vec<u8>> = Vec::new();
+        let mut round = Round::default();
         for n in 0..INPUTS_PER_ROUND {
             // Every other input is the generated sequence's next edit, as
             // it is, so the document grows as a real one does and the
@@ -187,48 +186,18 @@ async fn mutated_updates_never_crash_and_the_log_reloads_to_the_document() {
                 1 => mutate(next, &seeds, &mut rng),
                 _ => mutate(&seeds[rng.gen_range(0..seeds.len())], &seeds, &mut rng),
             };
-            let Ok(YMessage::Update(update)) = doc::decode_message(&doc::sync_update(&input))
-            else {
-                continue;
-            };
-            if check::update(&update, Some(&doc::state_vector(&document))).is_err() {
-                continue;
-            }
-            match doc::apply_update(&document, &update) {
-                Ok(()) => {
-                    accepted += 1;
-                    append(&writer, &id, update.clone()).await;
-                    log.push(update);
-                }
-                Err(DocError::Panicked) => {
-                    panics.push(
-                        update
-                            .iter()
-                            .map(|b| format!("{b:02x}"))
-                            .collect::<String>(),
-                    );
-                    // As a room does: drop the document, reload the log.
-                    document = doc::load(None, &log).doc;
-                }
-                Err(_) => {}
+            if let Some(update) = round.feed(&input, &mut found) {
+                append(&writer, &id, update).await;
             }
             if n % 16 == 0 {
-                let _ = doc::encode_state(&document);
+                let _ = doc::encode_state(&round.document);
             }
         }
-        let stored = store
-            .load_doc(&id, duet::store::docs::DocKind::Answer)
-            .await
-            .unwrap();
-        assert_eq!(stored.tail.len(), log.len());
-        let reloaded = doc::load(stored.snapshot.as_deref(), &stored.tail);
-        assert_eq!(reloaded.skipped, 0, "a stored update did not reload");
-        assert_eq!(doc::text(&reloaded.doc), doc::text(&document));
-        let snapshot = doc::load(Some(&doc::encode_state(&document)), &[]);
-        assert_eq!(doc::text(&snapshot.doc), doc::text(&document));
+        round.assert_reloads(&store, &id).await;
     }
     stop.cancel();
     task.finished().await;
+    let Found { accepted, panics } = found;
     assert!(
         panics.is_empty(),
         "inputs that passed the checks and made yrs panic: {panics:?}"
@@ -241,4 +210,70 @@ async fn mutated_updates_never_crash_and_the_log_reloads_to_the_document() {
         accepted > ROUNDS,
         "only {accepted} inputs reached yrs: the fuzz tests little"
     );
+}
+
+/// What the rounds found so far.
+#[derive(Default)]
+struct Found {
+    /// Inputs that reached yrs and were applied.
+    accepted: usize,
+    /// Inputs that passed the checks and made yrs panic, in hex.
+    panics: Vec<String>,
+}
+
+/// One challenge's document and the log of what was applied to it.
+struct Round {
+    document: yrs::Doc,
+    log: Vec<Vec<u8>>,
+}
+
+impl Default for Round {
+    fn default() -> Self {
+        Round {
+            document: doc::new_doc(),
+            log: Vec::new(),
+        }
+    }
+}
+
+impl Round {
+    /// Takes `input` as the room would (decode, check, guarded apply);
+    /// returns the update to store when it was applied.
+    fn feed(&mut self, input: &[u8], found: &mut Found) -> Option<Vec<u8>> {
+        let Ok(YMessage::Update(update)) = doc::decode_message(&doc::sync_update(input)) else {
+            return None;
+        };
+        check::update(&update, Some(&doc::state_vector(&self.document))).ok()?;
+        match doc::apply_update(&self.document, &update) {
+            Ok(()) => {
+                found.accepted += 1;
+                self.log.push(update.clone());
+                Some(update)
+            }
+            Err(DocError::Panicked) => {
+                found
+                    .panics
+                    .push(update.iter().map(|b| format!("{b:02x}")).collect());
+                // As a room does: drop the document, reload the log.
+                self.document = doc::load(None, &self.log).doc;
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// The stored log (and a snapshot of the document) reload to the
+    /// same text.
+    async fn assert_reloads(&self, store: &Store, id: &str) {
+        let stored = store
+            .load_doc(id, duet::store::docs::DocKind::Answer)
+            .await
+            .unwrap();
+        assert_eq!(stored.tail.len(), self.log.len());
+        let reloaded = doc::load(stored.snapshot.as_deref(), &stored.tail);
+        assert_eq!(reloaded.skipped, 0, "a stored update did not reload");
+        assert_eq!(doc::text(&reloaded.doc), doc::text(&self.document));
+        let snapshot = doc::load(Some(&doc::encode_state(&self.document)), &[]);
+        assert_eq!(doc::text(&snapshot.doc), doc::text(&self.document));
+    }
 }

@@ -5,7 +5,6 @@
 
 use serde_json::{json, Value};
 
-use super::SocketUser;
 use crate::channels::channel::{Channel, ChannelCtx, HandleResult, ReplyHandle};
 use crate::channels::message::{Payload, Status, DISCONNECT};
 
@@ -54,12 +53,8 @@ impl Channel for EchoChannel {
             }
             "crash" => panic!("crash requested by the client"),
             "disconnect_me" => {
-                if let Some(user) = ctx.assigns::<SocketUser>() {
-                    ctx.endpoint_broadcast(
-                        &crate::app::socket_id(&user.id),
-                        DISCONNECT,
-                        Payload::empty(),
-                    );
+                if let Some(id) = ctx.socket_id() {
+                    ctx.endpoint_broadcast(&id, DISCONNECT, Payload::empty());
                 }
                 HandleResult::ok(json!({}))
             }

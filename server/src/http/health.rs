@@ -1,4 +1,6 @@
-//! `GET /healthz` (200 once the database answers and its file is in place) and `GET /metrics`.
+//! `GET /healthz` (200 once the database answers and its file is in place;
+//! in a cluster, with the node's name and the live nodes it sees) and
+//! `GET /metrics`.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -16,17 +18,21 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
-    match state.store.health().await {
-        Ok(()) => Json(json!({ "status": "ok" })).into_response(),
+    let (status, mut body) = match state.store.health().await {
+        Ok(()) => (StatusCode::OK, json!({ "status": "ok" })),
         Err(why) => {
             tracing::error!(cause = why, "unhealthy");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "error": why })),
+                json!({ "status": "unavailable", "error": why }),
             )
-                .into_response()
         }
+    };
+    if let Some(cluster) = &state.cluster {
+        body["node"] = json!(cluster.name());
+        body["nodes"] = json!(cluster.live_nodes());
     }
+    (status, Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -37,6 +43,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
         &state.persist_latency,
         state.rooms.edit_latency(),
     );
+    let body = match &state.cluster {
+        Some(cluster) => body + &cluster_metrics(cluster, state.rooms.bus_stats()),
+        None => body,
+    };
     (
         [(
             header::CONTENT_TYPE,
@@ -45,4 +55,29 @@ async fn metrics(State(state): State<AppState>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// The bus's counters, in the same text format.
+fn cluster_metrics(
+    cluster: &crate::cluster::Cluster,
+    rooms: &crate::challenges::room::BusStats,
+) -> String {
+    use std::fmt::Write;
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = cluster.counters();
+    let mut out = String::new();
+    let rows: [(&str, &str, &str, u64); 8] = [
+        ("duet_cluster_nodes", "gauge", "Live nodes this node sees, itself included.", cluster.live_nodes() as u64),
+        ("duet_bus_published_total", "counter", "Frames published on the bus.", c.published.load(Relaxed)),
+        ("duet_bus_received_total", "counter", "Frames received from the bus.", c.received.load(Relaxed)),
+        ("duet_bus_dropped_total", "counter", "Frames not published (queue full or Redis unreachable).", c.dropped.load(Relaxed)),
+        ("duet_bus_presence_resyncs_total", "counter", "Presence partitions asked for after a loss.", c.resyncs.load(Relaxed)),
+        ("duet_bus_nodes_down_total", "counter", "Nodes seen going down.", c.nodes_down.load(Relaxed)),
+        ("duet_bus_duplicate_updates_total", "counter", "Updates heard again or already held, ignored.", rooms.duplicates.load(Relaxed)),
+        ("duet_bus_fetched_updates_total", "counter", "Updates read from the database because the bus lost them.", rooms.fetched.load(Relaxed)),
+    ];
+    for (name, kind, help, value) in rows {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    }
+    out
 }

@@ -251,9 +251,14 @@ impl Store {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("../migrations").run(&pool).await?;
+        // Later connections never create the file: one opened after the
+        // file was deleted or moved would start an empty database beside
+        // the old write-ahead log, and recovery would replay that log into
+        // the wrong database.
+        pool.set_connect_options(options.create_if_missing(false));
         let path = pool
             .connect_options()
             .get_filename()

@@ -237,38 +237,7 @@ impl SqliteLog {
                             .unwrap_or(0);
                         texts.insert(challenge_id, (text, id));
                     }
-                    WriteOp::Snapshot {
-                        challenge_id,
-                        doc,
-                        state,
-                        ..
-                    } => {
-                        tx.prepare_cached(UPSERT_SNAPSHOT)?.execute(params![
-                            &**challenge_id,
-                            doc.column(),
-                            state,
-                            now
-                        ])?;
-                        tx.prepare_cached(INSERT_CHECKPOINT)?
-                            .execute(params![&**challenge_id, doc.column()])?;
-                    }
-                    WriteOp::Event {
-                        challenge_id,
-                        user_id,
-                        first_name,
-                        kind,
-                        data,
-                    } => {
-                        tx.prepare_cached(INSERT_EVENT)?.execute(params![
-                            &**challenge_id,
-                            user_id,
-                            first_name,
-                            kind,
-                            data,
-                            now
-                        ])?;
-                    }
-                    WriteOp::Barrier { .. } | WriteOp::Resume { .. } => {}
+                    other => write_other(&tx, other, now)?,
                 }
             }
         }
@@ -342,4 +311,43 @@ pub(super) fn open_side_connection(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(conn)
+}
+
+/// Snapshots (and their checkpoint) and timeline events.
+fn write_other(tx: &rusqlite::Transaction<'_>, op: &WriteOp, now: &str) -> Result<()> {
+    match op {
+        WriteOp::Snapshot {
+            challenge_id,
+            doc,
+            state,
+            ..
+        } => {
+            tx.prepare_cached(UPSERT_SNAPSHOT)?.execute(params![
+                &**challenge_id,
+                doc.column(),
+                state,
+                now
+            ])?;
+            tx.prepare_cached(INSERT_CHECKPOINT)?
+                .execute(params![&**challenge_id, doc.column()])?;
+        }
+        WriteOp::Event {
+            challenge_id,
+            user_id,
+            first_name,
+            kind,
+            data,
+        } => {
+            tx.prepare_cached(INSERT_EVENT)?.execute(params![
+                &**challenge_id,
+                user_id,
+                first_name,
+                kind,
+                data,
+                now
+            ])?;
+        }
+        _ => {}
+    }
+    Ok(())
 }

@@ -21,6 +21,7 @@ const KEEP_SLOTS: usize = 64;
 /// What an item counts against a mailbox's weight bound: nothing, unless
 /// its type says otherwise (a frame: its bytes).
 pub trait Weigh {
+    /// What this item counts against the bound; 0 by default.
     fn weight(&self) -> usize {
         0
     }
@@ -50,7 +51,9 @@ struct Inner<T> {
 /// Why an item could not be queued; the item comes back.
 #[derive(Debug)]
 pub enum SendError<T> {
+    /// The queue is at its item or weight bound.
     Full(T),
+    /// The receiver is gone.
     Closed(T),
 }
 
@@ -199,6 +202,7 @@ impl<T: Weigh> Receiver<T> {
         }
     }
 
+    /// The next item if one is waiting, without waiting.
     pub fn try_recv(&mut self) -> Option<T> {
         let item = {
             let mut state = self.inner.lock();
@@ -227,6 +231,7 @@ impl<T: Weigh> Receiver<T> {
         self.inner.lock().weight as usize
     }
 
+    /// Whether no item is waiting.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -319,7 +324,7 @@ mod tests {
     /// weight bound must not make it larger (docs/BENCHMARKS.md, "Memory").
     #[test]
     fn the_shared_state_stays_120_bytes() {
-        let size = std::mem::size_of::<Inner<crate::channels::serializer::Frame>>();
+        let size = std::mem::size_of::<Inner<crate::serializer::Frame>>();
         assert!(size <= 120, "a mailbox's shared state is {size} bytes");
     }
 

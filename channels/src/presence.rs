@@ -22,6 +22,7 @@ use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -37,7 +38,9 @@ pub const BATCH_WINDOW: Duration = Duration::from_millis(10);
 /// Who owns a presence entry: a channel (its subscription id) on a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Owner {
+    /// The node the channel runs on (entries of a node leave with it).
     pub node: u32,
+    /// The channel's subscription id, unique on its node.
     pub sub: SubId,
 }
 
@@ -83,9 +86,21 @@ struct PendingDiff {
 #[derive(Debug, Clone)]
 pub enum Change {
     /// `sub`'s entry for `key` is now `meta` (a track or an update).
-    Join { key: Box<str>, sub: SubId, meta: Meta },
+    Join {
+        /// The presence key (a user id).
+        key: Box<str>,
+        /// The owning subscription on its node.
+        sub: SubId,
+        /// The meta, `phx_ref` included.
+        meta: Meta,
+    },
     /// `sub`'s entry for `key` is gone.
-    Leave { key: Box<str>, sub: SubId },
+    Leave {
+        /// The presence key.
+        key: Box<str>,
+        /// The owning subscription on its node.
+        sub: SubId,
+    },
 }
 
 /// One entry of a node's partition: (topic, key, owner's sub, meta).
@@ -104,6 +119,9 @@ struct Inner {
     /// old refs, and see other nodes' refs).
     epoch: String,
     replicator: std::sync::OnceLock<Replicator>,
+    /// Where scheduled flushes run, so shutdown waits for them (a flush
+    /// is due within its window: at most a few hundred milliseconds).
+    tracker: TaskTracker,
 }
 
 /// A cheap handle to the tracker.
@@ -115,8 +133,9 @@ pub struct Presence {
 impl Presence {
     /// A tracker for node `node` (a number no other node of the cluster
     /// uses, new at each start), broadcasting diffs on `pubsub`, which
-    /// must be this node's alone.
-    pub fn new(pubsub: Arc<dyn PubSub>, node: u32) -> Self {
+    /// must be this node's alone; its scheduled flushes are tasks of
+    /// `tracker`.
+    pub fn new(pubsub: Arc<dyn PubSub>, node: u32, tracker: TaskTracker) -> Self {
         let epoch = format!("{node:x}.");
         Presence {
             inner: Arc::new(Inner {
@@ -126,6 +145,7 @@ impl Presence {
                 node,
                 epoch,
                 replicator: std::sync::OnceLock::new(),
+                tracker,
             }),
         }
     }
@@ -147,6 +167,7 @@ impl Presence {
         }
     }
 
+    /// The owner of the entries a subscription tracks on this node.
     pub fn owner(&self, sub: SubId) -> Owner {
         Owner {
             node: self.inner.node,
@@ -443,7 +464,7 @@ impl Presence {
         };
         let this = self.clone();
         let topic = topic.to_owned();
-        tokio::spawn(async move {
+        self.inner.tracker.spawn(async move {
             tokio::time::sleep_until(due).await;
             this.flush_due(&topic);
         });
@@ -550,27 +571,23 @@ fn push_pending(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channels::pubsub::LocalPubSub;
+    use crate::pubsub::LocalPubSub;
     use serde_json::json;
 
     fn presence() -> Presence {
-        Presence::new(Arc::new(LocalPubSub::new()), 1)
+        Presence::new(Arc::new(LocalPubSub::new()), 1, TaskTracker::new())
     }
 
     /// A tracker whose broadcasts on topic "t" reach the returned queue.
-    fn subscribed_to_t() -> (
-        Presence,
-        crate::channels::OutboundRx,
-        Arc<crate::channels::Closer>,
-    ) {
+    fn subscribed_to_t() -> (Presence, crate::OutboundRx, Arc<crate::Closer>) {
         let pubsub = Arc::new(LocalPubSub::new());
-        let p = Presence::new(pubsub.clone(), 1);
+        let p = Presence::new(pubsub.clone(), 1, TaskTracker::new());
         let (outbound, rx, closer) =
-            crate::channels::Outbound::new(8, usize::MAX, Default::default(), &Default::default());
+            crate::Outbound::new(8, usize::MAX, Default::default(), &Default::default());
         pubsub.subscribe(
             "t",
             1,
-            crate::channels::pubsub::Subscriber {
+            crate::pubsub::Subscriber {
                 outbound,
                 intercepts: &[],
                 on_intercept: None,
@@ -668,7 +685,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let crate::channels::serializer::Frame::Text(b) = frame else {
+        let crate::serializer::Frame::Text(b) = frame else {
             panic!()
         };
         let v: Value = serde_json::from_slice(&b).unwrap();
@@ -710,7 +727,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let crate::channels::serializer::Frame::Text(bytes) = frame else {
+        let crate::serializer::Frame::Text(bytes) = frame else {
             panic!()
         };
         let v: Value = serde_json::from_slice(&bytes).unwrap();

@@ -17,7 +17,7 @@ use super::message::{
 };
 use super::pubsub::{SubId, Subscriber};
 use super::serializer::{decode, encode_reply, Frame};
-use super::{close_code, Assigns, Connected, Endpoint, Outbound};
+use super::{Assigns, CloseCode, Connected, Endpoint, Outbound};
 
 /// Messages a channel task may have queued before the socket waits for it.
 const CHANNEL_INBOX: usize = 64;
@@ -42,13 +42,16 @@ pub struct Socket {
     bucket: TokenBucket,
 }
 
-/// Why the socket must close, as a WebSocket close code.
+/// The client sent messages faster than its rate limit allows: the socket
+/// must close (the WebSocket transport says so with 1008).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CloseWith(pub u16);
+pub struct RateLimited;
 
 impl Socket {
+    /// The state of a new connection; subscribes it to its socket id, if any.
     pub fn new(endpoint: Endpoint, connected: Connected, outbound: Outbound) -> Self {
-        let id_sub = connected.id.as_ref().map(|id| {
+        let id = endpoint.handler.id(&connected.assigns);
+        let id_sub = id.as_ref().map(|id| {
             let sub = endpoint.pubsub.next_id();
             let closer = outbound.closer().clone();
             endpoint.pubsub.subscribe(
@@ -57,7 +60,7 @@ impl Socket {
                 Subscriber {
                     outbound: outbound.clone(),
                     intercepts: &[DISCONNECT],
-                    on_intercept: Some(Arc::new(move |_| closer.close(close_code::NORMAL))),
+                    on_intercept: Some(Arc::new(move |_| closer.close(CloseCode::NORMAL))),
                 },
             );
             sub
@@ -67,7 +70,7 @@ impl Socket {
         Socket {
             endpoint,
             assigns: connected.assigns,
-            id: connected.id,
+            id,
             id_sub,
             outbound,
             channels: Vec::new(),
@@ -75,18 +78,24 @@ impl Socket {
         }
     }
 
+    /// The socket's id ([`SocketHandler::id`](crate::SocketHandler::id)), if it has one.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// The endpoint the socket belongs to.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }
 
     /// Handles one frame from the client. `Err` means: close the connection.
-    pub async fn handle_frame(&mut self, frame: Frame) -> Result<(), CloseWith> {
+    pub async fn handle_frame(&mut self, frame: Frame) -> Result<(), RateLimited> {
         if !self.bucket.take(Instant::now()) {
             tracing::warn!(
                 socket_id = self.id.as_deref().unwrap_or(""),
                 "message rate limit exceeded, closing"
             );
-            return Err(CloseWith(close_code::POLICY));
+            return Err(RateLimited);
         }
         self.endpoint
             .metrics

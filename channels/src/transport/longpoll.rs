@@ -33,9 +33,9 @@ use tracing::{info, Instrument};
 
 use super::body::{read_limited, BodyError, BodyTimeout, DEFAULT_BODY_TIMEOUT};
 use super::{origin_allowed, vsn_supported, AUTH_TOKEN_HEADER};
-use crate::channels::serializer::{binary_to_text, Frame};
-use crate::channels::socket::{CloseWith, Socket};
-use crate::channels::{ConnectInfo, Endpoint, Outbound, OutboundRx};
+use crate::serializer::{binary_to_text, Frame};
+use crate::socket::{RateLimited, Socket};
+use crate::{Closer, ConnectInfo, Endpoint, Outbound, OutboundRx};
 
 /// Largest POST body, in frames of the largest size: a base64 line of a
 /// frame at the limit (4/3 of it) fits, and so does a batch of smaller
@@ -55,6 +55,8 @@ const ABANDONED_GRACE: Duration = Duration::from_millis(400);
 /// session gone (410) and phoenix.js opens a new one and rejoins.
 const BETWEEN_POLLS: Duration = Duration::from_millis(800);
 
+/// One long-poll client: its socket's inbox and outgoing queue, and when
+/// it was last heard from.
 pub struct Session {
     inbox: mpsc::Sender<Frame>,
     outgoing: Mutex<OutboundRx>,
@@ -92,10 +94,12 @@ impl Drop for PollGuard<'_> {
 pub struct Sessions(DashMap<String, Arc<Session>>);
 
 impl Sessions {
+    /// Live sessions.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether no session is live.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -108,54 +112,38 @@ fn status(body: Value) -> Response {
     res
 }
 
-/// Splits phoenix.js's query string: JWT `token`, session `token` (`lp_`), other params.
-fn parse_query(raw: Option<&str>) -> (Option<String>, Option<String>, HashMap<String, String>) {
-    let mut jwt = None;
-    let mut session = None;
-    let mut params = HashMap::new();
-    for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = percent_decode(k);
-        let v = percent_decode(v);
-        if k == "token" {
-            if v.starts_with("lp_") {
-                session = Some(v);
-            } else if !v.is_empty() && v != "null" {
-                jwt = Some(v);
-            }
-        } else {
-            params.insert(k, v);
-        }
-    }
-    (jwt, session, params)
+/// phoenix.js's query string, split: it sends its `params` (the JWT
+/// `token` among them) and the session `token` under the same name.
+#[derive(Debug, Default)]
+struct Query {
+    /// The JWT; an empty or `"null"` one counts as none.
+    jwt: Option<String>,
+    /// The session token (`lp_...`).
+    session: Option<String>,
+    /// Every other parameter (`vsn`, the client's own).
+    params: HashMap<String, String>,
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(
-                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                    16,
-                ) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
+impl Query {
+    /// Splits a raw query string (`None`: no query at all).
+    fn parse(raw: Option<&str>) -> Query {
+        let mut query = Query::default();
+        let pairs = form_urlencoded::parse(raw.unwrap_or("").as_bytes());
+        for (k, v) in pairs.into_owned() {
+            match k.as_str() {
+                "token" if v.starts_with("lp_") => query.session = Some(v),
+                "token" if v.is_empty() || v == "null" => {}
+                "token" => query.jwt = Some(v),
+                _ => {
+                    query.params.insert(k, v);
                 }
             }
-            b => out.push(b),
         }
-        i += 1;
+        query
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `OPTIONS`: the CORS preflight phoenix.js's requests may need.
 pub async fn preflight(headers: HeaderMap) -> Response {
     let requested = headers
         .get("access-control-request-headers")
@@ -182,6 +170,7 @@ pub async fn preflight(headers: HeaderMap) -> Response {
         .into_response()
 }
 
+/// `GET`: start a session, or wait for its messages (see the module doc).
 pub async fn poll(
     State(endpoint): State<Endpoint>,
     RawQuery(query): RawQuery,
@@ -191,8 +180,12 @@ pub async fn poll(
     if !origin_allowed(&endpoint, &headers, &extensions) {
         return status(json!({ "status": 403 }));
     }
-    let (jwt, session_token, params) = parse_query(query.as_deref());
-    if let Some(token) = session_token {
+    let Query {
+        jwt,
+        session,
+        params,
+    } = Query::parse(query.as_deref());
+    if let Some(token) = session {
         let Some(session) = endpoint.longpoll.0.get(&token).map(|s| s.clone()) else {
             return status(json!({ "status": 410 }));
         };
@@ -274,9 +267,8 @@ pub async fn publish(
     if !origin_allowed(&endpoint, &parts.headers, &parts.extensions) {
         return status(json!({ "status": 403 }));
     }
-    let (_, session_token, _) = parse_query(query.as_deref());
-    let Some(session) = session_token.and_then(|t| endpoint.longpoll.0.get(&t).map(|s| s.clone()))
-    else {
+    let session = Query::parse(query.as_deref()).session;
+    let Some(session) = session.and_then(|t| endpoint.longpoll.0.get(&t).map(|s| s.clone())) else {
         return status(json!({ "status": 410 }));
     };
     session.touch();
@@ -349,13 +341,20 @@ impl Session {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// No request came since a poll was abandoned, and none is waiting.
+    fn gone_since_abandoned(&self) -> bool {
+        let seen = self.abandoned_at_request.load(Ordering::Relaxed);
+        self.requests.load(Ordering::Relaxed) == seen && self.outgoing.try_lock().is_ok()
+    }
+
     fn idle_for(&self) -> Duration {
         let now = self.started.elapsed().as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.last_seen_ms.load(Ordering::Relaxed)))
     }
 }
 
-fn new_session(endpoint: Endpoint, connected: crate::channels::Connected) -> String {
+/// Starts a session for an accepted client; returns its token.
+fn new_session(endpoint: Endpoint, connected: crate::Connected) -> String {
     let mut raw = [0u8; 18];
     rand::Rng::fill(&mut rand::thread_rng(), &mut raw[..]);
     let token = format!(
@@ -368,7 +367,7 @@ fn new_session(endpoint: Endpoint, connected: crate::channels::Connected) -> Str
         endpoint.metrics.clone(),
         &endpoint.shutdown,
     );
-    let (inbox, mut in_rx) = mpsc::channel::<Frame>(SESSION_INBOX);
+    let (inbox, in_rx) = mpsc::channel::<Frame>(SESSION_INBOX);
     let session = Arc::new(Session {
         inbox,
         outgoing: Mutex::new(out_rx),
@@ -379,13 +378,38 @@ fn new_session(endpoint: Endpoint, connected: crate::channels::Connected) -> Str
         started: tokio::time::Instant::now(),
     });
     endpoint.longpoll.0.insert(token.clone(), session.clone());
-    let span = tracing::info_span!(
-        "longpoll",
-        socket_id = connected.id.as_deref().unwrap_or("")
-    );
-    let mut socket = Socket::new(endpoint.clone(), connected, outbound);
-    let key = token.clone();
-    endpoint.tracker.clone().spawn(
+    let socket = Socket::new(endpoint.clone(), connected, outbound);
+    let span = tracing::info_span!("longpoll", socket_id = socket.id().unwrap_or(""));
+    let live = LiveSession {
+        endpoint: endpoint.clone(),
+        token: token.clone(),
+        session,
+        socket,
+        in_rx,
+        closer,
+    };
+    endpoint.tracker.spawn(live.run().instrument(span));
+    token
+}
+
+/// A session's task and what it owns.
+struct LiveSession {
+    endpoint: Endpoint,
+    token: String,
+    session: Arc<Session>,
+    socket: Socket,
+    /// What POSTs hand the socket.
+    in_rx: mpsc::Receiver<Frame>,
+    closer: Arc<Closer>,
+}
+
+impl LiveSession {
+    /// Hands POSTed frames to the socket until the socket closes, the
+    /// server shuts down, or the client stops polling or goes away; then
+    /// forgets the session. Not an `async fn`: it would keep `self` twice
+    /// for the session's whole life.
+    #[allow(clippy::manual_async_fn)]
+    fn run(mut self) -> impl std::future::Future<Output = ()> + Send {
         async move {
             info!("connected");
             let mut check = tokio::time::interval(Duration::from_millis(100));
@@ -394,45 +418,40 @@ fn new_session(endpoint: Endpoint, connected: crate::channels::Connected) -> Str
             loop {
                 tokio::select! {
                     biased;
-                    _ = endpoint.shutdown.cancelled() => break,
-                    _ = closer.token().cancelled() => break,
-                    frame = in_rx.recv() => {
+                    _ = self.endpoint.shutdown.cancelled() => break,
+                    _ = self.closer.token().cancelled() => break,
+                    frame = self.in_rx.recv() => {
                         let Some(frame) = frame else { break };
-                        if let Err(CloseWith(code)) = socket.handle_frame(frame).await {
-                            info!(code, "closing long-poll session");
+                        if let Err(RateLimited) = self.socket.handle_frame(frame).await {
+                            info!("closing long-poll session: message rate limit exceeded");
                             break;
                         }
                     }
                     _ = check.tick() => {
-                        if session.idle_for() > BETWEEN_POLLS && session.outgoing.try_lock().is_ok() {
+                        if self.session.idle_for() > BETWEEN_POLLS && self.session.outgoing.try_lock().is_ok() {
                             info!("long-poll client stopped polling");
                             break;
                         }
                     }
-                    _ = session.abandoned.notified() => {
+                    _ = self.session.abandoned.notified() => {
                         abandoned = Some(tokio::time::Instant::now() + ABANDONED_GRACE);
                     }
                     _ = tokio::time::sleep_until(abandoned.unwrap_or_else(tokio::time::Instant::now)),
                         if abandoned.is_some() =>
                     {
                         abandoned = None;
-                        let seen = session.abandoned_at_request.load(Ordering::Relaxed);
-                        if session.requests.load(Ordering::Relaxed) == seen
-                            && session.outgoing.try_lock().is_ok()
-                        {
+                        if self.session.gone_since_abandoned() {
                             info!("long-poll client went away");
                             break;
                         }
                     }
                 }
             }
-            endpoint.longpoll.0.remove(&key);
-            drop(socket);
+            self.endpoint.longpoll.0.remove(&self.token);
+            drop(self.socket);
             info!("disconnected");
         }
-        .instrument(span),
-    );
-    token
+    }
 }
 
 #[cfg(test)]
@@ -441,17 +460,26 @@ mod tests {
 
     #[test]
     fn query_separates_jwt_session_and_params() {
-        let (jwt, session, params) = parse_query(Some("token=eyJ.a.b&vsn=2.0.0&token=lp_xyz"));
-        assert_eq!(jwt.as_deref(), Some("eyJ.a.b"));
-        assert_eq!(session.as_deref(), Some("lp_xyz"));
-        assert_eq!(params.get("vsn").map(String::as_str), Some("2.0.0"));
-        let (jwt, session, _) = parse_query(Some("vsn=2.0.0&"));
-        assert!(jwt.is_none() && session.is_none());
+        let q = Query::parse(Some("token=eyJ.a.b&vsn=2.0.0&token=lp_xyz"));
+        assert_eq!(q.jwt.as_deref(), Some("eyJ.a.b"));
+        assert_eq!(q.session.as_deref(), Some("lp_xyz"));
+        assert_eq!(q.params.get("vsn").map(String::as_str), Some("2.0.0"));
+        // The session first, as phoenix.js sends it once it has one.
+        let q = Query::parse(Some("token=lp_xyz&token=eyJ.a.b"));
+        assert_eq!(q.jwt.as_deref(), Some("eyJ.a.b"));
+        assert_eq!(q.session.as_deref(), Some("lp_xyz"));
+        let q = Query::parse(Some("vsn=2.0.0&"));
+        assert!(q.jwt.is_none() && q.session.is_none());
+        let q = Query::parse(Some("token=null&token="));
+        assert!(q.jwt.is_none() && q.session.is_none());
+        assert!(Query::parse(None).params.is_empty());
     }
 
     #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%20b+c%2"), "a b c%2");
-        assert_eq!(percent_decode("%zz"), "%zz");
+    fn query_values_are_form_decoded() {
+        let q = Query::parse(Some("a=a%20b+c%2&b=%zz&token=ey%2Ej"));
+        assert_eq!(q.params.get("a").map(String::as_str), Some("a b c%2"));
+        assert_eq!(q.params.get("b").map(String::as_str), Some("%zz"));
+        assert_eq!(q.jwt.as_deref(), Some("ey.j"));
     }
 }

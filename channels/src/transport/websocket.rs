@@ -26,11 +26,13 @@ use std::task::Poll;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tracing::{debug, info, Instrument};
 
+use tokio::time::Instant;
+
 use super::wsframe::{self, Decoder, Event, Violation, MAX_HEADER};
 use super::{origin_allowed, token_from_protocol, vsn_supported};
-use crate::channels::serializer::Frame;
-use crate::channels::socket::{CloseWith, Socket};
-use crate::channels::{close_code, Closer, ConnectInfo, Connected, Endpoint, Outbound, OutboundRx};
+use crate::serializer::Frame;
+use crate::socket::{RateLimited, Socket};
+use crate::{CloseCode, Closer, ConnectInfo, Connected, Endpoint, Outbound, OutboundRx};
 
 /// How long the closing handshake may take.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -43,6 +45,8 @@ const READS_PER_TURN: usize = 16;
 /// The GUID of RFC 6455 §1.3, for `Sec-WebSocket-Accept`.
 const WS_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
+/// `GET /socket/websocket`: checks the upgrade, origin, `vsn` and token,
+/// answers 101 and spawns the connection task.
 pub async fn upgrade(
     State(endpoint): State<Endpoint>,
     Query(params): Query<HashMap<String, String>>,
@@ -185,7 +189,6 @@ fn serve(
     // Split, so reading can wait while a write is under way; both halves
     // stay in this one task.
     let (reader, writer) = tokio::io::split(TokioIo::new(upgraded));
-    let span = tracing::info_span!("socket", socket_id = connected.id.as_deref().unwrap_or(""));
     // The closer is a child of the shutdown token: one future covers both.
     let (outbound, out_rx, closer) = Outbound::new(
         endpoint.limits.outbound_queue,
@@ -194,175 +197,332 @@ fn serve(
         &endpoint.shutdown,
     );
     let idle = endpoint.limits.idle_timeout;
-    let decoder = Decoder::new(endpoint.limits.max_frame_bytes);
+    let conn = WsConn {
+        input: Input {
+            reader,
+            decoder: Decoder::new(endpoint.limits.max_frame_bytes),
+        },
+        writer,
+        closer,
+        idle,
+        deadline: Instant::now() + idle,
+    };
     let socket = Socket::new(endpoint, connected, outbound);
-    live(reader, writer, decoder, socket, out_rx, closer, idle).instrument(span)
+    let span = tracing::info_span!("socket", socket_id = socket.id().unwrap_or(""));
+    live(conn, socket, out_rx).instrument(span)
 }
 
-/// What one read brought: decoded events, and whether the stream ended.
-struct ReadOutcome {
-    events: Vec<Event>,
-    eof: bool,
-}
-
-async fn live(
-    mut reader: Reader,
-    mut writer: Writer,
-    mut decoder: Decoder,
+/// The connection's life: frames from the client go to the [`Socket`],
+/// frames from its outgoing queue go to the client, until a [`Stop`].
+///
+/// Every idle socket's task is this future (its size is under test
+/// below), so: not an `async fn`, whose arguments would be kept twice
+/// (as arguments and as the body's locals); the large and rare futures
+/// (the socket handling a message, writes while it does, pongs, the
+/// close) are boxed; and nothing held across the wait is a buffer.
+#[allow(clippy::manual_async_fn)] // an `async fn` would keep its arguments twice
+fn live(
+    mut conn: WsConn,
     mut socket: Socket,
     mut out_rx: OutboundRx,
-    closer: Arc<Closer>,
-    idle: Duration,
-) {
-    info!("connected");
-    let deadline = tokio::time::sleep(idle);
-    tokio::pin!(deadline);
-    let shutdown = socket.endpoint().shutdown.clone();
-    let closed_by_server = |closer: &Closer| {
-        if shutdown.is_cancelled() {
-            (close_code::GOING_AWAY, "server shutting down")
-        } else {
-            (closer.code(), "closed by server")
-        }
-    };
-    // A write cut off mid-frame leaves the stream unusable: no close frame
-    // can follow it, the connection is just dropped.
-    let mut cut_off = false;
-    // Every write that can block also watches the closer and the idle
-    // deadline: a client that stops reading must not hold the task.
-    macro_rules! write_or_break {
-        ($label:lifetime, $write:expr) => {
-            tokio::select! {
-                biased;
-                r = $write => if r.is_err() { break $label None },
-                _ = closer.token().cancelled() => {
-                    cut_off = true;
-                    break $label Some(closed_by_server(&closer));
+) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        info!("connected");
+        let stop = loop {
+            // A close asked for wins over traffic that keeps every branch ready.
+            if conn.closer.token().is_cancelled() {
+                break conn.server_stop();
+            }
+            let deadline = conn.deadline;
+            // Not biased: neither a stream of output nor of input starves
+            // the other (heartbeat replies must not wait behind a busy room).
+            // A write watches the closer and the deadline ([`give_up`]).
+            let step = tokio::select! {
+                () = conn.closer.token().cancelled() => Err(conn.server_stop()),
+                frame = out_rx.recv() => match frame {
+                    Some(frame) => conn.write(frame, &mut out_rx).await,
+                    None => Err(Stop::Broken),
+                },
+                read = conn.input.read_events() => {
+                    on_read(&mut conn, read, &mut socket, &mut out_rx).await
                 }
-                _ = deadline.as_mut() => {
-                    cut_off = true;
-                    break $label Some((close_code::NORMAL, "idle timeout"));
-                }
+                () = tokio::time::sleep_until(deadline) => Err(Stop::Idle),
+            };
+            if let Err(stop) = step {
+                break stop;
             }
         };
+        drop(socket); // ends the channels: presence leaves now
+        conn.close(stop, &mut out_rx).await;
+        info!(code = stop.code().map(u16::from), "disconnected");
+    }
+}
+
+/// Hands what one read brought to the socket, in order; pings are
+/// answered, a client's close is answered and ends the connection.
+async fn on_read(
+    conn: &mut WsConn,
+    read: Read,
+    socket: &mut Socket,
+    out_rx: &mut OutboundRx,
+) -> Result<(), Stop> {
+    // The list is gone before the next wait: an idle socket keeps no buffer.
+    for event in read.events {
+        match event {
+            Event::Text(b) => dispatch(conn, Frame::Text(b), socket, out_rx).await?,
+            Event::Binary(b) => dispatch(conn, Frame::Binary(b), socket, out_rx).await?,
+            Event::Ping(payload) => {
+                conn.heard();
+                // Boxed: rare (browsers never ping), and large.
+                Box::pin(conn.pong(&payload)).await?;
+            }
+            Event::Pong => conn.heard(),
+            Event::Close(code) => {
+                conn.answer_close(code, out_rx).await;
+                return Err(Stop::ClientClose);
+            }
+        }
+    }
+    read.end.map_or(Ok(()), Err)
+}
+
+/// Runs the socket on one message from the client.
+async fn dispatch(
+    conn: &mut WsConn,
+    frame: Frame,
+    socket: &mut Socket,
+    out_rx: &mut OutboundRx,
+) -> Result<(), Stop> {
+    conn.heard();
+    // Boxed: the join and dispatch futures are large and rare, and an idle
+    // socket's task should not carry them.
+    let mut handled = Box::pin(socket.handle_frame(frame));
+    // A channel whose inbox is full makes us wait: keep writing meanwhile,
+    // its replies are what frees it (boxed: rare).
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut handled => return done.map_err(|RateLimited| Stop::RateLimited),
+            Some(frame) = out_rx.recv() => Box::pin(conn.write(frame, out_rx)).await?,
+            () = conn.closer.token().cancelled() => return Err(conn.server_stop()),
+        }
+    }
+}
+
+/// Why a connection stops, and so what the client is still owed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The server asked, through the socket's [`Closer`]: 1001 at shutdown,
+    /// 1000 on a `disconnect` broadcast, 1008 for a client too slow to read.
+    Server(CloseCode),
+    /// Nothing came from the client (not even a heartbeat) for the idle
+    /// timeout: 1000.
+    Idle,
+    /// The client sent messages faster than its rate limit: 1008.
+    RateLimited,
+    /// The client's frames broke the protocol: 1002, 1007 or 1009.
+    Violation(Violation),
+    /// The client closed; its close was answered already.
+    ClientClose,
+    /// A write was cut off mid-frame to close with this code: the stream
+    /// cannot carry a close frame any more, the connection is dropped.
+    CutOff(CloseCode),
+    /// The stream ended or failed.
+    Broken,
+}
+
+impl Stop {
+    /// The close frame the client is still owed (code and reason), if the
+    /// stream can carry one.
+    fn close_frame(self) -> Option<(CloseCode, &'static str)> {
+        match self {
+            Stop::Server(CloseCode::GOING_AWAY) => {
+                Some((CloseCode::GOING_AWAY, "server shutting down"))
+            }
+            Stop::Server(code) => Some((code, "closed by server")),
+            Stop::Idle => Some((CloseCode::NORMAL, "idle timeout")),
+            Stop::RateLimited => Some((CloseCode::POLICY, "message rate limit exceeded")),
+            Stop::Violation(v) => Some((v.code(), v.reason())),
+            Stop::ClientClose | Stop::CutOff(_) | Stop::Broken => None,
+        }
     }
 
-    let close: Option<(u16, &'static str)> = 'conn: loop {
-        if closer.token().is_cancelled() {
-            break Some(closed_by_server(&closer));
-        }
-        // Not biased: neither a stream of output nor of input starves the
-        // other (heartbeat replies must not wait behind a busy room).
-        tokio::select! {
-            _ = closer.token().cancelled() => break Some(closed_by_server(&closer)),
-            frame = out_rx.recv() => {
-                let Some(frame) = frame else { break None };
-                write_or_break!('conn, write_frames(&mut writer, frame, &mut out_rx));
-            }
-            read = read_some(&mut reader, &mut decoder) => {
-                let ReadOutcome { events, eof } = match read {
-                    Ok(outcome) => outcome,
-                    Err(err) => {
-                        debug!(cause = %err, "websocket read failed");
-                        break None;
-                    }
-                };
-                // The list is gone before the next wait: an idle socket
-                // keeps no buffer.
-                for event in events {
-                    let frame = match event {
-                        Event::Text(b) => Frame::Text(b),
-                        Event::Binary(b) => Frame::Binary(b),
-                        Event::Ping(payload) => {
-                            deadline.as_mut().reset(tokio::time::Instant::now() + idle);
-                            write_or_break!('conn, write_control(&mut writer, wsframe::OP_PONG, &payload));
-                            continue;
-                        }
-                        Event::Pong => {
-                            deadline.as_mut().reset(tokio::time::Instant::now() + idle);
-                            continue;
-                        }
-                        Event::Close(code) => {
-                            // Answer the client's close (echoing its code,
-                            // or ours if its frames broke the protocol).
-                            let reply = match decoder.violation() {
-                                Some(v) if v != Violation::Closing => {
-                                    wsframe::close_frame(v.code(), v.reason())
-                                }
-                                _ => wsframe::close_frame(code.unwrap_or(close_code::NORMAL), ""),
-                            };
-                            // Boxed: rare, and the idle future should not carry it.
-                            let flush = Box::pin(flush_then(&mut writer, &mut out_rx, &reply));
-                            let _ = tokio::time::timeout(CLOSE_GRACE, flush).await;
-                            break 'conn None;
-                        }
-                    };
-                    deadline.as_mut().reset(tokio::time::Instant::now() + idle);
-                    // Boxed: the join and dispatch futures are large and
-                    // rare, and an idle socket's task should not carry them.
-                    let mut handled = Box::pin(socket.handle_frame(frame));
-                    // A channel whose inbox is full makes us wait: keep
-                    // writing meanwhile, its replies are what frees it.
-                    let result = loop {
-                        tokio::select! {
-                            biased;
-                            r = &mut handled => break r,
-                            Some(frame) = out_rx.recv() => {
-                                write_or_break!('conn, write_frames(&mut writer, frame, &mut out_rx));
-                            }
-                            _ = closer.token().cancelled() => break 'conn Some(closed_by_server(&closer)),
-                        }
-                    };
-                    drop(handled);
-                    if let Err(CloseWith(code)) = result {
-                        break 'conn Some((code, "message rate limit exceeded"));
-                    }
-                }
-                if eof {
-                    break None;
-                }
-                if let Some(v) = decoder.violation() {
-                    info!(code = v.code(), reason = v.reason(), "closing on a bad frame");
-                    break Some((v.code(), v.reason()));
-                }
-            }
-            _ = &mut deadline => break Some((close_code::NORMAL, "idle timeout")),
-        }
-    };
-    drop(socket); // ends the channels: presence leaves now
-    match close {
-        Some((code, reason)) if !cut_off => {
-            Box::pin(close_handshake(
-                &mut reader,
-                &mut writer,
-                &mut decoder,
-                &mut out_rx,
-                code,
-                reason,
-            ))
-            .await;
-        }
-        _ => {
-            let _ = tokio::time::timeout(CLOSE_GRACE, writer.shutdown()).await;
+    /// The code the connection closed with, for the log.
+    fn code(self) -> Option<CloseCode> {
+        match self {
+            Stop::CutOff(code) => Some(code),
+            stop => stop.close_frame().map(|(code, _)| code),
         }
     }
-    info!(code = close.map(|c| c.0), "disconnected");
+}
+
+/// One WebSocket connection, as mini-redis's `Connection` is one RESP
+/// stream: it reads events, writes frames and closes, and knows nothing
+/// of Phoenix. Every write that can block watches the closer and the idle
+/// deadline, so a client that stops reading cannot hold the task.
+struct WsConn {
+    /// The read half and its decoder (apart, so the loop can wait on a
+    /// read while it watches the closer and the deadline).
+    input: Input,
+    writer: Writer,
+    /// The socket's closer (a child of the shutdown token).
+    closer: Arc<Closer>,
+    /// The idle timeout.
+    idle: Duration,
+    /// When the connection counts as idle: moved on by every frame from
+    /// the client, pings and pongs included.
+    deadline: Instant,
+}
+
+/// The reading side of a [`WsConn`].
+struct Input {
+    reader: Reader,
+    decoder: Decoder,
+}
+
+/// What one read brought: the events decoded, then, when the connection
+/// cannot go on after them, why (the stream ended, or broke the protocol).
+struct Read {
+    events: Vec<Event>,
+    end: Option<Stop>,
+}
+
+impl Input {
+    /// Waits for bytes and decodes what came.
+    async fn read_events(&mut self) -> Read {
+        let mut read = match read_some(&mut self.reader, &mut self.decoder).await {
+            Ok(read) => read,
+            Err(err) => {
+                debug!(cause = %err, "websocket read failed");
+                return Read {
+                    events: Vec::new(),
+                    end: Some(Stop::Broken),
+                };
+            }
+        };
+        if let (None, Some(v)) = (read.end, self.decoder.violation()) {
+            let code = u16::from(v.code());
+            info!(code, reason = v.reason(), "closing on a bad frame");
+            read.end = Some(Stop::Violation(v));
+        }
+        read
+    }
+}
+
+impl WsConn {
+    /// The client was heard from: the idle deadline moves on.
+    fn heard(&mut self) {
+        self.deadline = Instant::now() + self.idle;
+    }
+
+    /// The stop the closer asked for.
+    fn server_stop(&self) -> Stop {
+        Stop::Server(self.closer.code())
+    }
+
+    /// Writes `first` and what else is queued (see [`give_up`]).
+    async fn write(&mut self, first: Frame, queued: &mut OutboundRx) -> Result<(), Stop> {
+        tokio::select! {
+            biased;
+            written = write_frames(&mut self.writer, first, queued) => {
+                written.map_err(|_| Stop::Broken)
+            }
+            stop = give_up(&self.closer, self.deadline) => Err(stop),
+        }
+    }
+
+    /// Answers a ping with its payload (see [`give_up`]).
+    async fn pong(&mut self, payload: &[u8]) -> Result<(), Stop> {
+        tokio::select! {
+            biased;
+            written = write_control(&mut self.writer, wsframe::OP_PONG, payload) => {
+                written.map_err(|_| Stop::Broken)
+            }
+            stop = give_up(&self.closer, self.deadline) => Err(stop),
+        }
+    }
+
+    /// Answers the client's close: its code echoed, or ours if its frames
+    /// broke the protocol, after what is already queued.
+    async fn answer_close(&mut self, code: Option<CloseCode>, out_rx: &mut OutboundRx) {
+        let reply = match self.input.decoder.violation() {
+            Some(v) if v != Violation::Closing => wsframe::close_frame(v.code(), v.reason()),
+            _ => wsframe::close_frame(code.unwrap_or(CloseCode::NORMAL), ""),
+        };
+        // Boxed: rare, and the idle future should not carry it.
+        let flush = Box::pin(flush_then(&mut self.writer, out_rx, &reply));
+        let _ = tokio::time::timeout(CLOSE_GRACE, flush).await;
+    }
+
+    /// Ends the connection as `stop` requires: the closing handshake when
+    /// a close frame can still be sent, or just the end of the stream.
+    async fn close(&mut self, stop: Stop, out_rx: &mut OutboundRx) {
+        match stop.close_frame() {
+            // Boxed: rare, and the idle future should not carry it.
+            Some((code, reason)) => Box::pin(self.close_handshake(out_rx, code, reason)).await,
+            None => {
+                let _ = tokio::time::timeout(CLOSE_GRACE, self.writer.shutdown()).await;
+            }
+        }
+    }
+
+    /// The closing handshake: flush what is queued, send our close, then
+    /// read (and drop) what the client still sends until its close
+    /// arrives, so the kernel does not reset a connection with unread data
+    /// before the client has seen our code. A client that stopped reading
+    /// gets [`CLOSE_GRACE`].
+    async fn close_handshake(
+        &mut self,
+        out_rx: &mut OutboundRx,
+        code: CloseCode,
+        reason: &'static str,
+    ) {
+        let Input { reader, decoder } = &mut self.input;
+        decoder.closing();
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            let close = wsframe::close_frame(code, reason);
+            if flush_then(&mut self.writer, out_rx, &close).await.is_err() {
+                return;
+            }
+            loop {
+                match read_some(reader, decoder).await {
+                    Ok(Read { events, end: None })
+                        if !events.iter().any(|e| matches!(e, Event::Close(_))) => {}
+                    _ => return,
+                }
+            }
+        })
+        .await;
+        let _ = self.writer.shutdown().await;
+    }
+}
+
+/// When a write that blocks is given up: the closer fires, or the idle
+/// deadline passes (a client that stops reading must not hold the task).
+/// A write given up mid-frame leaves the stream unusable, hence
+/// [`Stop::CutOff`].
+async fn give_up(closer: &Closer, deadline: Instant) -> Stop {
+    tokio::select! {
+        biased;
+        () = closer.token().cancelled() => Stop::CutOff(closer.code()),
+        () = tokio::time::sleep_until(deadline) => Stop::CutOff(CloseCode::NORMAL),
+    }
 }
 
 /// Waits for bytes, then reads what is there (through a stack buffer that
 /// exists only while polled) and decodes it.
-async fn read_some(reader: &mut Reader, decoder: &mut Decoder) -> io::Result<ReadOutcome> {
+async fn read_some(reader: &mut Reader, decoder: &mut Decoder) -> io::Result<Read> {
     std::future::poll_fn(|cx| {
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
-        let mut outcome = ReadOutcome {
+        let mut outcome = Read {
             events: Vec::new(),
-            eof: false,
+            end: None,
         };
         for i in 0..READS_PER_TURN {
             let mut rb = ReadBuf::uninit(&mut buf);
             match Pin::new(&mut *reader).poll_read(cx, &mut rb) {
                 Poll::Ready(Ok(())) if rb.filled().is_empty() => {
-                    outcome.eof = true;
+                    outcome.end = Some(Stop::Broken);
                     return Poll::Ready(Ok(outcome));
                 }
                 Poll::Ready(Ok(())) => {
@@ -474,36 +634,6 @@ async fn flush_then(writer: &mut Writer, out_rx: &mut OutboundRx, last: &[u8]) -
     write_raw(writer, last).await
 }
 
-/// The closing handshake: flush what is queued, send our close, then read
-/// (and drop) what the client still sends until its close arrives, so the
-/// kernel does not reset a connection with unread data before the client
-/// has seen our code. A client that stopped reading gets [`CLOSE_GRACE`].
-async fn close_handshake(
-    reader: &mut Reader,
-    writer: &mut Writer,
-    decoder: &mut Decoder,
-    out_rx: &mut OutboundRx,
-    code: u16,
-    reason: &'static str,
-) {
-    decoder.closing();
-    let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        let close = wsframe::close_frame(code, reason);
-        if flush_then(writer, out_rx, &close).await.is_err() {
-            return;
-        }
-        loop {
-            match read_some(reader, decoder).await {
-                Ok(ReadOutcome { events, eof: false })
-                    if !events.iter().any(|e| matches!(e, Event::Close(_))) => {}
-                _ => return,
-            }
-        }
-    })
-    .await;
-    let _ = writer.shutdown().await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,11 +646,14 @@ mod tests {
 
     /// Every idle socket's task carries this future for its whole life
     /// (docs/BENCHMARKS.md, "Memory": the connection task was 1.7 KiB with
-    /// tungstenite). 1 352 bytes today: the `Socket` (152), the decoder
-    /// (96), the idle deadline and the `select!` states. Reads go through a
-    /// stack buffer inside `read_some`'s `poll_fn`, which must never become
-    /// part of the future: [`READ_CHUNK`] alone is 8 KiB.
-    const CONNECTION_FUTURE_CEILING: usize = 1_440;
+    /// tungstenite). 1 032 bytes today: the `Socket` (152) and the
+    /// `WsConn` (152, the decoder's 96 in it), then the largest state: the
+    /// idle `select!` is 759 bytes, the deepest unboxed path (a read being
+    /// handed to the socket) 991; the span takes the rest. It was 1 352
+    /// while `live` was an `async fn` keeping its arguments twice. Reads go through a stack buffer inside `read_some`'s
+    /// `poll_fn`, which must never become part of the future:
+    /// [`READ_CHUNK`] alone is 8 KiB.
+    const CONNECTION_FUTURE_CEILING: usize = 1_096;
 
     #[test]
     fn an_idle_connections_future_stays_small() {

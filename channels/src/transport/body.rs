@@ -28,12 +28,16 @@ const DRAIN_AT_MOST: u64 = 16 << 20;
 /// How long reading a refused body may take.
 const DRAIN_WITHIN: Duration = Duration::from_secs(10);
 
+/// Why a request body was not read.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
+    /// Longer than the limit (declared or sent).
     #[error("request body too large")]
     TooLarge,
+    /// Not all there within the deadline.
     #[error("the request body did not arrive in time")]
     TimedOut,
+    /// The connection failed while reading it.
     #[error("the request body could not be read: {0}")]
     Broken(String),
 }

@@ -35,10 +35,12 @@ pub enum HandleResult {
 }
 
 impl HandleResult {
+    /// Reply ok with a JSON payload.
     pub fn ok(payload: Value) -> Self {
         HandleResult::Reply(Status::Ok, Payload::Json(payload))
     }
 
+    /// Reply error with `{"reason": reason}`.
     pub fn error(reason: &str) -> Self {
         HandleResult::Reply(
             Status::Error,
@@ -66,7 +68,9 @@ pub enum ExitReason {
 pub enum ChannelInput {
     /// Boxed: the inbox's slots stay small for idle channels.
     Message(Box<Message>),
+    /// The client left (`phx_leave`); the reply goes to this `ref`.
     Leave {
+        /// The `ref` of the `phx_leave`.
         msg_ref: Option<String>,
     },
     /// Close this join (a second join of the same topic arrived).
@@ -150,10 +154,12 @@ pub struct ReplyHandle {
 }
 
 impl ReplyHandle {
+    /// Replies now (nothing is sent when the push had no `ref`).
     pub fn reply(&self, status: Status, payload: Payload) {
         self.prepare(status, payload).send();
     }
 
+    /// Replies ok with a JSON payload.
     pub fn ok(&self, payload: Value) {
         self.reply(Status::Ok, Payload::Json(payload));
     }
@@ -179,6 +185,7 @@ impl ReplyHandle {
         }
     }
 
+    /// Replies error with `{"reason": reason}`.
     pub fn error(&self, reason: &str) {
         self.reply(
             Status::Error,
@@ -194,6 +201,7 @@ pub struct PreparedReply {
 }
 
 impl PreparedReply {
+    /// Queues the reply on the socket (never waits).
     pub fn send(self) {
         if let Some(frame) = self.frame {
             self.outbound.send(frame);
@@ -215,6 +223,7 @@ impl Pusher {
         &self.outbound
     }
 
+    /// Pushes `event` to the member (dropped if it cannot be encoded).
     pub fn push(&self, event: &str, payload: Payload) {
         let push = Push {
             join_ref: self.join_ref.clone(),
@@ -234,9 +243,13 @@ impl Pusher {
 /// What a channel can do: push to its client, broadcast to its topic, track
 /// presence, schedule messages to itself.
 pub struct ChannelCtx<I> {
+    /// The joined topic.
     pub topic: Arc<str>,
+    /// The join's `ref`, carried by every push to this member.
     pub join_ref: Option<String>,
+    /// What the socket's `connect` attached (see [`ChannelCtx::assigns`]).
     pub assigns: Assigns,
+    /// This channel's PubSub subscription (and presence owner) id.
     pub sub_id: SubId,
     endpoint: Endpoint,
     outbound: Outbound,
@@ -287,6 +300,12 @@ impl<I: Send + 'static> ChannelCtx<I> {
         );
     }
 
+    /// The id of this channel's socket ([`SocketHandler::id`](crate::SocketHandler::id)):
+    /// broadcasting `disconnect` to it closes every socket of that id.
+    pub fn socket_id(&self) -> Option<String> {
+        self.endpoint.handler.id(&self.assigns)
+    }
+
     /// Broadcasts on any topic (e.g. `disconnect` to a socket id).
     pub fn endpoint_broadcast(&self, topic: &str, event: &str, payload: Payload) {
         self.endpoint.pubsub.broadcast(
@@ -312,7 +331,7 @@ impl<I: Send + 'static> ChannelCtx<I> {
     }
 
     /// Updates this channel's presence entry for `key`; the others are told
-    /// within `window` (see [`Presence::update`]).
+    /// within `window` (see [`Presence::update`](crate::presence::Presence::update)).
     pub fn update_presence(
         &self,
         key: &str,
@@ -352,12 +371,17 @@ impl<I: Send + 'static> ChannelCtx<I> {
         self.info_tx.clone()
     }
 
-    /// Sends `info` to `handle_info` after `delay`.
+    /// Sends `info` to `handle_info` after `delay`. The timer is a task of
+    /// the endpoint's tracker that ends at shutdown, so shutdown neither
+    /// waits for it nor leaves it behind.
     pub fn send_after(&self, delay: Duration, info: I) {
         let tx = self.info_tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            tx.send(info);
+        let shutdown = self.endpoint.shutdown.clone();
+        self.endpoint.tracker.spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => tx.send(info),
+                () = shutdown.cancelled() => {}
+            }
         });
     }
 }
@@ -386,13 +410,21 @@ impl<I: Send + 'static> InfoSender<I> {
 
 /// What the socket hands a route to start a channel.
 pub struct JoinArgs {
+    /// The topic to join.
     pub topic: String,
+    /// The `phx_join`'s `join_ref`.
     pub join_ref: Option<String>,
+    /// The `phx_join`'s `ref`, for the join reply.
     pub msg_ref: Option<String>,
+    /// The join params (a JSON object).
     pub params: Value,
+    /// The socket's assigns.
     pub assigns: Assigns,
+    /// The shared endpoint.
     pub endpoint: Endpoint,
+    /// The socket's outgoing queue.
     pub outbound: Outbound,
+    /// What the socket sends this channel.
     pub inbox: Receiver<ChannelInput>,
     /// The sending side of `inbox` (for the channel's own info messages).
     pub inbox_tx: Mailbox<ChannelInput>,
@@ -529,7 +561,7 @@ async fn join_phase<C: Channel>(
                 let closer = ctx.outbound.closer().clone();
                 let f = Arc::new(move |b: &Arc<Broadcast>| {
                     if tx.try_send(b.clone()).is_err() {
-                        closer.close(super::close_code::POLICY);
+                        closer.close(crate::CloseCode::POLICY);
                     }
                 }) as super::pubsub::InterceptFn;
                 (Some(f), Some(rx))

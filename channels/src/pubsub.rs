@@ -25,16 +25,21 @@ pub type InterceptFn = Arc<dyn Fn(&Arc<Broadcast>) + Send + Sync>;
 /// Where a subscriber's broadcasts go.
 #[derive(Clone)]
 pub struct Subscriber {
+    /// The socket's outgoing queue, where encoded broadcasts go.
     pub outbound: Outbound,
     /// Events this subscriber intercepts, and where they go.
     pub intercepts: &'static [&'static str],
+    /// Where intercepted broadcasts go (none: the subscriber intercepts nothing).
     pub on_intercept: Option<InterceptFn>,
 }
 
+/// Topic fan-out: subscribers by topic, and broadcasts to them.
 pub trait PubSub: Send + Sync + 'static {
     /// A fresh subscription id, unique on this node.
     fn next_id(&self) -> SubId;
+    /// Adds `sub` to `topic` under `id` (a new id per subscription).
     fn subscribe(&self, topic: &str, id: SubId, sub: Subscriber);
+    /// Removes the subscription `id` from `topic`; unknown ids are ignored.
     fn unsubscribe(&self, topic: &str, id: SubId);
     /// Sends to every subscriber of the topic except `from`.
     fn broadcast(&self, msg: Broadcast, from: Option<SubId>);
@@ -50,6 +55,7 @@ pub struct LocalPubSub {
 }
 
 impl LocalPubSub {
+    /// A PubSub with no topics.
     pub fn new() -> Self {
         Self::default()
     }
@@ -118,11 +124,11 @@ impl PubSub for LocalPubSub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channels::message::Payload;
-    use crate::channels::Metrics;
+    use crate::message::Payload;
+    use crate::Metrics;
     use serde_json::json;
 
-    fn sub(cap: usize) -> (Subscriber, crate::channels::OutboundRx) {
+    fn sub(cap: usize) -> (Subscriber, crate::OutboundRx) {
         let (outbound, rx, _closer) = Outbound::new(
             cap,
             usize::MAX,

@@ -12,17 +12,21 @@ use super::message::{Broadcast, Message, Payload, Push, Reply, PHX_REPLY};
 /// A frame as it travels on the wire: text (JSON) or binary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
+    /// A text frame: a JSON array.
     Text(Bytes),
+    /// A binary frame: phoenix.js's binary encoding.
     Binary(Bytes),
 }
 
 impl Frame {
+    /// The frame's length in bytes (its payload, without a WebSocket header).
     pub fn len(&self) -> usize {
         match self {
             Frame::Text(b) | Frame::Binary(b) => b.len(),
         }
     }
 
+    /// Whether the frame has no bytes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -35,18 +39,25 @@ const KIND_BROADCAST: u8 = 2;
 /// Why a frame could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
+    /// The text is not JSON.
     #[error("invalid JSON: {0}")]
     Json(String),
+    /// The JSON is not a five-element array.
     #[error("a message must be a JSON array of 5 elements [join_ref, ref, topic, event, payload]")]
     Arity,
+    /// A field that must be a string (topic, event) is not.
     #[error("{0} must be a string")]
     FieldType(&'static str),
+    /// A `ref` that is neither a string nor null.
     #[error("{0} must be a string or null")]
     RefType(&'static str),
+    /// A binary frame that ends before its header says.
     #[error("binary frame too short")]
     Truncated,
+    /// A binary frame of a kind only the server sends.
     #[error("binary frame of kind {0}: clients may only send pushes (kind 0)")]
     Kind(u8),
+    /// A binary frame's string field that is not UTF-8.
     #[error("{0} is not valid UTF-8")]
     Utf8(&'static str),
 }
@@ -351,7 +362,7 @@ fn bytes_of<T: Serialize>(v: &T) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channels::message::Status;
+    use crate::message::Status;
     use serde_json::json;
 
     fn text(s: &str) -> Frame {

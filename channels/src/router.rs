@@ -8,6 +8,7 @@ use super::channel::{run, Channel, JoinArgs};
 
 /// Starts a channel task for a join.
 pub trait Route: Send + Sync {
+    /// Spawns the channel task of one join (on the endpoint's tracker).
     fn spawn(&self, args: JoinArgs);
 }
 
@@ -20,12 +21,14 @@ impl<C: Channel> Route for ChannelRoute<C> {
     }
 }
 
+/// Topic patterns in the order they were added; the first match wins.
 #[derive(Default)]
 pub struct Router {
     routes: Vec<(String, Arc<dyn Route>)>,
 }
 
 impl Router {
+    /// A router with no routes: every join is `"unmatched topic"`.
     pub fn new() -> Self {
         Self::default()
     }
@@ -37,6 +40,7 @@ impl Router {
         self
     }
 
+    /// The route of the first pattern that matches `topic`.
     pub fn lookup(&self, topic: &str) -> Option<&Arc<dyn Route>> {
         self.routes
             .iter()

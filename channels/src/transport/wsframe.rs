@@ -17,11 +17,19 @@
 
 use bytes::Bytes;
 
+use crate::CloseCode;
+
+/// Opcode of a fragment after the first (RFC 6455 §5.2).
 pub const OP_CONTINUATION: u8 = 0x0;
+/// Opcode of a text frame.
 pub const OP_TEXT: u8 = 0x1;
+/// Opcode of a binary frame.
 pub const OP_BINARY: u8 = 0x2;
+/// Opcode of a close frame.
 pub const OP_CLOSE: u8 = 0x8;
+/// Opcode of a ping.
 pub const OP_PING: u8 = 0x9;
+/// Opcode of a pong.
 pub const OP_PONG: u8 = 0xA;
 
 /// Longest header: 2 bytes, 8 of extended length (server frames are unmasked).
@@ -30,12 +38,16 @@ pub const MAX_HEADER: usize = 10;
 /// A message or control frame from the client.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
+    /// A whole text message (valid UTF-8).
     Text(Bytes),
+    /// A whole binary message.
     Binary(Bytes),
+    /// A ping, with the payload the pong must echo.
     Ping(Bytes),
+    /// A pong (its payload is not kept).
     Pong,
     /// The client's close, with its status code if it gave one.
-    Close(Option<u16>),
+    Close(Option<CloseCode>),
 }
 
 /// Why the connection must close, and with which status code.
@@ -52,15 +64,17 @@ pub enum Violation {
 }
 
 impl Violation {
-    pub fn code(self) -> u16 {
+    /// The close code to send.
+    pub fn code(self) -> CloseCode {
         match self {
-            Violation::Protocol(_) => 1002,
-            Violation::NotUtf8 => 1007,
-            Violation::TooBig => 1009,
-            Violation::Closing => 1000,
+            Violation::Protocol(_) => CloseCode::PROTOCOL,
+            Violation::NotUtf8 => CloseCode::NOT_UTF8,
+            Violation::TooBig => CloseCode::TOO_BIG,
+            Violation::Closing => CloseCode::NORMAL,
         }
     }
 
+    /// The close reason to send.
     pub fn reason(self) -> &'static str {
         match self {
             Violation::Protocol(why) => why,
@@ -101,6 +115,7 @@ struct Head {
 }
 
 impl Decoder {
+    /// A decoder refusing messages over `max_message` bytes.
     pub fn new(max_message: usize) -> Self {
         Decoder {
             max_message,
@@ -392,7 +407,7 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
 
 /// The status code of a close payload: none, or a valid code (RFC 6455
 /// §7.4) followed by a UTF-8 reason.
-fn close_code(payload: &[u8]) -> Result<Option<u16>, Violation> {
+fn close_code(payload: &[u8]) -> Result<Option<CloseCode>, Violation> {
     match payload.len() {
         0 => return Ok(None),
         1 => return Err(Violation::Protocol("close payload of one byte")),
@@ -403,15 +418,10 @@ fn close_code(payload: &[u8]) -> Result<Option<u16>, Violation> {
     if std::str::from_utf8(&payload[2..]).is_err() {
         return Err(Violation::NotUtf8);
     }
-    let code = u16::from_be_bytes([payload[0], payload[1]]);
-    // §7.4.1 and the IANA registry (1012–1014 came after the RFC);
-    // 1004–1006 and 1015 are never sent; 3000–4999 are for libraries and
-    // applications.
-    let valid = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
-    if !valid {
-        return Err(Violation::Protocol("invalid close code"));
+    match CloseCode::from_peer(u16::from_be_bytes([payload[0], payload[1]])) {
+        Some(code) => Ok(Some(code)),
+        None => Err(Violation::Protocol("invalid close code")),
     }
-    Ok(Some(code))
 }
 
 /// Writes the header of an unmasked, final server frame of `len` bytes into
@@ -433,13 +443,13 @@ pub fn header(opcode: u8, len: usize, out: &mut [u8; MAX_HEADER]) -> usize {
 }
 
 /// A whole close frame: code and reason (cut to fit a control frame).
-pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {
+pub fn close_frame(code: CloseCode, reason: &str) -> Vec<u8> {
     let mut reason = &reason.as_bytes()[..reason.len().min(123)];
     while std::str::from_utf8(reason).is_err() {
         reason = &reason[..reason.len() - 1];
     }
     let mut frame = vec![0x80 | OP_CLOSE, (2 + reason.len()) as u8];
-    frame.extend_from_slice(&code.to_be_bytes());
+    frame.extend_from_slice(&code.as_u16().to_be_bytes());
     frame.extend_from_slice(reason);
     frame
 }
@@ -492,7 +502,7 @@ mod tests {
                 Event::Binary(Bytes::from_static(&[1, 2, 3])),
                 Event::Ping(Bytes::from_static(b"p")),
                 Event::Pong,
-                Event::Close(Some(1000)),
+                Event::Close(Some(CloseCode::NORMAL)),
             ]
         );
     }
@@ -574,7 +584,7 @@ mod tests {
         ];
         for (bytes, code) in cases {
             let (events, v) = decode_all(200, &bytes);
-            assert_eq!(v.map(Violation::code), Some(code), "{bytes:02x?}");
+            assert_eq!(v.map(|v| v.code().as_u16()), Some(code), "{bytes:02x?}");
             assert!(
                 events.iter().all(|e| matches!(e, Event::Close(_))),
                 "{events:?}"
@@ -595,7 +605,7 @@ mod tests {
             assert!(d.carry.len() < 20);
         }
         assert_eq!(d.violation(), Some(Violation::TooBig));
-        assert_eq!(out, vec![Event::Close(Some(1000))]);
+        assert_eq!(out, vec![Event::Close(Some(CloseCode::NORMAL))]);
     }
 
     #[test]
@@ -607,14 +617,14 @@ mod tests {
         cont.extend_from_slice(&[1, 2, 3, 4]);
         bytes.extend(cont);
         let (_, v) = decode_all(1 << 20, &bytes);
-        assert_eq!(v.map(Violation::code), Some(1002));
+        assert_eq!(v.map(Violation::code), Some(CloseCode::PROTOCOL));
         let mut big = client(false, OP_TEXT, b"a");
         let mut cont = vec![OP_CONTINUATION, 0x80 | 127];
         cont.extend_from_slice(&(i64::MAX as u64).to_be_bytes());
         cont.extend_from_slice(&[1, 2, 3, 4]);
         big.extend(cont);
         let (_, v) = decode_all(1 << 20, &big);
-        assert_eq!(v.map(Violation::code), Some(1009));
+        assert_eq!(v.map(Violation::code), Some(CloseCode::TOO_BIG));
     }
 
     #[test]
@@ -623,7 +633,7 @@ mod tests {
         bytes.extend([0x81, 0x01, b'x']); // unmasked: a violation, were it read
         bytes.extend(client(true, OP_PING, b""));
         let (events, v) = decode_all(64, &bytes);
-        assert_eq!(events, vec![Event::Close(Some(3000))]);
+        assert_eq!(events, vec![Event::Close(CloseCode::from_peer(3000))]);
         assert_eq!(v, Some(Violation::Closing));
     }
 
@@ -645,9 +655,12 @@ mod tests {
         assert_eq!(header(OP_TEXT, 70_000, &mut h), 10);
         assert_eq!(&h[..10], &[0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
         assert_eq!(
-            close_frame(1009, "big"),
+            close_frame(CloseCode::TOO_BIG, "big"),
             vec![0x88, 5, 0x03, 0xF1, b'b', b'i', b'g']
         );
-        assert_eq!(close_frame(1000, &"é".repeat(100)).len(), 2 + 2 + 122);
+        assert_eq!(
+            close_frame(CloseCode::NORMAL, &"é".repeat(100)).len(),
+            2 + 2 + 122
+        );
     }
 }
