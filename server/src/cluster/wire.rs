@@ -11,9 +11,12 @@ use serde_json::value::RawValue;
 pub const VERSION: u8 = 1;
 
 /// What a frame is. `node` is always the sender's number (new at each
-/// start: see `cluster`).
+/// start: see `cluster`). Externally tagged (`{"hb": {...}}`): serde
+/// buffers an internally tagged enum's fields, and a buffered field can
+/// no longer be read as a `RawValue` (the metas and states carried as they
+/// are).
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Header {
     /// The sender is alive; `pseq` is the number of its last presence delta.
     Hb { node: u32, name: String, pseq: u64 },
@@ -166,5 +169,35 @@ mod tests {
         assert!(matches!(decode(&other), Err(WireError::Version(9))));
         let unknown = [&[VERSION][..], &5u32.to_le_bytes(), b"{\"t\":"].concat();
         assert!(matches!(decode(&unknown), Err(WireError::Header(_))));
+    }
+
+    /// Metas and states travel as raw JSON, inside the header.
+    #[test]
+    fn raw_json_fields_round_trip() {
+        let meta = RawValue::from_string(r#"{"typing":true,"phx_ref":"a.1"}"#.into()).unwrap();
+        let frames = [
+            Header::Presence {
+                node: 1,
+                pseq: 3,
+                topic: "challenges:x".into(),
+                changes: vec![
+                    WireChange { key: "u".into(), sub: 9, meta: Some(meta.clone()) },
+                    WireChange { key: "u".into(), sub: 8, meta: None },
+                ],
+            },
+            Header::State {
+                node: 1,
+                to: 2,
+                pseq: 3,
+                entries: vec![WireEntry { topic: "t".into(), key: "u".into(), sub: 9, meta: meta.clone() }],
+            },
+            Header::Challenge { node: 1, c: "x".into(), challenge: meta.clone() },
+            Header::Activity { node: 1, c: "x".into(), shown: meta.clone() },
+        ];
+        for h in frames {
+            let frame = encode(&h, &[]);
+            let (back, _) = decode(&frame).unwrap_or_else(|e| panic!("{h:?}: {e}"));
+            assert_eq!(format!("{back:?}"), format!("{h:?}"));
+        }
     }
 }

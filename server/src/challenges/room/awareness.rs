@@ -242,11 +242,11 @@ mod tests {
         // Member 2 cannot move or relabel client 7, even with a higher clock.
         let spoof = r##"{"user":{"name":"Evil","color":"#000"}}"##;
         assert!(a
-            .apply(2, update(&[(7, 9, spoof)]), &caps())
+            .apply(o(2), update(&[(7, 9, spoof)]), &caps())
             .unwrap()
             .is_empty());
         assert!(a
-            .apply(2, update(&[(7, 10, "null")]), &caps())
+            .apply(o(2), update(&[(7, 10, "null")]), &caps())
             .unwrap()
             .is_empty());
         // Member 2 leaving does not remove it.
@@ -272,7 +272,7 @@ mod tests {
         );
         assert!(a
             .apply(
-                1,
+                o(1),
                 update(&[(1, 1, r##"{"user":{"colorLight":"#12345678"}}"##)]),
                 &caps()
             )
