@@ -17,7 +17,9 @@
 //! [`QUIET_AFTER`] that Redis says no longer listens on its own channel
 //! (a killed process's connection closes at once). A node stopping says
 //! bye first. A down node's members leave everyone's presence, and its
-//! cursors go.
+//! cursors go. Nobody is judged while the bus itself is down or frozen
+//! (a node that does not hear its own heartbeat back cannot tell a dead
+//! node from a dead bus): when it returns, everyone gets a fresh window.
 //!
 //! All of it is one Redis channel ([`BUS`]) of frames ([`wire`]); a node
 //! also listens on a channel of its own, only so that others can ask
@@ -411,6 +413,9 @@ impl Cluster {
             }
         };
         if header.node() == self.inner.id {
+            if matches!(header, Header::Hb { .. }) {
+                self.inner.peers.lock().heard_self(Instant::now());
+            }
             return;
         }
         let faults = self.inner.config.faults;
@@ -693,8 +698,17 @@ impl Cluster {
             }
             let (gone, quiet) = {
                 let mut peers = self.inner.peers.lock();
-                let gone = peers.silent(self.inner.config.peer_down, now);
-                (gone, peers.quiet(QUIET_AFTER, now))
+                if peers.bus_up(now) {
+                    let gone = peers.silent(self.inner.config.peer_down, now);
+                    let quiet = if peers.bus_settled(now) {
+                        peers.quiet(QUIET_AFTER, now)
+                    } else {
+                        Vec::new()
+                    };
+                    (gone, quiet)
+                } else {
+                    (Vec::new(), Vec::new())
+                }
             };
             for node in gone {
                 self.node_down(node);
@@ -771,6 +785,7 @@ impl Cluster {
             let held: HashMap<(String, DocKind), i64> =
                 held.into_iter().map(|(id, d, seq)| ((id, d), seq)).collect();
             for (id, doc, head) in heads {
+                tracing::trace!(challenge_id = id, ?doc, head, held = ?held.get(&(id.clone(), doc)), "log head");
                 if held.get(&(id.clone(), doc)).is_some_and(|seq| *seq < head) {
                     wired.rooms.remote(&id, doc, Remote::Head(head));
                 }

@@ -38,10 +38,24 @@ pub enum Delta {
     Resync { ask: bool },
 }
 
+/// How long without this node's own heartbeat coming back through the
+/// bus before the bus itself counts as down (its heartbeats go every
+/// 500 ms): the others' silence then proves nothing about them.
+pub const BUS_SILENT: Duration = Duration::from_millis(800);
+
+/// After the bus comes back, how long before a node that is still not
+/// heard of is probed: the others resubscribe within their reconnect
+/// delay, and asking Redis who listens before that finds nobody.
+pub const BUS_SETTLE: Duration = Duration::from_millis(1000);
+
 /// The table of peers.
 #[derive(Debug, Default)]
 pub struct Peers {
     peers: HashMap<u32, Peer>,
+    /// When this node last heard its own heartbeat through the bus.
+    own: Option<Instant>,
+    /// Since when the bus has carried this node's heartbeats.
+    bus_since: Option<Instant>,
 }
 
 impl Peers {
@@ -123,6 +137,31 @@ impl Peers {
             peer.pseq = None;
             peer.asked = None;
         }
+    }
+
+    /// This node's own heartbeat came back through the bus. After the bus
+    /// was silent, every node gets a fresh window: none was heard from
+    /// meanwhile, through no fault of its own.
+    pub fn heard_self(&mut self, now: Instant) {
+        if !self.bus_up(now) {
+            for peer in self.peers.values_mut() {
+                peer.last = now;
+            }
+            self.bus_since = Some(now);
+        }
+        self.own = Some(now);
+    }
+
+    /// Whether the bus carries this node's messages: only then does
+    /// another node's silence say something about it.
+    pub fn bus_up(&self, now: Instant) -> bool {
+        self.own.is_some_and(|at| now.duration_since(at) < BUS_SILENT)
+    }
+
+    /// Whether the bus has been up long enough for every live node to
+    /// listen again.
+    pub fn bus_settled(&self, now: Instant) -> bool {
+        self.bus_up(now) && self.bus_since.is_some_and(|at| now.duration_since(at) >= BUS_SETTLE)
     }
 
     /// Removes `node`; true if it was up.
@@ -224,5 +263,27 @@ mod tests {
         gone.sort();
         assert_eq!(gone, vec![3]);
         assert_eq!(p.names(), vec!["b".to_owned()]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_bus_says_nothing_about_the_others() {
+        let mut p = Peers::default();
+        let t0 = Instant::now();
+        assert!(!p.bus_up(t0), "not up before this node hears itself");
+        p.heard_self(t0);
+        p.heard(1, Some("a"), t0);
+        assert!(p.bus_up(t0) && !p.bus_settled(t0));
+        let beat = t0 + Duration::from_millis(500);
+        p.heard_self(beat);
+        assert!(p.bus_settled(t0 + BUS_SETTLE));
+        // The bus freezes: no heartbeat, not even this node's own.
+        let frozen = beat + BUS_SILENT;
+        assert!(!p.bus_up(frozen));
+        // It thaws 5 s later: node 1 gets a fresh window from then.
+        let thaw = t0 + Duration::from_secs(5);
+        p.heard_self(thaw);
+        assert!(p.bus_up(thaw) && !p.bus_settled(thaw));
+        assert!(p.silent(Duration::from_millis(1500), thaw + Duration::from_millis(1400)).is_empty());
+        assert_eq!(p.silent(Duration::from_millis(1500), thaw + Duration::from_millis(1500)), vec![1]);
     }
 }

@@ -78,9 +78,21 @@ impl Store {
         doc: DocKind,
         after: i64,
     ) -> Result<Vec<(i64, Vec<u8>)>> {
+        let rows = self.edits_after(challenge_id, doc, after).await?;
+        Ok(rows.into_iter().map(|(n, _, update)| (n, update)).collect())
+    }
+
+    /// A document's updates numbered above `after`, in order, with who
+    /// made each (null for server-side edits).
+    pub async fn edits_after(
+        &self,
+        challenge_id: &str,
+        doc: DocKind,
+        after: i64,
+    ) -> Result<Vec<(i64, Option<String>, Vec<u8>)>> {
         let id = self.log_id();
         let sql = format!(
-            "select {id}, update_v1 from doc_update where challenge_id = $1 and doc = $2 and {id} > $3 order by {id}"
+            "select {id}, user_id, update_v1 from doc_update where challenge_id = $1 and doc = $2 and {id} > $3 order by {id}"
         );
         Ok(crate::on_db!(self, |pool| {
             sqlx::query_as(&sql)

@@ -157,12 +157,13 @@ impl Room {
     pub(super) async fn fill_gap(&mut self, rooms: &Rooms) {
         self.gap_at = None;
         self.absorb_committed();
-        match rooms.store().updates_after(&self.id, self.kind, self.seq).await {
+        match rooms.store().edits_after(&self.id, self.kind, self.seq).await {
             Ok(updates) => {
                 let fetched = updates.len();
-                for (n, update) in updates {
+                tracing::debug!(after = self.seq, fetched, "read the updates the room lacks");
+                for (n, user_id, update) in updates {
                     if !self.ahead.contains(&n) {
-                        self.waiting.entry(n).or_insert((None, update));
+                        self.waiting.entry(n).or_insert((user_id, update));
                     }
                 }
                 if fetched > 0 {
