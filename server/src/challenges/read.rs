@@ -9,7 +9,9 @@
 //! log), and the `challenge.response` column. So a read first asks a
 //! loaded room to queue its current text behind every edit acknowledged
 //! before, waits until that is committed ([`Rooms::settle`]), then reads
-//! the column and lays the waiting text over it. At start-up
+//! the column and lays the waiting text over it. With many nodes, a room
+//! only other nodes hold may be ahead of the column: the column is caught
+//! up from the log first ([`Reader::catch_up`]). At start-up
 //! [`repair_responses`] rebuilds the responses a crash left behind the log.
 
 use super::doc;
@@ -29,6 +31,7 @@ impl Reader<'_> {
     /// One challenge, with every acknowledged edit in its response.
     pub async fn challenge(&self, id: &str) -> crate::store::Result<Option<Challenge>> {
         self.rooms.settle(id).await;
+        self.catch_up(&[id.to_owned()]).await?;
         let mut challenge = self.store.get_challenge(id).await?;
         if let Some(c) = &mut challenge {
             self.overlay(c);
@@ -47,6 +50,8 @@ impl Reader<'_> {
                 settled = true;
             }
         }
+        let ids: Vec<String> = challenges.iter().map(|c| c.id.clone()).collect();
+        settled |= self.catch_up(&ids).await?;
         if settled {
             challenges = self.store.list_challenges(user_id).await?;
         }
@@ -54,6 +59,40 @@ impl Reader<'_> {
             self.overlay(c);
         }
         Ok(challenges)
+    }
+
+    /// Many nodes: a room held only by other nodes may have acknowledged
+    /// edits whose text is not in the column yet (each node writes a busy
+    /// room's text a few seconds late). Such a column is caught up with
+    /// the log's text here. True if one was.
+    async fn catch_up(&self, ids: &[String]) -> crate::store::Result<bool> {
+        let mut caught_up = false;
+        for id in self.store.behind_responses(ids).await? {
+            if self.rooms.is_loaded(&id) || self.writer.waiting_response(&id).is_some() {
+                continue;
+            }
+            let (snapshot, tail) = self
+                .store
+                .load_doc_after(&id, crate::store::docs::DocKind::Answer)
+                .await?;
+            let Some(covers) = tail
+                .last()
+                .map(|(n, _)| *n)
+                .or_else(|| snapshot.as_ref().map(|(_, n)| *n))
+            else {
+                continue;
+            };
+            let updates: Vec<Vec<u8>> = tail.into_iter().map(|(_, u)| u).collect();
+            let loaded = doc::load(snapshot.as_ref().map(|(s, _)| &s[..]), &updates);
+            let Some(at) = self.store.update_time(&id, covers).await? else {
+                continue;
+            };
+            self.store
+                .catch_up_response(&id, &doc::text(&loaded.doc), covers, &at)
+                .await?;
+            caught_up = true;
+        }
+        Ok(caught_up)
     }
 
     /// The writer's waiting text, newer than the column, if any.

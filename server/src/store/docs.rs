@@ -144,6 +144,64 @@ impl Store {
         Ok(ids.into_iter().map(|(id,)| id).collect())
     }
 
+    /// Of these challenges, those whose `response` lags behind their log's
+    /// head (Postgres: another node may hold the newest text, written a
+    /// few seconds late; SQLite has one node, whose reads see it).
+    pub async fn behind_responses(&self, challenge_ids: &[String]) -> Result<Vec<String>> {
+        let Some(pool) = self.pg_pool() else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "select c.challenge_id from challenge c
+             join doc_head h on h.challenge_id = c.challenge_id and h.doc = 0
+             where c.challenge_id = any($1) and c.response_update_id < h.seq",
+        )
+        .bind(challenge_ids)
+        .fetch_all(pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Sets `response` to `text`, the log's text up to update `covers`
+    /// (committed at `at`), unless a text covering as much is there.
+    pub async fn catch_up_response(
+        &self,
+        challenge_id: &str,
+        text: &str,
+        covers: i64,
+        at: &str,
+    ) -> Result<()> {
+        crate::on_db!(self, |pool| {
+            sqlx::query(
+                "update challenge set response = $1, response_update_id = $2, updated_at = $3
+                 where challenge_id = $4 and response_update_id < $2",
+            )
+            .bind(text)
+            .bind(covers)
+            .bind(at)
+            .bind(challenge_id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// When update `seq` of a challenge's answer was committed.
+    pub async fn update_time(&self, challenge_id: &str, seq: i64) -> Result<Option<String>> {
+        let id = self.log_id();
+        let sql = format!(
+            "select created_at from doc_update where challenge_id = $1 and doc = 0 and {id} = $2"
+        );
+        let at: Option<(String,)> = crate::on_db!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(challenge_id)
+                .bind(seq)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(at.map(|(at,)| at))
+    }
+
     /// Sets a repaired `response`: the text of the whole log, with the
     /// commit time of its last update as `updated_at` (the edit is older
     /// than the start-up that repairs it).

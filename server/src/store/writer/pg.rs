@@ -211,14 +211,19 @@ async fn commit_on<'b>(
                 }
             }
             WriteOp::Response {
-                challenge_id, text, ..
+                challenge_id,
+                text,
+                covers,
+                ..
             } => {
-                let id = ids
+                // The room's text may hold other nodes' updates beyond this
+                // node's own commits: it covers what the room says.
+                let own = ids
                     .get(challenge_id)
                     .or_else(|| last_ids.get(challenge_id))
                     .copied()
                     .unwrap_or(0);
-                texts.insert(challenge_id, (text, id));
+                texts.insert(challenge_id, (text, own.max(*covers)));
             }
             _ => {}
         }
