@@ -324,11 +324,17 @@ impl Presence {
                         match entries.iter_mut().find(|e| e.owner == owner) {
                             Some(e) if e.meta.get() == meta.get() => {}
                             Some(e) => {
-                                leaves.push((key.clone(), std::mem::replace(&mut e.meta, meta.clone())));
+                                leaves.push((
+                                    key.clone(),
+                                    std::mem::replace(&mut e.meta, meta.clone()),
+                                ));
                                 joins.push((key, meta));
                             }
                             None => {
-                                entries.push(Entry { owner, meta: meta.clone() });
+                                entries.push(Entry {
+                                    owner,
+                                    meta: meta.clone(),
+                                });
                                 joins.push((key, meta));
                             }
                         }
@@ -389,7 +395,8 @@ impl Presence {
                 });
                 removed += gone.len();
                 if !gone.is_empty() {
-                    if let Some(due) = push_pending(state, BATCH_WINDOW, |p| p.leaves.extend(gone)) {
+                    if let Some(due) = push_pending(state, BATCH_WINDOW, |p| p.leaves.extend(gone))
+                    {
                         schedules.push((topic.clone(), due));
                     }
                 }
@@ -424,7 +431,9 @@ impl Presence {
             .iter()
             .map(|(t, k, sub, _)| (t.as_str(), &**k, *sub))
             .collect();
-        self.retain_node(node, |topic, key, e| wanted.contains(&(topic, key, e.owner.sub)));
+        self.retain_node(node, |topic, key, e| {
+            wanted.contains(&(topic, key, e.owner.sub))
+        });
         let mut by_topic: HashMap<String, Vec<Change>> = HashMap::new();
         for (topic, key, sub, meta) in entries {
             by_topic
@@ -742,5 +751,118 @@ mod tests {
             "{v}"
         );
         assert!(rx.try_recv().is_none());
+    }
+
+    /// Node 2's tracker fed node 1's changes, as the cluster's bus does:
+    /// node 1's replicator collects them, the test hands them over.
+    fn replicated() -> (
+        Presence,
+        Presence,
+        Arc<parking_lot::Mutex<Vec<(String, Change)>>>,
+    ) {
+        let one = Presence::new(Arc::new(LocalPubSub::new()), 1, TaskTracker::new());
+        let two = Presence::new(Arc::new(LocalPubSub::new()), 2, TaskTracker::new());
+        let sent: Arc<parking_lot::Mutex<Vec<(String, Change)>>> = Arc::default();
+        let out = sent.clone();
+        assert!(
+            one.set_replicator(Arc::new(move |topic: &str, change: Change| {
+                out.lock().push((topic.to_owned(), change));
+            }))
+        );
+        (one, two, sent)
+    }
+
+    fn deliver(
+        to: &Presence,
+        from: u32,
+        sent: &parking_lot::Mutex<Vec<(String, Change)>>,
+        twice: bool,
+    ) {
+        let changes = std::mem::take(&mut *sent.lock());
+        for (topic, change) in changes {
+            let again = match &change {
+                Change::Join { key, sub, meta } => Change::Join {
+                    key: key.clone(),
+                    sub: *sub,
+                    meta: meta.clone(),
+                },
+                Change::Leave { key, sub } => Change::Leave {
+                    key: key.clone(),
+                    sub: *sub,
+                },
+            };
+            to.apply_remote(from, &topic, vec![change]);
+            if twice {
+                to.apply_remote(from, &topic, vec![again]);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn remote_changes_replicate_once_even_when_heard_twice() {
+        let (one, two, sent) = replicated();
+        let a = one.owner(1);
+        two.track("t", "u2", two.owner(1), meta(json!({"n": 2})));
+        two.take_diff("t");
+        one.track("t", "u1", a, meta(json!({"typing": false})));
+        one.update("t", "u1", a, BATCH_WINDOW, |m| {
+            m.insert("typing".into(), json!(true));
+        });
+        deliver(&two, 1, &sent, true);
+        let list = two.list("t");
+        assert_eq!(list["u1"]["metas"].as_array().unwrap().len(), 1, "{list}");
+        assert_eq!(list["u1"]["metas"][0]["typing"], json!(true));
+        assert_eq!(list, one_and(&one, &two));
+        let diff = two.take_diff("t").unwrap();
+        assert!(diff["joins"]["u1"].is_object(), "{diff}");
+        // Nothing of node 2's own goes to the replicator of node 1, and
+        // node 2's list keeps its own member.
+        assert_eq!(list["u2"]["metas"][0]["n"], json!(2));
+        one.untrack_owner("t", a);
+        deliver(&two, 1, &sent, true);
+        assert!(two.list("t").get("u1").is_none());
+        let diff = two.take_diff("t").unwrap();
+        assert!(diff["leaves"]["u1"].is_object(), "{diff}");
+    }
+
+    /// Node 1's list with node 2's entries added, as node 2 should see it.
+    fn one_and(one: &Presence, two: &Presence) -> Value {
+        let mut all = one.list("t").as_object().unwrap().clone();
+        for (k, v) in two.list("t").as_object().unwrap() {
+            all.entry(k.clone()).or_insert(v.clone());
+        }
+        Value::Object(all)
+    }
+
+    #[tokio::test]
+    async fn a_partition_replaces_what_was_missed_and_a_node_down_leaves() {
+        let (one, two, sent) = replicated();
+        let (a, b) = (one.owner(1), one.owner(2));
+        one.track("t", "u1", a, meta(json!({})));
+        one.track("s", "u3", b, meta(json!({})));
+        deliver(&two, 1, &sent, false);
+        // Lost on the bus: u1 leaves, u4 joins.
+        one.untrack_owner("t", a);
+        one.track("t", "u4", a, meta(json!({})));
+        sent.lock().clear();
+        two.take_diff("t");
+        two.replace_partition(1, one.partition());
+        assert!(two.list("t").get("u1").is_none());
+        assert!(two.list("t").get("u4").is_some());
+        assert!(two.list("s").get("u3").is_some());
+        let diff = two.take_diff("t").unwrap();
+        assert!(
+            diff["leaves"]["u1"].is_object() && diff["joins"]["u4"].is_object(),
+            "{diff}"
+        );
+        // The same partition again changes nothing.
+        two.replace_partition(1, one.partition());
+        assert!(two.take_diff("t").is_none());
+        // Node 1 goes: all its entries leave node 2's lists.
+        assert_eq!(two.drop_node(1), 2);
+        assert_eq!(two.topic_count(), 2, "diffs pending on both topics");
+        assert!(two.list("t").as_object().unwrap().is_empty());
+        assert!(two.take_diff("s").unwrap()["leaves"]["u3"].is_object());
+        assert!(two.partition().is_empty(), "node 2 owns nothing");
     }
 }

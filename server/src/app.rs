@@ -259,7 +259,13 @@ impl Fabric {
     }
 
     /// Starts the cluster node, if this is one.
-    fn start(&self, rooms: &Rooms, store: &Store, shutdown: CancellationToken, tracker: &TaskTracker) {
+    fn start(
+        &self,
+        rooms: &Rooms,
+        store: &Store,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) {
         if let Some(cluster) = &self.cluster {
             let wired = Wired {
                 presence: self.presence.clone(),

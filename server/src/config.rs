@@ -211,11 +211,14 @@ impl Config {
     /// Settings that clap checks one by one but that do not fit together.
     pub fn check(&self) -> Result<(), String> {
         let url = self.database_url();
-        if self.redis_url.is_some() && !(url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+        if self.redis_url.is_some()
+            && !(url.starts_with("postgres:") || url.starts_with("postgresql:"))
+        {
             return Err("DUET_REDIS_URL makes this process a node of a cluster, whose nodes share one Postgres database: set DATABASE_URL=postgres://... (SQLite is one node's own file), or unset DUET_REDIS_URL".into());
         }
         if let Some(spec) = &self.test_bus_faults {
-            crate::cluster::Faults::parse(spec).map_err(|e| format!("DUET_TEST_BUS_FAULTS: {e}"))?;
+            crate::cluster::Faults::parse(spec)
+                .map_err(|e| format!("DUET_TEST_BUS_FAULTS: {e}"))?;
         }
         match self.max_doc_bytes {
             Some(doc) if doc > self.largest_doc() => Err(format!(

@@ -277,7 +277,11 @@ impl Cluster {
         tracker.spawn(self.clone().deltas(shutdown.clone()));
         tracker.spawn(self.clone().heads(shutdown.clone()));
         tracker.spawn(self.clone().liveness(shutdown));
-        tracing::info!(node = self.inner.name, id = format!("{:08x}", self.inner.id), "cluster node started");
+        tracing::info!(
+            node = self.inner.name,
+            id = format!("{:08x}", self.inner.id),
+            "cluster node started"
+        );
     }
 
     fn wired(&self) -> Option<&Wired> {
@@ -306,7 +310,10 @@ impl Cluster {
             }
             let count = batch.len() as u64;
             if !self.inner.client.is_connected() {
-                self.inner.counters.dropped.fetch_add(count, Ordering::Relaxed);
+                self.inner
+                    .counters
+                    .dropped
+                    .fetch_add(count, Ordering::Relaxed);
                 batch.clear();
                 continue;
             }
@@ -321,7 +328,10 @@ impl Cluster {
                 .published
                 .fetch_add(count - failed, Ordering::Relaxed);
             if failed > 0 {
-                self.inner.counters.dropped.fetch_add(failed, Ordering::Relaxed);
+                self.inner
+                    .counters
+                    .dropped
+                    .fetch_add(failed, Ordering::Relaxed);
                 if warned_at.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
                     warned_at = Some(Instant::now());
                     if let Some(Err(err)) = results.iter().find(|r| r.is_err()) {
@@ -472,9 +482,11 @@ impl Cluster {
                     peers.delta(node, pseq, now)
                 };
                 match delta {
-                    Delta::Apply => wired
-                        .presence
-                        .apply_remote(node, &topic, changes.into_iter().map(change_of).collect()),
+                    Delta::Apply => wired.presence.apply_remote(
+                        node,
+                        &topic,
+                        changes.into_iter().map(change_of).collect(),
+                    ),
                     Delta::Ignore | Delta::Resync { ask: false } => {}
                     Delta::Resync { ask: true } => self.ask(node),
                 }
@@ -527,12 +539,16 @@ impl Cluster {
             ),
             Header::Challenge { c, challenge, .. } => {
                 if let Ok(state) = serde_json::from_str::<InterviewState>(challenge.get()) {
-                    wired.rooms.remote(&c, DocKind::Answer, Remote::Interview(state));
+                    wired
+                        .rooms
+                        .remote(&c, DocKind::Answer, Remote::Interview(state));
                 }
             }
             Header::Activity { c, shown, .. } => {
                 if let Ok(shown) = serde_json::from_str(shown.get()) {
-                    wired.rooms.remote(&c, DocKind::Answer, Remote::Activity(shown));
+                    wired
+                        .rooms
+                        .remote(&c, DocKind::Answer, Remote::Activity(shown));
                 }
             }
             Header::Broadcast {
@@ -567,7 +583,10 @@ impl Cluster {
         let Some(wired) = self.wired() else {
             return;
         };
-        self.inner.counters.nodes_down.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .counters
+            .nodes_down
+            .fetch_add(1, Ordering::Relaxed);
         let left = wired.presence.drop_node(node);
         wired.rooms.node_down(node);
         tracing::info!(node = format!("{node:08x}"), left, "node down");
@@ -730,7 +749,9 @@ impl Cluster {
         let counts: Result<Vec<(String, i64)>, _> =
             self.inner.client.pubsub_numsub(channel.as_str()).await;
         if let Ok(counts) = counts {
-            if counts.iter().any(|(c, n)| *c == channel && *n == 0) && self.inner.peers.lock().remove(node) {
+            if counts.iter().any(|(c, n)| *c == channel && *n == 0)
+                && self.inner.peers.lock().remove(node)
+            {
                 tracing::info!(node = format!("{node:08x}"), "node no longer listening");
                 self.node_down(node);
             }
@@ -782,8 +803,10 @@ impl Cluster {
                     continue;
                 }
             };
-            let held: HashMap<(String, DocKind), i64> =
-                held.into_iter().map(|(id, d, seq)| ((id, d), seq)).collect();
+            let held: HashMap<(String, DocKind), i64> = held
+                .into_iter()
+                .map(|(id, d, seq)| ((id, d), seq))
+                .collect();
             for (id, doc, head) in heads {
                 tracing::trace!(challenge_id = id, ?doc, head, held = ?held.get(&(id.clone(), doc)), "log head");
                 if held.get(&(id.clone(), doc)).is_some_and(|seq| *seq < head) {

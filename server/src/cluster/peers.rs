@@ -35,7 +35,9 @@ pub enum Delta {
     /// Heard before (or already in the partition applied).
     Ignore,
     /// Out of order or after a loss: ask for the partition (if `ask`).
-    Resync { ask: bool },
+    Resync {
+        ask: bool,
+    },
 }
 
 /// How long without this node's own heartbeat coming back through the
@@ -155,13 +157,17 @@ impl Peers {
     /// Whether the bus carries this node's messages: only then does
     /// another node's silence say something about it.
     pub fn bus_up(&self, now: Instant) -> bool {
-        self.own.is_some_and(|at| now.duration_since(at) < BUS_SILENT)
+        self.own
+            .is_some_and(|at| now.duration_since(at) < BUS_SILENT)
     }
 
     /// Whether the bus has been up long enough for every live node to
     /// listen again.
     pub fn bus_settled(&self, now: Instant) -> bool {
-        self.bus_up(now) && self.bus_since.is_some_and(|at| now.duration_since(at) >= BUS_SETTLE)
+        self.bus_up(now)
+            && self
+                .bus_since
+                .is_some_and(|at| now.duration_since(at) >= BUS_SETTLE)
     }
 
     /// Removes `node`; true if it was up.
@@ -206,7 +212,10 @@ impl Peers {
 }
 
 fn ask(peer: &mut Peer, now: Instant) -> bool {
-    if peer.asked.is_some_and(|at| now.duration_since(at) < ASK_EVERY) {
+    if peer
+        .asked
+        .is_some_and(|at| now.duration_since(at) < ASK_EVERY)
+    {
         return false;
     }
     peer.asked = Some(now);
@@ -259,7 +268,10 @@ mod tests {
         let t1 = t0 + Duration::from_millis(1000);
         p.heard(2, None, t1);
         assert_eq!(p.quiet(Duration::from_millis(600), t1), vec![3]);
-        let mut gone = p.silent(Duration::from_millis(1500), t0 + Duration::from_millis(1600));
+        let mut gone = p.silent(
+            Duration::from_millis(1500),
+            t0 + Duration::from_millis(1600),
+        );
         gone.sort();
         assert_eq!(gone, vec![3]);
         assert_eq!(p.names(), vec!["b".to_owned()]);
@@ -283,7 +295,18 @@ mod tests {
         let thaw = t0 + Duration::from_secs(5);
         p.heard_self(thaw);
         assert!(p.bus_up(thaw) && !p.bus_settled(thaw));
-        assert!(p.silent(Duration::from_millis(1500), thaw + Duration::from_millis(1400)).is_empty());
-        assert_eq!(p.silent(Duration::from_millis(1500), thaw + Duration::from_millis(1500)), vec![1]);
+        assert!(p
+            .silent(
+                Duration::from_millis(1500),
+                thaw + Duration::from_millis(1400)
+            )
+            .is_empty());
+        assert_eq!(
+            p.silent(
+                Duration::from_millis(1500),
+                thaw + Duration::from_millis(1500)
+            ),
+            vec![1]
+        );
     }
 }

@@ -50,7 +50,12 @@ pub enum Header {
     },
     /// Awareness entries (a y-protocols awareness message) of the
     /// sender's member `sub` in a room.
-    Awareness { node: u32, c: String, d: i64, sub: u64 },
+    Awareness {
+        node: u32,
+        c: String,
+        d: i64,
+        sub: u64,
+    },
     /// An interviewer's control changed the challenge (its new state).
     Challenge {
         node: u32,
@@ -161,7 +166,14 @@ mod tests {
         let body = [0u8, 255, 1, 2];
         let frame = encode(&h, &body);
         let (back, rest) = decode(&frame).unwrap();
-        assert!(matches!(back, Header::Update { node: 7, seq: 42, .. }));
+        assert!(matches!(
+            back,
+            Header::Update {
+                node: 7,
+                seq: 42,
+                ..
+            }
+        ));
         assert_eq!(rest, body);
         assert!(matches!(decode(&frame[..3]), Err(WireError::Short)));
         let mut other = frame.clone();
@@ -181,18 +193,39 @@ mod tests {
                 pseq: 3,
                 topic: "challenges:x".into(),
                 changes: vec![
-                    WireChange { key: "u".into(), sub: 9, meta: Some(meta.clone()) },
-                    WireChange { key: "u".into(), sub: 8, meta: None },
+                    WireChange {
+                        key: "u".into(),
+                        sub: 9,
+                        meta: Some(meta.clone()),
+                    },
+                    WireChange {
+                        key: "u".into(),
+                        sub: 8,
+                        meta: None,
+                    },
                 ],
             },
             Header::State {
                 node: 1,
                 to: 2,
                 pseq: 3,
-                entries: vec![WireEntry { topic: "t".into(), key: "u".into(), sub: 9, meta: meta.clone() }],
+                entries: vec![WireEntry {
+                    topic: "t".into(),
+                    key: "u".into(),
+                    sub: 9,
+                    meta: meta.clone(),
+                }],
             },
-            Header::Challenge { node: 1, c: "x".into(), challenge: meta.clone() },
-            Header::Activity { node: 1, c: "x".into(), shown: meta.clone() },
+            Header::Challenge {
+                node: 1,
+                c: "x".into(),
+                challenge: meta.clone(),
+            },
+            Header::Activity {
+                node: 1,
+                c: "x".into(),
+                shown: meta.clone(),
+            },
         ];
         for h in frames {
             let frame = encode(&h, &[]);

@@ -67,17 +67,60 @@ fn cluster_metrics(
     let c = cluster.counters();
     let mut out = String::new();
     let rows: [(&str, &str, &str, u64); 8] = [
-        ("duet_cluster_nodes", "gauge", "Live nodes this node sees, itself included.", cluster.live_nodes() as u64),
-        ("duet_bus_published_total", "counter", "Frames published on the bus.", c.published.load(Relaxed)),
-        ("duet_bus_received_total", "counter", "Frames received from the bus.", c.received.load(Relaxed)),
-        ("duet_bus_dropped_total", "counter", "Frames not published (queue full or Redis unreachable).", c.dropped.load(Relaxed)),
-        ("duet_bus_presence_resyncs_total", "counter", "Presence partitions asked for after a loss.", c.resyncs.load(Relaxed)),
-        ("duet_bus_nodes_down_total", "counter", "Nodes seen going down.", c.nodes_down.load(Relaxed)),
-        ("duet_bus_duplicate_updates_total", "counter", "Updates heard again or already held, ignored.", rooms.duplicates.load(Relaxed)),
-        ("duet_bus_fetched_updates_total", "counter", "Updates read from the database because the bus lost them.", rooms.fetched.load(Relaxed)),
+        (
+            "duet_cluster_nodes",
+            "gauge",
+            "Live nodes this node sees, itself included.",
+            cluster.live_nodes() as u64,
+        ),
+        (
+            "duet_bus_published_total",
+            "counter",
+            "Frames published on the bus.",
+            c.published.load(Relaxed),
+        ),
+        (
+            "duet_bus_received_total",
+            "counter",
+            "Frames received from the bus.",
+            c.received.load(Relaxed),
+        ),
+        (
+            "duet_bus_dropped_total",
+            "counter",
+            "Frames not published (queue full or Redis unreachable).",
+            c.dropped.load(Relaxed),
+        ),
+        (
+            "duet_bus_presence_resyncs_total",
+            "counter",
+            "Presence partitions asked for after a loss.",
+            c.resyncs.load(Relaxed),
+        ),
+        (
+            "duet_bus_nodes_down_total",
+            "counter",
+            "Nodes seen going down.",
+            c.nodes_down.load(Relaxed),
+        ),
+        (
+            "duet_bus_duplicate_updates_total",
+            "counter",
+            "Updates heard again or already held, ignored.",
+            rooms.duplicates.load(Relaxed),
+        ),
+        (
+            "duet_bus_fetched_updates_total",
+            "counter",
+            "Updates read from the database because the bus lost them.",
+            rooms.fetched.load(Relaxed),
+        ),
     ];
     for (name, kind, help, value) in rows {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
     }
     out
 }

@@ -236,7 +236,9 @@ mod tests {
         let mut a = Awareness::default();
         let mine = r##"{"user":{"name":"A","color":"#aabbcc"}}"##;
         assert_eq!(
-            a.apply(o(1), update(&[(7, 1, mine)]), &caps()).unwrap().len(),
+            a.apply(o(1), update(&[(7, 1, mine)]), &caps())
+                .unwrap()
+                .len(),
             1
         );
         // Member 2 cannot move or relabel client 7, even with a higher clock.

@@ -321,7 +321,11 @@ impl Rooms {
     /// update at the next look at the log's heads.
     pub fn remote(&self, challenge_id: &str, doc: DocKind, remote: Remote) {
         if let Some(entry) = self.loaded_entry(challenge_id, doc) {
-            if entry.tx.try_send(Box::new(RoomCmd::Remote(remote))).is_err() {
+            if entry
+                .tx
+                .try_send(Box::new(RoomCmd::Remote(remote)))
+                .is_err()
+            {
                 tracing::debug!(challenge_id, "room queue full: a bus message was dropped");
             }
         }

@@ -128,7 +128,13 @@ impl Room {
                     .values()
                     .filter(|m| m.role == Role::Interviewer)
                     .map(|m| &m.pusher);
-                Fanout::json(&self.topic, super::interview::ACTIVITY, &shown, interviewers).send();
+                Fanout::json(
+                    &self.topic,
+                    super::interview::ACTIVITY,
+                    &shown,
+                    interviewers,
+                )
+                .send();
             }
         }
     }
@@ -157,7 +163,11 @@ impl Room {
     pub(super) async fn fill_gap(&mut self, rooms: &Rooms) {
         self.gap_at = None;
         self.absorb_committed();
-        match rooms.store().edits_after(&self.id, self.kind, self.seq).await {
+        match rooms
+            .store()
+            .edits_after(&self.id, self.kind, self.seq)
+            .await
+        {
             Ok(updates) => {
                 let fetched = updates.len();
                 tracing::debug!(after = self.seq, fetched, "read the updates the room lacks");
@@ -167,7 +177,11 @@ impl Room {
                     }
                 }
                 if fetched > 0 {
-                    rooms.inner.bus_stats.fetched.fetch_add(fetched as u64, Relaxed);
+                    rooms
+                        .inner
+                        .bus_stats
+                        .fetched
+                        .fetch_add(fetched as u64, Relaxed);
                 }
                 self.apply_waiting();
             }

@@ -295,7 +295,11 @@ impl Room {
         let op = WriteOp::Response {
             challenge_id: self.id.clone(),
             text: self.stamped(),
-            covers: if self.signals.numbered.load(std::sync::atomic::Ordering::Relaxed) {
+            covers: if self
+                .signals
+                .numbered
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
                 self.covers()
             } else {
                 0

@@ -42,7 +42,10 @@ impl Room {
             YMessage::SyncStep2(update) => self.update(edit, update, true, rooms).await,
             YMessage::Update(update) => self.update(edit, update, false, rooms).await,
             YMessage::Awareness(update) => {
-                match self.awareness.apply(self.owner(edit.member), update, &self.caps) {
+                match self
+                    .awareness
+                    .apply(self.owner(edit.member), update, &self.caps)
+                {
                     Ok(accepted) if !accepted.is_empty() => {
                         let message = doc::awareness_message(accepted);
                         if let Some(bus) = &rooms.inner.config.bus {
