@@ -40,8 +40,10 @@ lint: web
 test-rust: web
 	$(CARGO) test --release --workspace
 
+# The cluster tests run whenever the suite's Postgres and Redis are up
+# (`make test`); a binary that cannot run a cluster is then a failure.
 test-e2e: build e2e/node_modules/.package-lock.json
-	cd e2e && node --test --test-concurrency=1 tests/
+	cd e2e && DUET_TEST_CLUSTER=require node --test --test-concurrency=1 tests/
 
 test-browser: build e2e/node_modules/.package-lock.json
 	./scripts/ensure-chromium.sh
