@@ -36,9 +36,15 @@ fmt-check:
 lint: web
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
-# Unit and integration tests share the release build's artifacts.
+# Unit and integration tests share the release build's artifacts. With the
+# suite's Postgres up (`make test`), the integration tests run a second time
+# with every test server on Postgres (the store's unit tests run on both).
 test-rust: web
 	$(CARGO) test --release --workspace
+	@if [ -n "$$DUET_TEST_POSTGRES_URL" ]; then \
+	  echo "integration tests again, on Postgres"; \
+	  DUET_TEST_STORE=postgres $(CARGO) test --release -p duet --tests; \
+	fi
 
 # The cluster tests run whenever the suite's Postgres and Redis are up
 # (`make test`); a binary that cannot run a cluster is then a failure.

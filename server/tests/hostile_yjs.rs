@@ -314,6 +314,9 @@ async fn awareness_is_tied_to_its_sender_and_colours_are_colours() {
 /// restart after a crash would read it, holds every acknowledged edit.
 #[tokio::test]
 async fn a_failed_commit_loses_no_acknowledged_edit() {
+    if !common::on_sqlite("a_failed_commit_loses_no_acknowledged_edit") {
+        return;
+    }
     let room = room().await;
     let (mut ann, ann_ref, local) = room.yjs_member("Ann").await;
     let (mut bob, bob_ref) = room.plain_member().await;

@@ -163,6 +163,9 @@ async fn jwt_attacks_are_refused_on_http_and_socket() {
 /// start: they are refused with 503 instead, and work again once it is back.
 #[tokio::test]
 async fn writes_are_refused_while_the_database_file_is_gone() {
+    if !common::on_sqlite("writes_are_refused_while_the_database_file_is_gone") {
+        return;
+    }
     let server = TestServer::start().await;
     let (token, _) = server.sign_in("Before").await;
     let db = server.dir.path().join("duet.db");

@@ -46,6 +46,9 @@ impl TestServer {
         }
         let mut config = Config::for_tests(dir.path());
         config.test_channels = true;
+        if let Some(url) = postgres_for(dir.path()).await {
+            config.database_url = Some(duet::config::DatabaseUrl(url));
+        }
         tweak(&mut config);
         let app = duet::app::App::new(config).await.expect("app starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -347,4 +350,50 @@ impl Client {
             }
         }
     }
+}
+
+/// With `DUET_TEST_STORE=postgres` (and the suite's Postgres), test servers
+/// run on Postgres: a fresh database per data dir, the same one again when
+/// a test restarts on that dir. Otherwise SQLite, in the dir.
+async fn postgres_for(dir: &std::path::Path) -> Option<String> {
+    if std::env::var("DUET_TEST_STORE").ok().as_deref() != Some("postgres") {
+        return None;
+    }
+    let remembered = dir.join("postgres-url");
+    if let Ok(url) = std::fs::read_to_string(&remembered) {
+        return Some(url);
+    }
+    let url = duet::store::testing::fresh_postgres_url().await.expect(
+        "DUET_TEST_STORE=postgres needs DUET_TEST_POSTGRES_URL (scripts/services.sh run -- ...)",
+    );
+    std::fs::write(&remembered, &url).expect("postgres-url written");
+    Some(url)
+}
+
+/// Whether test servers run on SQLite (not `DUET_TEST_STORE=postgres`):
+/// tests of SQLite's own failures (a file moved away, a write lock held)
+/// say so and pass on Postgres, where other tests cover its failures.
+pub fn on_sqlite(test: &str) -> bool {
+    let sqlite = std::env::var("DUET_TEST_STORE").ok().as_deref() != Some("postgres");
+    if !sqlite {
+        eprintln!("{test}: SQLite only, skipped on Postgres");
+    }
+    sqlite
+}
+
+/// `select count(*) from <table>` on the database of the data dir `dir`,
+/// whichever backend it is.
+pub async fn count_rows(dir: &std::path::Path, table: &str) -> i64 {
+    let sql = format!("select count(*) from {table}");
+    if let Ok(url) = std::fs::read_to_string(dir.join("postgres-url")) {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let n = sqlx::query_scalar(&sql).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        return n;
+    }
+    let url = format!("sqlite://{}", dir.join("duet.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let n = sqlx::query_scalar(&sql).fetch_one(&pool).await.unwrap();
+    pool.close().await;
+    n
 }

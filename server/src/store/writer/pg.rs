@@ -230,7 +230,18 @@ async fn commit_on<'b>(
     }
     insert_updates(&mut tx, &rows, now).await?;
     for op in &ops {
-        write_other(&mut tx, op, now).await?;
+        let own_last = match op {
+            WriteOp::Snapshot {
+                challenge_id,
+                doc: DocKind::Answer,
+                ..
+            } => ids
+                .get(challenge_id)
+                .or_else(|| last_ids.get(challenge_id))
+                .copied(),
+            _ => None,
+        };
+        write_other(&mut tx, op, now, own_last).await?;
     }
     let (now_texts, later) = due_texts(texts, written, started);
     for row in &now_texts {
@@ -288,8 +299,21 @@ async fn insert_updates(tx: &mut PgConnection, rows: &Rows, now: &str) -> Result
     Ok(())
 }
 
-/// Snapshots (and their checkpoint) and events.
-async fn write_other(tx: &mut PgConnection, op: &WriteOp, now: &str) -> Result<()> {
+/// Snapshots (and their checkpoint) and events. `own_last` is the last
+/// number this node's commits gave the snapshot's answer.
+///
+/// A snapshot's state holds every update up to `covers` and may hold more:
+/// this node's own edits applied before it was taken and committed since
+/// (numbered beyond `covers`). For loading that is harmless (the tail after
+/// `covers` applies again, to no effect), but a checkpoint must hold
+/// exactly what its number says (the playback seeks through it): it is
+/// written only when none of this node's commits is beyond `covers`.
+async fn write_other(
+    tx: &mut PgConnection,
+    op: &WriteOp,
+    now: &str,
+    own_last: Option<i64>,
+) -> Result<()> {
     match op {
         WriteOp::Snapshot {
             challenge_id,
@@ -312,6 +336,9 @@ async fn write_other(tx: &mut PgConnection, op: &WriteOp, now: &str) -> Result<(
             .execute(&mut *tx)
             .await
             .map_err(pg)?;
+            if own_last.is_some_and(|own| own > *covers) {
+                return Ok(());
+            }
             sqlx::query(
                 "insert into doc_checkpoint (challenge_id, doc, last_update_id, state_v1, created_at)
                  values ($1, $2, $3, $4, $5) on conflict do nothing",
