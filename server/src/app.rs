@@ -259,22 +259,27 @@ impl Fabric {
     }
 
     /// Starts the cluster node, if this is one.
-    fn start(
+    async fn start(
         &self,
         rooms: &Rooms,
         store: &Store,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
-    ) {
+    ) -> anyhow::Result<()> {
         if let Some(cluster) = &self.cluster {
+            let key = store
+                .cluster_key()
+                .await
+                .context("the cluster's name could not be read from the database")?;
             let wired = Wired {
                 presence: self.presence.clone(),
                 local: self.local.clone(),
                 rooms: rooms.clone(),
                 store: store.clone(),
             };
-            cluster.start(wired, shutdown, tracker);
+            cluster.start(wired, &key, shutdown, tracker);
         }
+        Ok(())
     }
 }
 
@@ -352,7 +357,7 @@ impl App {
             shutdown.clone(),
             tracker.clone(),
         );
-        fabric.start(&rooms, &store, shutdown, &tracker);
+        fabric.start(&rooms, &store, shutdown, &tracker).await?;
         let api_limit = Arc::new(crate::http::limit::ApiLimit::new(
             config.api_rate,
             config.api_burst,

@@ -402,7 +402,11 @@ impl Input {
         };
         if let (None, Some(v)) = (read.end, self.decoder.violation()) {
             let code = u16::from(v.code());
-            info!(code, reason = v.reason(), "closing on a bad frame");
+            if matches!(v, Violation::Closing) {
+                debug!(code, "closing after the client's close");
+            } else {
+                info!(code, reason = v.reason(), "closing on a bad frame");
+            }
             read.end = Some(Stop::Violation(v));
         }
         read

@@ -21,9 +21,11 @@
 //! (a node that does not hear its own heartbeat back cannot tell a dead
 //! node from a dead bus): when it returns, everyone gets a fresh window.
 //!
-//! All of it is one Redis channel ([`BUS`]) of frames ([`wire`]); a node
-//! also listens on a channel of its own, only so that others can ask
-//! Redis whether it is still there.
+//! All of it is one Redis channel (`duet:<cluster>:bus`) of frames
+//! ([`wire`]); a node also listens on a channel of its own, only so that
+//! others can ask Redis whether it is still there. `<cluster>` is a name
+//! the database keeps (`Store::cluster_key`): clusters that share a Redis
+//! never hear each other.
 
 pub mod peers;
 pub mod wire;
@@ -54,7 +56,7 @@ use crate::store::docs::DocKind;
 use crate::store::Store;
 
 /// The Redis channel of every frame.
-pub const BUS: &str = "duet:bus";
+pub const BUS: &str = "bus";
 /// A node says it is alive this often.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 /// A node not heard for this long is down unless configured otherwise
@@ -162,6 +164,8 @@ struct Inner {
     deltas_ready: Notify,
     check_heads: Notify,
     wired: OnceLock<Wired>,
+    /// `duet:<cluster>:`, the start of this cluster's channel names.
+    prefix: OnceLock<String>,
     /// Stopping: nothing more about presence goes out.
     leaving: AtomicBool,
     counters: BusCounters,
@@ -217,6 +221,7 @@ impl Cluster {
                 deltas_ready: Notify::new(),
                 check_heads: Notify::new(),
                 wired: OnceLock::new(),
+                prefix: OnceLock::new(),
                 leaving: AtomicBool::new(false),
                 counters: BusCounters::default(),
             }),
@@ -256,7 +261,14 @@ impl Cluster {
     }
 
     /// Starts the node's tasks (they end with `shutdown`, saying bye first).
-    pub fn start(&self, wired: Wired, shutdown: CancellationToken, tracker: &TaskTracker) {
+    pub fn start(
+        &self,
+        wired: Wired,
+        cluster_key: &str,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) {
+        let _ = self.inner.prefix.set(format!("duet:{cluster_key}:"));
         let replicator = {
             let me = self.clone();
             Arc::new(move |topic: &str, change: Change| me.replicate(topic, change))
@@ -282,6 +294,20 @@ impl Cluster {
             id = format!("{:08x}", self.inner.id),
             "cluster node started"
         );
+    }
+
+    fn prefix(&self) -> &str {
+        self.inner.prefix.get().map_or("duet:", String::as_str)
+    }
+
+    /// The cluster's bus channel.
+    fn bus(&self) -> String {
+        format!("{}{BUS}", self.prefix())
+    }
+
+    /// The channel only node `node` listens on.
+    fn own_channel(&self, node: u32) -> String {
+        format!("{}n:{node:08x}", self.prefix())
     }
 
     fn wired(&self) -> Option<&Wired> {
@@ -319,7 +345,7 @@ impl Cluster {
             }
             let pipeline = self.inner.client.pipeline();
             for frame in batch.drain(..) {
-                let _: Result<(), _> = pipeline.publish(BUS, frame).await;
+                let _: Result<(), _> = pipeline.publish(self.bus(), frame).await;
             }
             let results: Vec<Result<i64, fred::error::Error>> = pipeline.try_all().await;
             let failed = results.iter().filter(|r| r.is_err()).count() as u64;
@@ -347,11 +373,11 @@ impl Cluster {
     /// asks for every partition and looks at every head: whatever went on
     /// the bus meanwhile was lost.
     async fn subscriptions(self, shutdown: CancellationToken) {
-        let own = own_channel(self.inner.id);
+        let own = self.own_channel(self.inner.id);
         let mut reconnects = self.inner.subscriber.reconnect_rx();
         loop {
             let subscribed = async {
-                self.inner.subscriber.subscribe(BUS).await?;
+                self.inner.subscriber.subscribe(self.bus()).await?;
                 self.inner.subscriber.subscribe(own.as_str()).await
             };
             tokio::select! {
@@ -745,7 +771,7 @@ impl Cluster {
     /// Whether a quiet node still listens on its own channel; if Redis
     /// says nobody does, it is down now (its process is gone).
     async fn probe(self, node: u32) {
-        let channel = own_channel(node);
+        let channel = self.own_channel(node);
         let counts: Result<Vec<(String, i64)>, _> =
             self.inner.client.pubsub_numsub(channel.as_str()).await;
         if let Ok(counts) = counts {
@@ -768,8 +794,11 @@ impl Cluster {
             },
             &[],
         );
-        let sent: Result<Result<i64, _>, _> =
-            tokio::time::timeout(COMMAND_TIMEOUT, self.inner.client.publish(BUS, frame)).await;
+        let sent: Result<Result<i64, _>, _> = tokio::time::timeout(
+            COMMAND_TIMEOUT,
+            self.inner.client.publish(self.bus(), frame),
+        )
+        .await;
         if !matches!(sent, Ok(Ok(_))) {
             tracing::warn!("could not say bye on the bus; the others will notice in a moment");
         }
@@ -899,10 +928,6 @@ impl PubSub for ClusterPubSub {
     fn subscriber_count(&self, topic: &str) -> usize {
         self.local.subscriber_count(topic)
     }
-}
-
-fn own_channel(node: u32) -> String {
-    format!("duet:n:{node:08x}")
 }
 
 fn doc_of(column: i64) -> DocKind {

@@ -309,6 +309,26 @@ impl Store {
         }
     }
 
+    /// The cluster's name on Redis (see migrations/postgres/0002): made by
+    /// the first node that asks, the same for every node of the database.
+    pub async fn cluster_key(&self) -> Result<String> {
+        let Some(pool) = self.pg_pool() else {
+            return Ok("sqlite".to_owned());
+        };
+        sqlx::query(
+            "insert into cluster (only_row, cluster_key, created_at) values (1, $1, $2)
+             on conflict (only_row) do nothing",
+        )
+        .bind(random_id(12))
+        .bind(timestamp())
+        .execute(pool)
+        .await?;
+        let key: String = sqlx::query_scalar("select cluster_key from cluster")
+            .fetch_one(pool)
+            .await?;
+        Ok(key)
+    }
+
     pub fn is_postgres(&self) -> bool {
         matches!(self.db, Db::Postgres(_))
     }

@@ -419,6 +419,11 @@ impl Room {
                     .await
             }
             RoomCmd::Settle { reply } => {
+                // Many nodes: another node's acknowledged edit may still be
+                // on its way over the bus; a read sees it anyway.
+                if self.signals.numbered.load(Ordering::Relaxed) {
+                    self.fill_gap(rooms).await;
+                }
                 self.fresh_text();
                 let done: Done = Box::new(move |_| {
                     let _ = reply.send(());

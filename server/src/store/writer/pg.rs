@@ -35,7 +35,14 @@ const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 pub(crate) struct PgLog {
     pool: PgPool,
     conn: Option<PgConnection>,
+    /// When the connection last did work.
+    used: Instant,
 }
+
+/// A connection idle longer than this is pinged before a commit: Postgres
+/// restarted meanwhile leaves it dead, and the first commit on it would
+/// fail (a writer busy enough to commit back to back never pings).
+const PING_AFTER_IDLE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The updates of one batch, column by column, for `unnest`.
 #[derive(Default)]
@@ -55,6 +62,7 @@ impl PgLog {
         Ok(PgLog {
             pool: pool.clone(),
             conn: Some(conn),
+            used: Instant::now(),
         })
     }
 
@@ -96,6 +104,14 @@ impl PgLog {
 
     /// The writer's connection, connecting first if the last one failed.
     async fn conn(&mut self) -> Result<&mut PgConnection> {
+        if self.used.elapsed() > PING_AFTER_IDLE {
+            if let Some(conn) = self.conn.as_mut() {
+                if conn.ping().await.is_err() {
+                    tracing::debug!("the writer's connection is dead; connecting again");
+                    self.conn = None;
+                }
+            }
+        }
         if self.conn.is_none() {
             self.conn = Some(self.pool.acquire().await.map_err(pg)?.detach());
         }
@@ -117,6 +133,7 @@ impl PgLog {
         if result.is_err() {
             self.conn = None;
         }
+        self.used = Instant::now();
         result
     }
 
