@@ -4,7 +4,7 @@ CARGO ?= cargo
 NPM ?= npm
 BIN := target/release/duet
 
-.PHONY: all build web run cluster test test-suites test-rust test-e2e test-browser test-load fmt fmt-check lint bench clean
+.PHONY: bench-cluster all build web run cluster test test-suites test-rust test-e2e test-browser test-load fmt fmt-check lint bench clean
 
 all: build
 
@@ -67,9 +67,15 @@ test: fmt-check lint
 
 test-suites: test-rust test-e2e test-browser test-load
 
-bench: build
+bench: build e2e/node_modules/.package-lock.json
 	$(CARGO) bench -p duet
 	./scripts/load-bench.sh
+	./scripts/cluster-bench.sh
+
+# One node against three on Postgres and Redis (SCALE=full: the sizes of
+# docs/BENCHMARKS.md "Many nodes", 50 000 sockets included).
+bench-cluster: build e2e/node_modules/.package-lock.json
+	./scripts/cluster-bench.sh
 
 clean:
 	$(CARGO) clean

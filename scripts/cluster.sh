@@ -12,7 +12,9 @@
 #                                       DUET_CLUSTER_REDIS_URL
 #
 # CLUSTER_NODES (default 3); CLUSTER_PORT: node i listens on CLUSTER_PORT + i - 1
-# (default 4001; 0 = any free ports); DUET_BIN (default target/release/duet).
+# (default 4001; 0 = any free ports); DUET_BIN (default target/release/duet);
+# CLUSTER_BUS=0: no DUET_REDIS_URL (one node on Postgres alone, the baseline
+# of scripts/cluster-bench.sh).
 # Inside `make test` (DUET_TEST_SERVICES_DIR set) it uses the suite's Postgres
 # and Redis with a fresh database. Exit code 3: the binary has no cluster
 # support (it refuses a postgres:// DATABASE_URL).
@@ -108,7 +110,9 @@ start_node() {
   fi
   mkdir -p "$DIR/node$i"
   out="$DIR/node$i.log"
-  DATABASE_URL="$DATABASE" DUET_REDIS_URL="$REDIS" DUET_SECRET="$SECRET" \
+  local bus="$REDIS"
+  [ "${CLUSTER_BUS:-1}" = 0 ] && bus=""
+  DATABASE_URL="$DATABASE" DUET_REDIS_URL="$bus" DUET_SECRET="$SECRET" \
     DUET_ADDR="127.0.0.1:$port" DUET_NODE_NAME="node$i" DUET_DATA_DIR="$DIR/node$i" \
     RUST_LOG="${RUST_LOG:-duet=info}" "$BIN" >"$out" 2>&1 &
   PIDS+=("$!")

@@ -211,7 +211,7 @@ impl Config {
     /// Settings that clap checks one by one but that do not fit together.
     pub fn check(&self) -> Result<(), String> {
         let url = self.database_url();
-        if self.redis_url.is_some()
+        if self.cluster().is_some()
             && !(url.starts_with("postgres:") || url.starts_with("postgresql:"))
         {
             return Err("DUET_REDIS_URL makes this process a node of a cluster, whose nodes share one Postgres database: set DATABASE_URL=postgres://... (SQLite is one node's own file), or unset DUET_REDIS_URL".into());
@@ -249,7 +249,8 @@ impl Config {
 
     /// The cluster settings, when this process is a node of one.
     pub fn cluster(&self) -> Option<crate::cluster::ClusterConfig> {
-        let url = self.redis_url.as_ref()?;
+        // An empty DUET_REDIS_URL is no URL (a script's way to say "none").
+        let url = self.redis_url.as_ref().filter(|u| !u.0.trim().is_empty())?;
         Some(crate::cluster::ClusterConfig {
             redis_url: url.0.clone(),
             name: self

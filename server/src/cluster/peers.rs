@@ -203,6 +203,11 @@ impl Peers {
         self.peers.len()
     }
 
+    /// Whether no other node is up.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
     /// The names of the nodes that are up.
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.peers.values().map(|p| p.name.clone()).collect();

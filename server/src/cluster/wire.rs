@@ -47,6 +47,9 @@ pub enum Header {
         seq: i64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         user: Option<String>,
+        /// A `response:update` (its notice goes out at once).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        notice: bool,
     },
     /// Awareness entries (a y-protocols awareness message) of the
     /// sender's member `sub` in a room.
@@ -162,6 +165,7 @@ mod tests {
             d: 0,
             seq: 42,
             user: None,
+            notice: false,
         };
         let body = [0u8, 255, 1, 2];
         let frame = encode(&h, &body);

@@ -38,8 +38,18 @@ pub const GAP_WAIT: Duration = Duration::from_millis(150);
 /// Where a room tells the other nodes what happened in it; called from
 /// the room's task or the writer's completions, so it must not block.
 pub trait RoomBus: Send + Sync + 'static {
-    /// An update of `doc` committed as number `seq`, by `user_id`.
-    fn update(&self, id: &str, doc: DocKind, seq: i64, user_id: Option<&str>, update: &[u8]);
+    /// An update of `doc` committed as number `seq`, by `user_id`;
+    /// `notice`: a `response:update`, whose `response:updated` every
+    /// member gets at once (Yjs edits' notices are throttled).
+    fn update(
+        &self,
+        id: &str,
+        doc: DocKind,
+        seq: i64,
+        user_id: Option<&str>,
+        notice: bool,
+        update: &[u8],
+    );
     /// Awareness entries (an awareness message) of local member `sub`.
     fn awareness(&self, id: &str, doc: DocKind, sub: SubId, message: &[u8]);
     /// An interviewer's control changed the challenge.
@@ -75,6 +85,8 @@ pub enum Remote {
     Update {
         seq: i64,
         user_id: Option<String>,
+        /// A `response:update`: notice every member at once.
+        notice: bool,
         update: Vec<u8>,
     },
     /// Awareness entries of a member of another node.
@@ -95,6 +107,7 @@ impl Room {
             Remote::Update {
                 seq,
                 user_id,
+                notice,
                 update,
             } => {
                 self.absorb_committed();
@@ -102,7 +115,7 @@ impl Room {
                     rooms.inner.bus_stats.duplicates.fetch_add(1, Relaxed);
                     return;
                 }
-                self.waiting.insert(seq, (user_id, update));
+                self.waiting.insert(seq, (user_id, notice, update));
                 self.apply_waiting();
                 if !self.waiting.is_empty() && self.gap_at.is_none() {
                     self.gap_at = Some(Instant::now() + GAP_WAIT);
@@ -144,10 +157,10 @@ impl Room {
         loop {
             self.advance();
             let next = self.seq + 1;
-            let Some((user_id, update)) = self.waiting.remove(&next) else {
+            let Some((user_id, notice, update)) = self.waiting.remove(&next) else {
                 break;
             };
-            self.apply_remote_update(user_id, &update);
+            self.apply_remote_update(user_id, notice, &update);
             self.seq = next;
         }
         let keep = self.waiting.split_off(&(self.seq + 1));
@@ -173,7 +186,7 @@ impl Room {
                 tracing::debug!(after = self.seq, fetched, "read the updates the room lacks");
                 for (n, user_id, update) in updates {
                     if !self.ahead.contains(&n) {
-                        self.waiting.entry(n).or_insert((user_id, update));
+                        self.waiting.entry(n).or_insert((user_id, false, update));
                     }
                 }
                 if fetched > 0 {
@@ -193,8 +206,10 @@ impl Room {
         }
     }
 
-    /// Applies a committed update of another node and relays it.
-    fn apply_remote_update(&mut self, user_id: Option<String>, update: &[u8]) {
+    /// Applies a committed update of another node and relays it; the
+    /// members without Yjs get `response:updated` (at once for a
+    /// `response:update`, as on its own node; throttled for Yjs edits).
+    fn apply_remote_update(&mut self, user_id: Option<String>, notice: bool, update: &[u8]) {
         match doc::apply_update(&self.doc, update) {
             Ok(()) => {}
             Err(DocError::Panicked) => {
@@ -210,6 +225,12 @@ impl Room {
         if self.kind == DocKind::Answer {
             self.text_stale = true;
             self.edited_at = time::OffsetDateTime::now_utc();
+            if let (true, Some(user_id)) = (notice, &user_id) {
+                self.fresh_text();
+                self.notice(user_id, false).send();
+                self.relay_all(doc::sync_update(update)).send();
+                return;
+            }
             if let Some(user_id) = user_id {
                 self.notice_user = Some(user_id);
             }
@@ -261,7 +282,7 @@ impl Room {
 }
 
 /// Updates that came before their turn, by number.
-pub(super) type Waiting = BTreeMap<i64, (Option<String>, Vec<u8>)>;
+pub(super) type Waiting = BTreeMap<i64, (Option<String>, bool, Vec<u8>)>;
 
 /// What the bus did to this node's rooms (for `/metrics`).
 #[derive(Debug, Default)]

@@ -99,7 +99,7 @@ impl Room {
                 );
                 let (inserted, deleted) = doc::edit_counts(&old_text, &self.text);
                 let change = TextChange { inserted, deleted };
-                self.persist(Some(user_id), update, change, done, rooms)
+                self.persist(Some(user_id), true, update, change, done, rooms)
                     .await;
             }
             Ok(None) => {
@@ -132,6 +132,7 @@ impl Room {
     pub(super) async fn persist(
         &mut self,
         user_id: Option<String>,
+        notice: bool,
         update: Vec<u8>,
         change: TextChange,
         done: Done,
@@ -147,7 +148,7 @@ impl Room {
         let publish = rooms.inner.config.bus.clone().map(|bus| {
             let (id, kind, user, update) =
                 (self.id.clone(), self.kind, user_id.clone(), update.clone());
-            move |seq: i64| bus.update(&id, kind, seq, user.as_deref(), &update)
+            move |seq: i64| bus.update(&id, kind, seq, user.as_deref(), notice, &update)
         });
         let done: Done = Box::new(move |result| {
             if let Ok(written) = &result {
@@ -198,7 +199,7 @@ impl Room {
     /// `response:updated` with the room's text, after an edit by
     /// `user_id`, for every member (or, with `plain_only`, the members
     /// without Yjs). Serialized straight from the room's state.
-    fn notice(&self, user_id: &str, plain_only: bool) -> Fanout {
+    pub(super) fn notice(&self, user_id: &str, plain_only: bool) -> Fanout {
         #[derive(serde::Serialize)]
         struct Notice<'a> {
             challenge: WithResponse<'a>,

@@ -177,7 +177,7 @@ impl Room {
             },
         );
         let change = TextChange { inserted, deleted };
-        self.persist(Some(edit.user_id), update, change, done, rooms)
+        self.persist(Some(edit.user_id), false, update, change, done, rooms)
             .await;
     }
 

@@ -127,7 +127,7 @@ pub enum WriteOp {
 impl WriteOp {
     /// The document an operation writes for (none for barriers and
     /// events, which no later write builds on).
-    fn room(&self) -> Option<(&Arc<str>, DocKind)> {
+    pub(super) fn room(&self) -> Option<(&Arc<str>, DocKind)> {
         match self {
             WriteOp::Append {
                 challenge_id, doc, ..

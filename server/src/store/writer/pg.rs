@@ -85,18 +85,47 @@ impl PgLog {
             }
         }
         let mut next = HashMap::new();
+        if counts.is_empty() {
+            return Ok(next);
+        }
+        // One statement for every document of the batch (not a round trip
+        // each, while holding the locks of the ones before), its rows
+        // taken in (challenge, doc) order: two nodes' batches lock their
+        // common rows in one order and never deadlock.
+        let (ids, columns, ns): (Vec<&str>, Vec<i64>, Vec<i64>) = counts
+            .iter()
+            .map(|((id, column), (_, n))| (*id, *column, *n))
+            .fold(
+                (Vec::new(), Vec::new(), Vec::new()),
+                |(mut a, mut b, mut c), (x, y, z)| {
+                    a.push(x);
+                    b.push(y);
+                    c.push(z);
+                    (a, b, c)
+                },
+            );
+        let heads: Vec<(String, i64, i64)> = sqlx::query_as(
+            "insert into doc_head (challenge_id, doc, seq)
+             select * from unnest($1::text[], $2::bigint[], $3::bigint[]) as t (challenge_id, doc, seq)
+             order by challenge_id, doc
+             on conflict (challenge_id, doc) do update set seq = doc_head.seq + excluded.seq
+             returning challenge_id, doc, seq",
+        )
+        .bind(&ids)
+        .bind(&columns)
+        .bind(&ns)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(pg)?;
+        let heads: HashMap<(String, i64), i64> = heads
+            .into_iter()
+            .map(|(id, column, head)| ((id, column), head))
+            .collect();
         for ((id, column), (doc, n)) in counts {
-            let head: i64 = sqlx::query_scalar(
-                "insert into doc_head (challenge_id, doc, seq) values ($1, $2, $3)
-                 on conflict (challenge_id, doc) do update set seq = doc_head.seq + excluded.seq
-                 returning seq",
-            )
-            .bind(id)
-            .bind(column)
-            .bind(n)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(pg)?;
+            let head = heads
+                .get(&(id.to_owned(), column))
+                .copied()
+                .ok_or_else(|| Error::Unavailable(format!("no head returned for {id}")))?;
             next.insert((id, doc), head - n + 1);
         }
         Ok(next)
@@ -156,6 +185,8 @@ impl PgLog {
         let work = async {
             let conn = self.conn().await?;
             let mut tx = conn.begin().await.map_err(pg)?;
+            let mut rows: Vec<&(&str, &Stamped, i64)> = rows.iter().collect();
+            rows.sort_by_key(|(id, ..)| *id);
             for (id, text, update_id) in rows {
                 update_response(&mut tx, id, text, *update_id).await?;
             }
@@ -246,21 +277,9 @@ async fn commit_on<'b>(
         }
     }
     insert_updates(&mut tx, &rows, now).await?;
-    for op in &ops {
-        let own_last = match op {
-            WriteOp::Snapshot {
-                challenge_id,
-                doc: DocKind::Answer,
-                ..
-            } => ids
-                .get(challenge_id)
-                .or_else(|| last_ids.get(challenge_id))
-                .copied(),
-            _ => None,
-        };
-        write_other(&mut tx, op, now, own_last).await?;
-    }
-    let (now_texts, later) = due_texts(texts, written, started);
+    write_others(&mut tx, &ops, now, &ids, last_ids).await?;
+    let (mut now_texts, later) = due_texts(texts, written, started);
+    now_texts.sort_by(|a, b| a.challenge_id.cmp(b.challenge_id));
     for row in &now_texts {
         update_response(&mut tx, &row.challenge_id[..], row.text, row.update_id).await?;
     }
@@ -313,6 +332,36 @@ async fn insert_updates(tx: &mut PgConnection, rows: &Rows, now: &str) -> Result
     .execute(&mut *tx)
     .await
     .map_err(pg)?;
+    Ok(())
+}
+
+/// The batch's snapshots and events. Rows other nodes' commits lock too
+/// (snapshots, then challenges' texts) are locked in one order, by
+/// challenge: two nodes' batches that share rooms then wait for each other
+/// instead of deadlocking.
+async fn write_others(
+    tx: &mut PgConnection,
+    ops: &[&WriteOp],
+    now: &str,
+    ids: &HashMap<&Arc<str>, i64>,
+    last_ids: &HashMap<Arc<str>, i64>,
+) -> Result<()> {
+    let mut others: Vec<&&WriteOp> = ops.iter().collect();
+    others.sort_by_key(|op| op.room().map(|(id, doc)| (id.clone(), doc.column())));
+    for op in others {
+        let own_last = match op {
+            WriteOp::Snapshot {
+                challenge_id,
+                doc: DocKind::Answer,
+                ..
+            } => ids
+                .get(challenge_id)
+                .or_else(|| last_ids.get(challenge_id))
+                .copied(),
+            _ => None,
+        };
+        write_other(tx, op, now, own_last).await?;
+    }
     Ok(())
 }
 
