@@ -6,6 +6,7 @@ import { h, mount } from "./dom.js";
 import { currentUser, renderSignIn } from "./auth.js";
 import { clearToken } from "./auth-store.js";
 import { mountLobby } from "./lobby.js";
+import { takeKeyFromUrl } from "./interview-key.js";
 
 const root = document.getElementById("app");
 let teardown = null;
@@ -68,6 +69,7 @@ async function route(notice) {
   }
   const id = roomId();
   if (id) {
+    takeKeyFromUrl(id); // before anything can show or share the address
     const roomModule = import("./room.js"); // fetch the chunk while we check the token
     const user = await ensureUser(gen, {
       intro: "Enter your name to join this pair-programming room.",
