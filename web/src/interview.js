@@ -182,11 +182,12 @@ export function createInterviewPanel({ id, socket, channel, user, color, intervi
     lockButton.disabled = busy || ended;
     endButton.disabled = busy || ended;
     runBox.disabled = busy || ended;
-    if (challenge) runBox.checked = challenge.run_enabled !== false && !ended;
     if (ended) confirmBox.hidden = true;
   }
   function update(c) {
     challenge = c;
+    // (Not in render: a click's new state stays while its request is out.)
+    runBox.checked = c.run_enabled !== false && c.status !== "ended";
     render();
   }
   render();

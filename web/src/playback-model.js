@@ -97,7 +97,13 @@ export class Session {
       })
       .filter((e) => Number.isFinite(e.at))
       .sort((a, b) => a.at - b.at);
-    for (const a of this.authors) if (!a.name) a.name = a.id ? "Someone" : "Duet";
+    const used = new Set();
+    for (const a of this.authors) {
+      if (!a.name) a.name = a.id ? "Someone" : "Duet";
+      // Two authors the palette gave one colour: the later one takes a free one.
+      if (used.has(a.color)) a.color = PALETTE.find((c) => !used.has(c)) || a.color;
+      used.add(a.color);
+    }
     this.buildClock();
     // Replay state.
     this.doc = new Y.Doc();

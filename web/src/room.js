@@ -79,11 +79,8 @@ export function mountRoom(root, id, user, { onAuthLost, navigate }) {
   const paneBar = h("div", { class: "pane-bar", hidden: true }, h("p", { class: "state-line", "aria-live": "polite" }, stateText, stateDetail), playbackToggle);
   const live = h("div", { class: "live" }, editorHost, h("div", { class: "statusbar" }, typingLine, undoneNote), runHost);
   const playbackHost = h("div", { class: "playback-host", hidden: true });
-  const notice = h(
-    "p",
-    { class: "interview-notice", hidden: true },
-    "This is an interview. Pastes and focus changes are recorded: the interviewer sees when you paste (and how much) and when you leave this page or come back.",
-  );
+  // Shown to candidates only (put in place once the join says so).
+  const notice = h("div", { class: "notice-host" });
   const side = h("aside", { class: "interview-side", hidden: true, "aria-label": "Interview" });
 
   mount(
@@ -147,7 +144,8 @@ export function mountRoom(root, id, user, { onAuthLost, navigate }) {
   const sync = guardSync(provider, {
     onRefused(reason) {
       editor.setReadOnly(true); // until the fresh document is in
-      const why = reason === "read only" ? (current && current.status === "ended" ? "the interview has ended" : "editing is locked") : "the server did not take it";
+      // (Worded apart from the state line's "Editing is locked" / "Interview ended".)
+      const why = reason === "read only" ? (isEnded() ? "the interview has ended" : "the answer is locked") : "the server did not take it";
       undoneNote.textContent = `Your last change was undone: ${why}.`;
       clearTimeout(undoneTimer);
       undoneTimer = setTimeout(() => (undoneNote.textContent = ""), UNDONE_NOTE_MS);
@@ -278,7 +276,16 @@ export function mountRoom(root, id, user, { onAuthLost, navigate }) {
   function setRole(r) {
     if (role === r) return;
     role = r;
-    notice.hidden = r !== "candidate";
+    mount(
+      notice,
+      r === "candidate"
+        ? h(
+            "p",
+            { class: "interview-notice" },
+            "This is an interview. Pastes and focus changes are recorded: the interviewer sees when you paste (and how much) and when you leave this page or come back.",
+          )
+        : null,
+    );
     if (r === "interviewer") loadPanel();
     renderInterview();
   }

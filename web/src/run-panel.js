@@ -71,7 +71,7 @@ export function createRunPanel({ channel, ydoc, ytext }) {
 
   /** Why Run cannot be pressed now, kept beside the button; "" when it can. */
   function standingNote() {
-    if (ended) return "Interview ended: Run is off.";
+    if (ended) return "Run is off: the interview has ended.";
     if (!runEnabled) return "Run is off (the interviewer turned it off).";
     if (language && !RUNNABLE[language]) return `Run works for ${Object.values(RUNNABLE).join(" and ")}.`;
     return "";
