@@ -4,10 +4,12 @@
 // the authors' tracks; and the session's time with its idle stretches
 // skipped. No DOM here (playback.js draws it).
 //
-// Seeking: a first pass applies every update once, keeping the document's
-// state every SNAPSHOT_EVERY updates, and notes which update made each Yjs
-// item (the clocks each update gave its client): a seek starts from the
-// nearest state before it, and a character's author is its item's.
+// Nothing is replayed before the view opens (at the start of the session):
+// the first time an update is applied, the clocks it gave its client are
+// noted (a character's author is its Yjs item's). Seeking starts from the
+// nearest state kept before the instant (every SNAPSHOT_EVERY updates, kept
+// as seeks pass them), and once the view is up a background pass goes
+// through the whole log in the page's idle time, so every seek is quick.
 import * as Y from "yjs";
 
 /** A stretch longer than this with nothing happening is skipped… */
@@ -16,8 +18,10 @@ export const IDLE_MS = 5000;
 export const IDLE_SHOWN_MS = 400;
 /** Updates between two kept states: a seek applies at most this many (a few ms). */
 const SNAPSHOT_EVERY = 500;
-/** Updates applied between two yields of the first pass (keeps the page answering). */
-const SLICE = 4000;
+/** Updates the background pass applies at a time (a few ms: never in the way of playing). */
+const IDLE_SLICE = 500;
+/** The longest the background pass waits for idle time between two slices. */
+const IDLE_WAIT_MS = 50;
 
 /** The server's presence palette (server/src/challenges/model.rs `color_for`): the same colour as in the room. */
 const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42a5a5", "#f032e6", "#9a6324", "#800000", "#008080", "#000075", "#c71585"];
@@ -51,8 +55,6 @@ function lastAtOrBefore(arr, x) {
   return lo - 1;
 }
 
-const yieldToPage = () => new Promise((resolve) => setTimeout(resolve, 0));
-
 export class Session {
   /** Reads an export file (`GET /api/challenges/:id/export`). */
   constructor(file) {
@@ -82,7 +84,7 @@ export class Session {
       a.edits++;
       this.times[i] = Date.parse(u.at);
       this.authorOf[i] = a.index;
-      this.bytes[i] = base64Bytes(u.update_v1);
+      this.bytes[i] = String(u.update_v1); // decoded when applied
     }
     // The room's events (not the edits, which are the updates): raw rows, their data as JSON.
     this.events = (Array.isArray(file.events) ? file.events : [])
@@ -97,6 +99,11 @@ export class Session {
       })
       .filter((e) => Number.isFinite(e.at))
       .sort((a, b) => a.at - b.at);
+    // The session ends with the interview: people who open the room
+    // afterwards (to review it) join and leave on the timeline too.
+    const end = this.events.find((e) => e.kind === "end");
+    const endedAt = end ? end.at : Date.parse(file.challenge && file.challenge.ended_at);
+    if (Number.isFinite(endedAt)) this.events = this.events.filter((e) => e.at <= endedAt);
     const used = new Set();
     for (const a of this.authors) {
       if (!a.name) a.name = a.id ? "Someone" : "Duet";
@@ -108,10 +115,10 @@ export class Session {
     // Replay state.
     this.doc = new Y.Doc();
     this.applied = 0;
-    this.snapshots = [{ index: 0, state: null }];
-    this.snapshotIndex = [0];
+    this.snapshots = new Map([[0, null]]); // updates applied -> the state then
+    this.snapshotIndex = [0]; // its keys, sorted
     this.ranges = new Map(); // client -> {starts, ends, updates}
-    this.ready = false;
+    this.known = 0; // the updates whose clocks are noted (see apply)
   }
 
   /** The session's time, idle stretches (longer than IDLE_MS) shown as IDLE_SHOWN_MS. */
@@ -158,14 +165,22 @@ export class Session {
     return lastAtOrBefore(this.times, t) + 1;
   }
 
+  /** Update `i`'s bytes (decoded from base64 when first needed). */
+  update(i) {
+    let b = this.bytes[i];
+    if (typeof b === "string") this.bytes[i] = b = base64Bytes(b);
+    return b;
+  }
+
   /**
-   * The first pass: every update applied once, the states kept, each
-   * update's clocks noted. `progress(fraction)` is told as it goes.
+   * Applies update `i` to `doc`. The first time any document applies it,
+   * the clocks it gave its client are noted: that is who wrote those
+   * characters. (Every document applies the updates in order, so the
+   * ranges of a client stay sorted.)
    */
-  async prepare(progress = () => {}) {
-    const doc = new Y.Doc();
-    let current = 0;
-    const noteClocks = (tr) => {
+  apply(doc, i) {
+    if (i !== this.known) return Y.applyUpdate(doc, this.update(i));
+    const note = (tr) => {
       tr.afterState.forEach((clock, client) => {
         const before = tr.beforeState.get(client) || 0;
         if (clock <= before) return;
@@ -173,39 +188,63 @@ export class Session {
         if (!r) this.ranges.set(client, (r = { starts: [], ends: [], updates: [] }));
         r.starts.push(before);
         r.ends.push(clock);
-        r.updates.push(current);
+        r.updates.push(i);
       });
     };
-    doc.on("afterTransaction", noteClocks);
-    for (let i = 0; i < this.n; i++) {
-      current = i;
-      Y.applyUpdate(doc, this.bytes[i]);
-      if ((i + 1) % SNAPSHOT_EVERY === 0 && i + 1 < this.n) this.snapshots.push({ index: i + 1, state: Y.encodeStateAsUpdate(doc) });
-      if ((i + 1) % SLICE === 0) {
-        progress((i + 1) / this.n);
-        await yieldToPage();
-      }
+    doc.on("afterTransaction", note);
+    try {
+      Y.applyUpdate(doc, this.update(i));
+    } finally {
+      doc.off("afterTransaction", note);
     }
-    doc.off("afterTransaction", noteClocks);
-    this.snapshotIndex = this.snapshots.map((x) => x.index);
-    this.doc.destroy();
-    this.doc = doc; // at the end: where an ended room's playback opens
-    this.applied = this.n;
-    this.ready = true;
+    this.known++;
+  }
+
+  /** Keeps `doc`'s state after `index` updates, if it is a snapshot's place. */
+  keep(index, doc) {
+    if (index % SNAPSHOT_EVERY || this.snapshots.has(index)) return;
+    this.snapshots.set(index, Y.encodeStateAsUpdate(doc));
+    this.snapshotIndex.splice(lastAtOrBefore(this.snapshotIndex, index) + 1, 0, index);
   }
 
   /** The document with the first `k` updates applied. */
   seek(k) {
     k = Math.max(0, Math.min(this.n, k));
     if (k === this.applied) return;
-    const s = this.snapshots[lastAtOrBefore(this.snapshotIndex, k)];
-    if (k < this.applied || s.index > this.applied) {
+    const at = this.snapshotIndex[lastAtOrBefore(this.snapshotIndex, k)];
+    if (k < this.applied || at > this.applied) {
       this.doc.destroy();
       this.doc = new Y.Doc();
-      if (s.state) Y.applyUpdate(this.doc, s.state);
-      this.applied = s.index;
+      const state = this.snapshots.get(at);
+      if (state) Y.applyUpdate(this.doc, state);
+      this.applied = at;
     }
-    while (this.applied < k) Y.applyUpdate(this.doc, this.bytes[this.applied++]);
+    while (this.applied < k) {
+      this.apply(this.doc, this.applied++);
+      this.keep(this.applied, this.doc);
+    }
+  }
+
+  /**
+   * The whole log once, a slice at a time in the page's idle time: every
+   * author noted and the states kept, so that any seek is quick. Stops when
+   * `stopped()` says so.
+   */
+  async fillSnapshots(stopped = () => false) {
+    const doc = new Y.Doc();
+    // Idle time, but at least every IDLE_WAIT_MS: a busy page still gets its seeks quick soon.
+    const idle = () => new Promise((resolve) => (window.requestIdleCallback ? requestIdleCallback(() => resolve(), { timeout: IDLE_WAIT_MS }) : setTimeout(resolve, 0)));
+    try {
+      for (let i = 0; i < this.n && !stopped(); ) {
+        await idle();
+        for (const end = Math.min(this.n, i + IDLE_SLICE); i < end && !stopped(); ) {
+          this.apply(doc, i++);
+          this.keep(i, doc);
+        }
+      }
+    } finally {
+      doc.destroy();
+    }
   }
 
   text() {

@@ -8,7 +8,7 @@
 // last run before the playhead.
 import { addStyles, h, mount } from "./dom.js";
 import styles from "./playback.lazy.css";
-import { api, ApiError } from "./api.js";
+import { getExport, ApiError } from "./api.js";
 import { Session } from "./playback-model.js";
 
 const SPEEDS = [1, 2, 4, 8, 16, 32];
@@ -61,9 +61,11 @@ function markText(e, name) {
 
 /**
  * Mounts the view in `host`. `interviewerKey()`: the key to read the export
- * with (none: the creator, or anyone once ended). Returns {reload(), pause(), destroy()}.
+ * with (none: the creator, or anyone once ended); `prefetched`: the export's
+ * answer if it was asked for already (the room does, while this chunk
+ * loads). Returns {reload(), pause(), destroy()}.
  */
-export function mountPlayback(host, { id, interviewerKey, onAuthLost }) {
+export function mountPlayback(host, { id, interviewerKey, onAuthLost, prefetched }) {
   addStyles(styles);
   let alive = true;
   let session = null;
@@ -118,11 +120,13 @@ export function mountPlayback(host, { id, interviewerKey, onAuthLost }) {
     const n = ++loads;
     pause();
     section.dataset.ready = "false";
+    delete section.dataset.filled;
     status.textContent = "Loading the session…";
-    const key = interviewerKey();
+    performance.mark("duet:playback-load");
     let got;
     try {
-      got = await api("GET", `/api/challenges/${encodeURIComponent(id)}/export${key ? `?key=${encodeURIComponent(key)}` : ""}`);
+      const asked = n === 1 && prefetched;
+      got = await (asked || getExport(id, interviewerKey()));
     } catch (e) {
       if (!alive || n !== loads) return;
       if (e instanceof ApiError && e.status === 401) return onAuthLost();
@@ -130,10 +134,9 @@ export function mountPlayback(host, { id, interviewerKey, onAuthLost }) {
       return;
     }
     if (!alive || n !== loads) return;
+    performance.mark("duet:playback-fetched");
     const s = new Session(got);
-    status.textContent = "Preparing the playback…";
-    await s.prepare((f) => alive && n === loads && (status.textContent = `Preparing the playback… ${Math.round(f * 100)}%`));
-    if (!alive || n !== loads) return;
+    performance.mark("duet:playback-read");
     session = s;
     file = got;
     runs = s.events.filter((e) => e.kind === "run");
@@ -141,12 +144,16 @@ export function mountPlayback(host, { id, interviewerKey, onAuthLost }) {
     slider.max = String(Math.ceil(s.total));
     buildTracks();
     shownK = -1;
-    show(s.total); // it opens at the end: the answer as it was left
+    show(0); // at the start, ready to play (End shows the answer as it was left)
     const people = s.authors.filter((a) => a.edits).map((a) => a.name);
     const skipped = s.skips.reduce((sum, k) => sum + (k.to - k.from - k.shown), 0);
     status.textContent = `${s.n} edit${s.n === 1 ? "" : "s"}${people.length ? ` by ${people.join(", ")}` : ""} over ${durationText(s.end - s.start)}${skipped ? `; ${durationText(skipped)} of idle time skipped` : ""}.`;
     section.dataset.ready = "true";
     performance.mark("duet:playback-ready");
+    // Then the whole log once, in idle time: every later seek is quick.
+    s.fillSnapshots(() => !alive || session !== s).then(() => {
+      if (alive && session === s) section.dataset.filled = "true";
+    });
   }
 
   // ---------- the tracks: one per author, and the session's own row

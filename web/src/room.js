@@ -8,7 +8,7 @@ import { Socket, Presence } from "phoenix";
 import * as Y from "yjs";
 import { PhoenixChannelProvider } from "y-phoenix-channel";
 import { h, mount } from "./dom.js";
-import { getChallenge, getMe, ApiError } from "./api.js";
+import { getChallenge, getExport, getMe, ApiError } from "./api.js";
 import { getToken, tokenExpired } from "./auth-store.js";
 import { createEditor, userField } from "./editor.js";
 import { createRunPanel } from "./run-panel.js";
@@ -36,7 +36,11 @@ const AUTH_CHECK_MIN_INTERVAL_MS = 3000;
 /** How long "Your change was undone…" stays in the status bar. */
 const UNDONE_NOTE_MS = 6000;
 
-export function mountRoom(root, id, user, { onAuthLost, navigate }) {
+/**
+ * `early`: what main.js asked for while this chunk loaded ({challenge,
+ * exported} promises, see api.js `prefetchRoom`), used when they succeed.
+ */
+export function mountRoom(root, id, user, { onAuthLost, navigate, early = null }) {
   let alive = true;
   const myId = String(user.id);
   let challengeShown = false;
@@ -234,7 +238,7 @@ export function mountRoom(root, id, user, { onAuthLost, navigate }) {
   );
 
   // ---------- the challenge itself (REST answers before the socket is up)
-  getChallenge(id)
+  (early ? early.challenge.catch(() => getChallenge(id)) : getChallenge(id))
     .then((c) => {
       if (!alive || !c) return;
       if (toldByChannel) showChallenge(c);
@@ -334,10 +338,16 @@ export function mountRoom(root, id, user, { onAuthLost, navigate }) {
     playbackToggle.textContent = "Back to the editor";
     if (playback) return playback.reload();
     mount(playbackHost, h("p", { class: "muted loading" }, "Loading the playback…"));
+    // The export (megabytes for a long session) is asked for while the chunk
+    // loads, if main.js did not already.
+    const ask = () => getExport(id, interviewerKey || key);
+    const prefetched = early ? early.exported.then((x) => x || ask(), ask) : ask();
+    early = null;
+    prefetched.catch(() => {}); // the view reports it
     import("./playback.js")
       .then(({ mountPlayback }) => {
         if (!alive) return;
-        playback = mountPlayback(playbackHost, { id, interviewerKey: () => interviewerKey || key, onAuthLost: authLost });
+        playback = mountPlayback(playbackHost, { id, interviewerKey: () => interviewerKey || key, onAuthLost: authLost, prefetched });
       })
       .catch(() => alive && mount(playbackHost, h("p", { class: "form-error" }, "The playback did not load. Reload the page.")));
   }
