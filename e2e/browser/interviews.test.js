@@ -175,6 +175,8 @@ test("the interviewer's controls, the interviewer link, and a candidate's page t
   assert.ok(!(await pageState(s.page)).includes(key), "the key is in the candidate's page");
   assert.ok(traffic.responses.length > 5, "responses were recorded");
   for (const r of traffic.responses) assert.ok(!r.includes(key), `a response to the candidate holds the key: ${r.slice(0, 200)}`);
+  // Nor does it load the interviewer's code, or the playback's.
+  for (const r of traffic.responses) assert.doesNotMatch(r.split("\n")[0], /\/assets\/(interview|playback)-/);
   assert.ok(traffic.frames.length > 5, "frames were recorded");
   for (const f of traffic.frames) assert.ok(!f.includes(key), `a WebSocket frame holds the key: ${f.slice(0, 200)}`);
   for (const p of [o, s, b]) assert.deepEqual(p.errors, []);

@@ -65,9 +65,10 @@ const readOnlyExtension = (on) => [EditorState.readOnly.of(on), EditorView.edita
  * Create the editor in `parent`. Returns {view, setLanguage(id),
  * setReadOnly(bool), destroy()}. onLocalEdit() fires for every change the
  * local person makes (typing, pasting, deleting, undo…), never for remote
- * changes. `label` is the editable element's accessible name.
+ * changes. `label` is the editable element's accessible name; `gutter`:
+ * line numbers; `wrap`: long lines wrap (prose, such as notes).
  */
-export function createEditor(parent, { ytext, awareness, onLocalEdit = () => {}, label = "Shared code editor", readOnly = false, gutter = true }) {
+export function createEditor(parent, { ytext, awareness, onLocalEdit = () => {}, label = "Shared code editor", readOnly = false, gutter = true, wrap = false }) {
   const language = new Compartment();
   const indent = new Compartment();
   const editable = new Compartment();
@@ -78,6 +79,7 @@ export function createEditor(parent, { ytext, awareness, onLocalEdit = () => {},
       doc: ytext.toString(),
       extensions: [
         gutter ? lineNumbers() : [],
+        wrap ? EditorView.lineWrapping : [],
         highlightActiveLineGutter(),
         highlightSpecialChars(),
         drawSelection(),

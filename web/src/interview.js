@@ -111,11 +111,11 @@ export function createInterviewPanel({ id, socket, channel, user, color, intervi
   const notesProvider = new PhoenixChannelProvider(socket, `notes:${id}`, notesDoc, { params: { key: key() }, disableBc: true });
   const notesAwareness = notesProvider.awareness;
   notesAwareness.setLocalStateField("user", userField(user.first_name, color || "#6b7280", notesDoc.clientID));
-  let notesEditor = createEditor(notesHost, { ytext: notesDoc.getText("notes"), awareness: notesAwareness, label: "Private notes", gutter: false });
+  let notesEditor = createEditor(notesHost, { ytext: notesDoc.getText("notes"), awareness: notesAwareness, label: "Private notes", gutter: false, wrap: true });
   const notesSync = guardSync(notesProvider, {
     onDoc(doc) {
       notesEditor.destroy();
-      notesEditor = createEditor(notesHost, { ytext: doc.getText("notes"), awareness: notesAwareness, label: "Private notes", gutter: false });
+      notesEditor = createEditor(notesHost, { ytext: doc.getText("notes"), awareness: notesAwareness, label: "Private notes", gutter: false, wrap: true });
     },
   });
   notesProvider.channel.joinPush.receive("error", (r) => {
