@@ -5,6 +5,10 @@
 // private notes, the integrity signals, Run off.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmdirSync, statfsSync, unlinkSync, writeFileSync, appendFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join as joinPath } from "node:path";
 import { startServer, signIn, createChallenge } from "../lib/server.js";
 import { api } from "../lib/http.js";
 import { launchBrowser, newPerson, signInUI, joinRoom, waitForBadge, editorText, typeAtEnd, eventually, serverResponse, answerEditor, participantNames } from "./helpers.js";
@@ -399,4 +403,82 @@ test("Run off: the button is disabled with 'Run is off' for everyone; Run on aga
     assert.equal(await p.page.getByText("Run is off").count(), 0);
   }
   for (const p of [o, s]) assert.deepEqual(p.errors, []);
+});
+
+/** Mounts a small tmpfs on a new temp dir (as root; as e2e/tests/chaos.test.js does): its path, or why not. */
+function mountTmpfs(size) {
+  if (typeof process.getuid !== "function" || process.getuid() !== 0) return { why: "not running as root (mount needs it)" };
+  const dir = mkdtempSync(joinPath(tmpdir(), "duet-diskfull-"));
+  try {
+    execFileSync("mount", ["-t", "tmpfs", "-o", `size=${size},mode=0700`, "tmpfs", dir], { stdio: "pipe" });
+    return { dir };
+  } catch (e) {
+    rmdirSync(dir);
+    return { why: `mount -t tmpfs failed: ${String(e.stderr || e.message).trim()}` };
+  }
+}
+
+function unmount(dir) {
+  for (const args of [[dir], ["-l", dir]]) {
+    try {
+      execFileSync("umount", args, { stdio: "pipe" });
+      break;
+    } catch {
+      /* busy: lazily next */
+    }
+  }
+  try {
+    rmdirSync(dir);
+  } catch {
+    /* still mounted: left for the OS */
+  }
+}
+
+/** Fills the file system of `file` to the last byte. */
+function fillUp(file) {
+  const { bavail, bsize } = statfsSync(joinPath(file, ".."));
+  try {
+    writeFileSync(file, Buffer.alloc(Math.max(0, bavail * bsize - 8192)));
+    for (;;) appendFileSync(file, Buffer.alloc(1024));
+  } catch (e) {
+    if (e.code !== "ENOSPC") throw e;
+  }
+}
+
+test("disk full: a candidate's edit that was not saved stays on the screen, and is saved once there is room", T, async (t) => {
+  const mount = mountTmpfs("3m");
+  if (!mount.dir) {
+    t.skip(`skipped: ${mount.why}`);
+    return;
+  }
+  const filler = joinPath(mount.dir, "filler");
+  let srv;
+  t.after(async () => {
+    await srv?.kill();
+    unmount(mount.dir);
+  });
+  srv = await startServer({ dataDir: mount.dir });
+  const me = await signIn(srv, "Olivia");
+  const c = await createChallenge(srv, me.token, { title: "Disk full" });
+  const s = await newPerson(browser, srv);
+  people.push(s);
+  const traffic = recordTraffic(s);
+  await s.page.goto(`/challenges/${c.id}`);
+  await signInUI(s.page, "Sophie");
+  await waitForBadge(s.page, "Connected");
+  await typeAtEnd(s.page, "saved\n");
+  await eventually(async () => assert.equal(await serverResponse(srv, me.token, c.id), "saved\n"));
+
+  fillUp(filler);
+  await typeAtEnd(s.page, "while full", 30);
+  await new Promise((r) => setTimeout(r, 2000));
+  assert.equal(await serverResponse(srv, me.token, c.id), "saved\n", "nothing could be saved");
+  assert.equal(await editorText(s.page), "saved\nwhile full", "the unsaved edit stays on the screen");
+  assert.equal(await s.page.getByText("Your last change was undone").count(), 0);
+  assert.ok(traffic.frames.some((f) => f.includes('"not saved"')), "the server answered \"not saved\"");
+
+  unlinkSync(filler);
+  await eventually(async () => assert.equal(await serverResponse(srv, me.token, c.id), "saved\nwhile full"), { timeout: 20000, interval: 200 });
+  assert.equal(await editorText(s.page), "saved\nwhile full");
+  assert.deepEqual(s.errors, []);
 });

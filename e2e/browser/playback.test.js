@@ -7,7 +7,7 @@
 // docs/screenshots/playback.png.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join as pathJoin } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -211,6 +211,13 @@ test("an interviewer reviews a live room's playback; a candidate has none until 
   await slider(o.page).focus();
   await o.page.keyboard.press("End");
   assert.equal(await shownText(o.page), "x = 1\n");
+  // Download session: the export file, as the server gives it.
+  const [download] = await Promise.all([o.page.waitForEvent("download"), region(o.page).getByRole("button", { name: "Download session" }).click()]);
+  assert.equal(download.suggestedFilename(), `duet-${c.id}.json`);
+  const saved = JSON.parse(readFileSync(await download.path(), "utf8"));
+  assert.equal(saved.format, "duet-export");
+  assert.equal(saved.answer, "x = 1\n");
+  assert.ok(saved.updates.length > 0);
   await o.page.getByRole("button", { name: "Back to the editor" }).click();
   await answerEditor(o.page).waitFor();
   // New edits are in the next opening.
