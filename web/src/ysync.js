@@ -69,6 +69,8 @@ export function guardSync(provider, { onDoc, onRefused = () => {} }) {
     // and the server has none of the refused structs, so its clock goes on
     // from where the server's copy stands.
     fresh.clientID = old.clientID;
+    // `_updateHandler` is the provider's listener of its document (y-phoenix-
+    // channel 0.1.1, pinned exactly in package.json): it moves to the new one.
     old.off("update", provider._updateHandler);
     fresh.on("update", provider._updateHandler);
     provider.doc = fresh;
