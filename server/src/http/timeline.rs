@@ -15,7 +15,7 @@
 //! candidates once the interview has ended; anyone else 403.
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -41,7 +41,14 @@ pub fn routes() -> Router<AppState> {
         .route("/api/challenges/{id}/timeline", get(timeline))
         .route("/api/challenges/{id}/text", get(text_at))
         .route("/api/challenges/{id}/export", get(export))
-        .route("/api/challenges/import", post(import))
+        // Its own limit (BigJson reads up to IMPORT_MAX_BYTES): without this
+        // layer, axum's Json would still apply the API's default limit
+        // (256 KiB) to the body BigJson already read, and refuse every
+        // real session's file with 413.
+        .route(
+            "/api/challenges/import",
+            post(import).layer(DefaultBodyLimit::max(super::extract::IMPORT_MAX_BYTES)),
+        )
 }
 
 #[derive(Debug, Default, Deserialize)]
