@@ -194,7 +194,13 @@ async fn text_at_is_exact_at_every_edit_boundary_and_survives_export_and_import(
         assert_eq!(original["text"], again["text"], "at {at}");
     }
     let (_, copy_export) = get(&server, &bob, &format!("/api/challenges/{copy}/export")).await;
-    assert_eq!(copy_export["timeline"], export["timeline"]);
+    assert_eq!(
+        timeline_of_export(&copy_export),
+        timeline_of_export(&export)
+    );
+    let (_, original) = get(&server, &ann, &format!("/api/challenges/{id}/timeline")).await;
+    let (_, again) = get(&server, &bob, &format!("/api/challenges/{copy}/timeline")).await;
+    assert_eq!(again, original);
 }
 
 #[tokio::test]
@@ -314,4 +320,74 @@ async fn interviewers_read_the_timeline_any_time_candidates_once_ended() {
     )
     .await;
     assert_eq!(status, 400);
+}
+
+/// Ann joins `id` and makes `edits` edits through `response:update`;
+/// returns her client (still joined).
+async fn edit_as(server: &TestServer, token: &str, id: &str, edits: &[&str]) -> Client {
+    let topic = format!("challenges:{id}");
+    let mut a = server.connect(token).await;
+    let (ar, _) = a.join(&topic, json!({})).await;
+    for text in edits {
+        let r = a
+            .push(
+                Some(&ar),
+                &topic,
+                "response:update",
+                json!({ "response": text }),
+            )
+            .await;
+        a.reply(&r).await;
+    }
+    a
+}
+
+/// The export's timeline, rebuilt as GET /timeline gives it: each event
+/// after the `after` first updates, each update an edit.
+fn timeline_of_export(export: &Value) -> Vec<Value> {
+    let updates = export["updates"].as_array().unwrap();
+    let mut events = export["events"].as_array().unwrap().iter().peekable();
+    let mut out = Vec::new();
+    for (i, u) in updates.iter().enumerate() {
+        while let Some(e) = events.next_if(|e| e["after"].as_i64().unwrap() <= i as i64) {
+            out.push((e["kind"].clone(), e["user_id"].clone(), e["at"].clone()));
+        }
+        out.push((json!("edit"), u["user_id"].clone(), u["at"].clone()));
+    }
+    for e in events {
+        out.push((e["kind"].clone(), e["user_id"].clone(), e["at"].clone()));
+    }
+    out.into_iter()
+        .map(|(kind, user_id, at)| json!([kind, user_id, at]))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_export_holds_each_edit_once() {
+    let server = TestServer::start().await;
+    let (ann, _) = server.sign_in("Ann").await;
+    let id = server.create_challenge(&ann).await;
+    let a = edit_as(&server, &ann, &id, &["a", "ab", "abc", "abcd"]).await;
+    drop(a);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, export) = get(&server, &ann, &format!("/api/challenges/{id}/export")).await;
+    // Every array of the file: how many of its entries are an edit.
+    let edits_in = |v: &Value| {
+        v.as_array().map_or(0, |rows| {
+            rows.iter()
+                .filter(|r| r["kind"] == "edit" || r.get("update_v1").is_some())
+                .count()
+        })
+    };
+    let total: usize = export.as_object().unwrap().values().map(edits_in).sum();
+    assert_eq!(total, 4, "each of the 4 edits once in the file: {export}");
+    // What the file holds is still the whole timeline.
+    let (_, timeline) = get(&server, &ann, &format!("/api/challenges/{id}/timeline")).await;
+    let shown: Vec<Value> = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| json!([e["kind"], e["user_id"], e["at"]]))
+        .collect();
+    assert_eq!(timeline_of_export(&export), shown);
 }
