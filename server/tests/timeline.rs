@@ -391,3 +391,62 @@ async fn the_export_holds_each_edit_once() {
         .collect();
     assert_eq!(timeline_of_export(&export), shown);
 }
+
+async fn post(server: &TestServer, token: &str, path: &str, body: Value) -> (u16, Value) {
+    let res = reqwest::Client::new()
+        .post(server.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(json!(null)))
+}
+
+#[tokio::test]
+async fn an_ended_session_stops_at_its_end() {
+    let server = TestServer::start().await;
+    let (ann, _) = server.sign_in("Ann").await;
+    let (cato, _) = server.sign_in("Cato").await;
+    let id = server.create_challenge(&ann).await;
+    let a = edit_as(&server, &ann, &id, &["x", "xy"]).await;
+    let (status, _) = post(
+        &server,
+        &ann,
+        &format!("/api/challenges/{id}/end"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // After the end: Ann leaves, Cato and Ann come to review it, a
+    // control is tried again.
+    drop(a);
+    let c = edit_as(&server, &cato, &id, &[]).await;
+    let a = edit_as(&server, &ann, &id, &[]).await;
+    post(
+        &server,
+        &ann,
+        &format!("/api/challenges/{id}/end"),
+        json!({}),
+    )
+    .await;
+    drop((a, c));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, timeline) = get(&server, &ann, &format!("/api/challenges/{id}/timeline")).await;
+    let kinds: Vec<&str> = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["join", "edit", "edit", "end"], "{timeline}");
+    let (_, export) = get(&server, &ann, &format!("/api/challenges/{id}/export")).await;
+    let kinds: Vec<&str> = export["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["join", "end"], "{export}");
+}

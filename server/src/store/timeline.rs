@@ -46,11 +46,19 @@ pub struct LogUntil {
 }
 
 impl Store {
-    /// The events the rooms recorded, oldest first.
+    /// The events of the session, oldest first: what the rooms recorded up
+    /// to the interview's end, that included. What comes after (people
+    /// opening the ended room to review it, a run that finished late, a
+    /// control repeated) is not part of the session.
     pub async fn events(&self, challenge_id: &str) -> Result<Vec<EventRow>> {
         Ok(sqlx::query_as::<_, EventRow>(
             "select created_at as at, user_id, first_name, kind, data, after_update_id as after
-             from timeline_event where challenge_id = ? order by timeline_event_id",
+             from timeline_event where challenge_id = ?1
+               and timeline_event_id <= coalesce(
+                   (select min(timeline_event_id) from timeline_event
+                    where challenge_id = ?1 and kind = 'end'),
+                   9223372036854775807)
+             order by timeline_event_id",
         )
         .bind(challenge_id)
         .fetch_all(&self.pool)
