@@ -450,3 +450,52 @@ async fn an_ended_session_stops_at_its_end() {
         .collect();
     assert_eq!(kinds, ["join", "end"], "{export}");
 }
+
+#[tokio::test]
+async fn an_import_keeps_the_names_of_authors_this_server_does_not_know() {
+    let home = TestServer::start().await;
+    let (ann, _) = home.sign_in("Ann").await;
+    let id = home.create_challenge(&ann).await;
+    drop(edit_as(&home, &ann, &id, &["a", "ab"]).await);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, export) = get(&home, &ann, &format!("/api/challenges/{id}/export")).await;
+    let elsewhere = TestServer::start().await;
+    let (zoe, _) = elsewhere.sign_in("Zoe").await;
+    let mut hostile = export.clone();
+    hostile["updates"][0]["first_name"] = json!("Ann\u{7}<b>");
+    let (status, _) = post(&elsewhere, &zoe, "/api/challenges/import", hostile).await;
+    assert_eq!(status, 422, "a name no one could sign in with is refused");
+    let (status, imported) = post(&elsewhere, &zoe, "/api/challenges/import", export).await;
+    assert_eq!(status, 201, "{imported}");
+    let copy = imported["challenge"]["id"].as_str().unwrap();
+    let (_, timeline) = get(
+        &elsewhere,
+        &zoe,
+        &format!("/api/challenges/{copy}/timeline"),
+    )
+    .await;
+    let names: Vec<(&str, &str)> = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap(),
+                e["first_name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("join", "Ann"),
+            ("edit", "Ann"),
+            ("edit", "Ann"),
+            ("leave", "Ann")
+        ]
+    );
+    let (_, again) = get(&elsewhere, &zoe, &format!("/api/challenges/{copy}/export")).await;
+    for u in again["updates"].as_array().unwrap() {
+        assert_eq!(u["first_name"], "Ann", "{u}");
+    }
+}

@@ -250,6 +250,16 @@ fn check_import(state: &AppState, file: &ImportFile) -> Result<(), ApiError> {
     {
         instant(at)?;
     }
+    // Authors' names are kept and shown as a signed-in user's are.
+    for name in file
+        .updates
+        .iter()
+        .map(|u| &u.first_name)
+        .chain(file.events.iter().map(|e| &e.first_name))
+        .filter(|n| !n.is_empty())
+    {
+        crate::challenges::model::validate_first_name(name)?;
+    }
     let answer = doc::new_doc();
     for (i, u) in file.updates.iter().enumerate() {
         if u.doc != DocKind::Answer.column() && u.doc != DocKind::Notes.column() {
