@@ -46,23 +46,33 @@ pub struct LogUntil {
 }
 
 impl Store {
-    /// The events the rooms recorded, oldest first.
+    /// The events of the session, oldest first: what the rooms recorded up
+    /// to the interview's end, that included. What comes after (people
+    /// opening the ended room to review it, a run that finished late, a
+    /// control repeated) is not part of the session.
     pub async fn events(&self, challenge_id: &str) -> Result<Vec<EventRow>> {
         Ok(sqlx::query_as::<_, EventRow>(
             "select created_at as at, user_id, first_name, kind, data, after_update_id as after
-             from timeline_event where challenge_id = ? order by timeline_event_id",
+             from timeline_event where challenge_id = ?1
+               and timeline_event_id <= coalesce(
+                   (select min(timeline_event_id) from timeline_event
+                    where challenge_id = ?1 and kind = 'end'),
+                   9223372036854775807)
+             order by timeline_event_id",
         )
         .bind(challenge_id)
         .fetch_all(&self.pool)
         .await?)
     }
 
-    /// Every update of a document, oldest first, with its author's name.
+    /// Every update of a document, oldest first, with its author's name
+    /// (this server's user's, or the one an imported file gave).
     pub async fn updates(&self, challenge_id: &str, doc: DocKind) -> Result<Vec<UpdateRow>> {
         Ok(sqlx::query_as::<_, UpdateRow>(
             "select d.doc_update_id as id, d.doc, d.created_at as at, d.user_id,
-                    coalesce(u.first_name, '') as first_name, d.inserted, d.deleted, d.update_v1
+                    coalesce(u.first_name, a.first_name, '') as first_name, d.inserted, d.deleted, d.update_v1
              from doc_update d left join user u on u.user_id = d.user_id
+                  left join challenge_author a on a.challenge_id = d.challenge_id and a.user_id = d.user_id
              where d.challenge_id = ? and d.doc = ? order by d.doc_update_id",
         )
         .bind(challenge_id)
@@ -166,6 +176,7 @@ impl Store {
         for e in events {
             insert_event(&mut tx, &id, e).await?;
         }
+        insert_authors(&mut tx, &id, file).await?;
         sqlx::query(
             "update challenge set response_update_id =
                 coalesce((select max(doc_update_id) from doc_update where challenge_id = ?1 and doc = 0), 0)
@@ -197,6 +208,37 @@ async fn insert_event(
     .bind(&e.at)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Keeps the name the file gives each author of its updates, for those
+/// this server does not know (see `updates`).
+async fn insert_authors(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    challenge_id: &str,
+    file: &ImportFile,
+) -> Result<()> {
+    let mut names = std::collections::BTreeMap::new();
+    for u in &file.updates {
+        if let Some(user_id) = &u.user_id {
+            if !u.first_name.is_empty() {
+                names
+                    .entry(user_id.as_str())
+                    .or_insert(u.first_name.as_str());
+            }
+        }
+    }
+    for (user_id, first_name) in names {
+        sqlx::query(
+            "insert into challenge_author (challenge_id, user_id, first_name)
+             select ?1, ?2, ?3 where not exists (select 1 from user where user_id = ?2)",
+        )
+        .bind(challenge_id)
+        .bind(user_id)
+        .bind(first_name)
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(())
 }
 
