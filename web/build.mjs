@@ -12,6 +12,19 @@ const assets = join(dist, "assets");
 const url = (file) => "/assets/" + relative(assets, join(here, file));
 
 rmSync(dist, { recursive: true, force: true });
+
+// `*.lazy.css`: the styles of a chunk loaded on demand (the interviewer's
+// panel, the playback), minified into a string its module injects, so that
+// the first load carries only the styles everyone needs.
+const lazyCss = {
+  name: "lazy-css",
+  setup(build) {
+    build.onLoad({ filter: /\.lazy\.css$/ }, async (args) => {
+      const { code } = await esbuild.transform(readFileSync(args.path, "utf8"), { loader: "css", minify: true });
+      return { contents: code, loader: "text" };
+    });
+  },
+};
 mkdirSync(assets, { recursive: true });
 
 const result = await esbuild.build({
@@ -31,6 +44,7 @@ const result = await esbuild.build({
   legalComments: "none",
   logLevel: "warning",
   define: { "process.env.NODE_ENV": '"production"' },
+  plugins: [lazyCss],
 });
 
 // The code runner (see src/runner/): its frame page, two workers, and the

@@ -755,14 +755,13 @@ mod tests {
 
     /// Node 2's tracker fed node 1's changes, as the cluster's bus does:
     /// node 1's replicator collects them, the test hands them over.
-    fn replicated() -> (
-        Presence,
-        Presence,
-        Arc<parking_lot::Mutex<Vec<(String, Change)>>>,
-    ) {
+    /// What node 1's replicator handed over.
+    type Sent = Arc<parking_lot::Mutex<Vec<(String, Change)>>>;
+
+    fn replicated() -> (Presence, Presence, Sent) {
         let one = Presence::new(Arc::new(LocalPubSub::new()), 1, TaskTracker::new());
         let two = Presence::new(Arc::new(LocalPubSub::new()), 2, TaskTracker::new());
-        let sent: Arc<parking_lot::Mutex<Vec<(String, Change)>>> = Arc::default();
+        let sent: Sent = Arc::default();
         let out = sent.clone();
         assert!(
             one.set_replicator(Arc::new(move |topic: &str, change: Change| {

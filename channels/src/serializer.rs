@@ -294,12 +294,22 @@ pub fn encode_exit(join_ref: Option<&str>, topic: &str, event: &str) -> Frame {
     ))
 }
 
-/// Long-poll carries only text: phoenix.js JSON-parses every long-poll
-/// message, so a binary frame is re-encoded as the equivalent JSON message
-/// whose payload (or reply `response`) is `{"binary": "<base64>"}`.
+/// Long-poll carries only text: phoenix.js's `LongPoll` hands every message
+/// of a poll to `JSON.parse`, so it can never deliver an `ArrayBuffer`.
+/// (Phoenix's own long-poll server puts the binary frame's raw bytes in the
+/// JSON, which either fails to encode or reaches phoenix.js as a string it
+/// cannot parse: Phoenix has no working binary server push over long-poll.)
+/// A binary frame is therefore re-encoded as the equivalent JSON message
+/// whose payload (or reply `response`) is the array of its byte values,
+/// `[0, 1, 5, ...]`: what `new Uint8Array(payload)` reads as the same bytes,
+/// as y-phoenix-channel's provider (and any client written for binary
+/// payloads) does with a payload.
 pub fn binary_to_text(frame: &[u8]) -> Option<Bytes> {
-    use base64::Engine as _;
-    let b64 = |d: &[u8]| serde_json::json!({ "binary": base64::engine::general_purpose::STANDARD.encode(d) });
+    #[derive(Serialize)]
+    struct ReplyBody<'a> {
+        status: String,
+        response: &'a [u8],
+    }
     let str_at = |from: usize, len: usize| -> Option<String> {
         frame
             .get(from..from + len)
@@ -318,7 +328,7 @@ pub fn binary_to_text(frame: &[u8]) -> Option<Bytes> {
             let topic = str_at(4 + j, t)?;
             let event = str_at(4 + j + t, e)?;
             let data = frame.get(4 + j + t + e..)?;
-            Some(bytes_of(&(join_ref, None::<&str>, topic, event, b64(data))))
+            Some(bytes_of(&(join_ref, None::<&str>, topic, event, data)))
         }
         KIND_REPLY => {
             let sizes: Vec<usize> = frame.get(1..5)?.iter().map(|b| usize::from(*b)).collect();
@@ -333,7 +343,10 @@ pub fn binary_to_text(frame: &[u8]) -> Option<Bytes> {
             let topic = next(sizes[2])?;
             let status = next(sizes[3])?;
             let data = frame.get(at..)?;
-            let body = serde_json::json!({ "status": status, "response": b64(data) });
+            let body = ReplyBody {
+                status,
+                response: data,
+            };
             Some(bytes_of(&(join_ref, msg_ref, topic, PHX_REPLY, body)))
         }
         KIND_BROADCAST => {
@@ -341,13 +354,7 @@ pub fn binary_to_text(frame: &[u8]) -> Option<Bytes> {
             let topic = str_at(3, t)?;
             let event = str_at(3 + t, e)?;
             let data = frame.get(3 + t + e..)?;
-            Some(bytes_of(&(
-                None::<&str>,
-                None::<&str>,
-                topic,
-                event,
-                b64(data),
-            )))
+            Some(bytes_of(&(None::<&str>, None::<&str>, topic, event, data)))
         }
         _ => None,
     }
@@ -607,7 +614,7 @@ mod tests {
     }
 
     #[test]
-    fn binary_frames_become_base64_json_for_long_poll() {
+    fn binary_frames_become_byte_arrays_in_json_for_long_poll() {
         let r = Reply {
             join_ref: Some("1".into()),
             msg_ref: Some("2".into()),
@@ -621,7 +628,7 @@ mod tests {
         let v: Value = serde_json::from_slice(&binary_to_text(&b).unwrap()).unwrap();
         assert_eq!(
             v,
-            json!(["1", "2", "t", "phx_reply", {"status": "ok", "response": {"binary": "aGk="}}])
+            json!(["1", "2", "t", "phx_reply", {"status": "ok", "response": [104, 105]}])
         );
         let p = Push {
             join_ref: Some("1".into()),
@@ -633,6 +640,16 @@ mod tests {
             panic!()
         };
         let v: Value = serde_json::from_slice(&binary_to_text(&b).unwrap()).unwrap();
-        assert_eq!(v, json!(["1", null, "t", "e", {"binary": "aGk="}]));
+        assert_eq!(v, json!(["1", null, "t", "e", [104, 105]]));
+        let b = Broadcast {
+            topic: "t".into(),
+            event: "yjs".into(),
+            payload: Payload::Binary(Bytes::from_static(&[0, 255])),
+        };
+        let Frame::Binary(b) = encode_broadcast(&b).unwrap() else {
+            panic!()
+        };
+        let v: Value = serde_json::from_slice(&binary_to_text(&b).unwrap()).unwrap();
+        assert_eq!(v, json!([null, null, "t", "yjs", [0, 255]]));
     }
 }

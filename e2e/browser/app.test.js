@@ -20,6 +20,7 @@ import {
   eventually,
   serverResponse,
   watch,
+  answerEditor,
 } from "./helpers.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -444,9 +445,10 @@ test("the editor highlights each language's syntax", async () => {
     const c = await room({ title: `Lang ${language}`, language });
     await p.page.goto(`/challenges/${c.id}`);
     await waitForBadge(p.page, "Connected");
-    await p.page.locator(".cm-content").click();
+    // The owner is the interviewer: the page also has the private notes' editor.
+    await answerEditor(p.page).click();
     await p.page.keyboard.insertText(code);
-    const highlighted = () => p.page.locator(".cm-content .cm-line span[class]").count();
+    const highlighted = () => answerEditor(p.page).locator(".cm-line span[class]").count();
     if (language === "plaintext") {
       await new Promise((r) => setTimeout(r, 300));
       assert.equal(await highlighted(), 0, "plain text has no highlighting");

@@ -49,12 +49,22 @@ export async function signInUI(page, name) {
   await page.getByRole("button", { name: "Continue" }).click();
 }
 
+/**
+ * The answer's editable element. An interviewer's page has other editors
+ * (the private notes, CONTRACT §4 and §6), each inside an element named so.
+ */
+export const ANSWER = '.cm-content[aria-label="Shared code editor"]';
+
+export function answerEditor(page) {
+  return page.locator(ANSWER);
+}
+
 /** Open a room as a new person, signing in through the room's own prompt. */
 export async function joinRoom(browser, server, challengeId, name) {
   const person = await newPerson(browser, server);
   await person.page.goto(`/challenges/${challengeId}`);
   await signInUI(person.page, name);
-  await person.page.locator(".cm-content").waitFor();
+  await answerEditor(person.page).waitFor();
   await waitForBadge(person.page, "Connected");
   return person;
 }
@@ -69,14 +79,15 @@ export async function waitForBadge(page, text, timeout = 10000) {
 
 /** The editor's text as the person sees it (remote carets and their name labels left out). */
 export function editorText(page) {
-  return page.evaluate(() =>
-    [...document.querySelectorAll(".cm-content > .cm-line")]
+  return page.evaluate((answer) =>
+    [...document.querySelectorAll(`${answer} > .cm-line`)]
       .map((line) => {
         const copy = line.cloneNode(true);
         copy.querySelectorAll(".cm-ySelectionCaret, .cm-widgetBuffer").forEach((e) => e.remove());
         return copy.textContent.replace(/\u2060/g, "");
       })
       .join("\n"),
+    ANSWER,
   );
 }
 
@@ -91,7 +102,7 @@ export function typingStatus(page) {
 
 /** Type at the end of the document. */
 export async function typeAtEnd(page, text, delay = 0) {
-  await page.locator(".cm-content").click();
+  await answerEditor(page).click();
   await page.keyboard.press("Control+End");
   await page.keyboard.type(text, { delay });
 }

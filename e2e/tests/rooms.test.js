@@ -181,6 +181,45 @@ describe("Yjs via y-phoenix-channel", () => {
     await waitServerText(server, alice.token, ch.id, final);
   });
 
+  test("a provider on phoenix.js's LongPoll syncs, edits and converges with one on WebSocket", T, async (t) => {
+    const p = poolFor(t);
+    const ch = await createChallenge(server, alice.token);
+    const sb = await p.connect(server, bob.token);
+    const B = await openProvider(sb, ch.id);
+    destroyProvidersAfter(t, B);
+    B.text.insert(0, "before ");
+    await waitServerText(server, alice.token, ch.id, "before ");
+    // Over long-poll every yjs push and relay arrives as JSON: the provider
+    // must still read it (sync step 2 brings what B wrote before).
+    const sa = await p.connect(server, alice.token, { transport: "longpoll" });
+    const errors = [];
+    const A = await openProvider(sa, ch.id).catch((e) => {
+      throw new Error(`the long-poll provider never synced: ${e.message}`);
+    });
+    destroyProvidersAfter(t, A);
+    A.provider.on("status", (s) => s.status === "disconnected" && errors.push(s));
+    await waitFor(() => A.text.toString() === "before ", { timeout: 3000, message: `A (long-poll) has B's text, got ${JSON.stringify(A.text.toString())}` });
+    for (let i = 0; i < 10; i++) {
+      A.text.insert(A.text.length, `a${i} `);
+      B.text.insert(0, `b${i} `);
+      await sleep(10);
+    }
+    await waitFor(() => A.text.toString() === B.text.toString() && A.text.toString().length === "before ".length + 60, {
+      timeout: 5000,
+      message: "A (long-poll) and B (WebSocket) converge",
+    }).catch((e) => {
+      throw new Error(`${e.message}\nA=${A.text.toString()}\nB=${B.text.toString()}`);
+    });
+    await waitServerText(server, alice.token, ch.id, A.text.toString());
+    // Awareness travels over long-poll too.
+    B.provider.awareness.setLocalStateField("user", { name: "Bob" });
+    await waitFor(() => [...A.provider.awareness.getStates().values()].some((s) => s.user?.name === "Bob"), {
+      timeout: 3000,
+      message: "A (long-poll) sees B's awareness",
+    });
+    assert.deepEqual(errors, [], "the long-poll provider stayed connected");
+  });
+
   test("six providers making random concurrent inserts and deletes converge; GET agrees", { timeout: 40000 }, async (t) => {
     const p = poolFor(t);
     const ch = await createChallenge(server, alice.token);

@@ -199,3 +199,41 @@ async fn writes_are_refused_while_the_database_file_is_gone() {
     std::fs::rename(&away, &db).unwrap();
     server.sign_in("After").await;
 }
+
+/// An export bigger than the API's usual body limit (a long session's is
+/// megabytes) is imported: the import's own limit is the one that counts.
+#[tokio::test]
+async fn import_takes_files_over_the_usual_body_limit() {
+    let server = TestServer::start().await;
+    let (token, user_id) = server.sign_in("Sophie").await;
+    // 4 000 events of about 150 bytes: over 256 KiB, far under the import's limit.
+    let events: Vec<Value> = (0..4000)
+        .map(|i| {
+            json!({
+                "at": format!("2026-11-30T09:{:02}:{:02}.000Z", i / 60 % 60, i % 60),
+                "user_id": user_id, "first_name": "Sophie", "kind": "paste",
+                "data": json!({ "chars": i }).to_string(),
+            })
+        })
+        .collect();
+    let file = json!({
+        "format": "duet-export", "version": 1,
+        "challenge": {
+            "title": "A long one", "prompt": "", "language": "python",
+            "created_at": "2026-11-30T09:00:00.000Z", "updated_at": "2026-11-30T10:00:00.000Z",
+            "ended_at": "2026-11-30T10:00:00.000Z",
+        },
+        "answer": "", "timeline": [], "events": events, "updates": [],
+    })
+    .to_string();
+    assert!(file.len() > 256 * 1024, "{} bytes", file.len());
+    let res = reqwest::Client::new()
+        .post(server.url("/api/challenges/import"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(file)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201, "{}", res.text().await.unwrap());
+}

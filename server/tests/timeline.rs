@@ -194,7 +194,13 @@ async fn text_at_is_exact_at_every_edit_boundary_and_survives_export_and_import(
         assert_eq!(original["text"], again["text"], "at {at}");
     }
     let (_, copy_export) = get(&server, &bob, &format!("/api/challenges/{copy}/export")).await;
-    assert_eq!(copy_export["timeline"], export["timeline"]);
+    assert_eq!(
+        timeline_of_export(&copy_export),
+        timeline_of_export(&export)
+    );
+    let (_, original) = get(&server, &ann, &format!("/api/challenges/{id}/timeline")).await;
+    let (_, again) = get(&server, &bob, &format!("/api/challenges/{copy}/timeline")).await;
+    assert_eq!(again, original);
 }
 
 #[tokio::test]
@@ -314,4 +320,182 @@ async fn interviewers_read_the_timeline_any_time_candidates_once_ended() {
     )
     .await;
     assert_eq!(status, 400);
+}
+
+/// Ann joins `id` and makes `edits` edits through `response:update`;
+/// returns her client (still joined).
+async fn edit_as(server: &TestServer, token: &str, id: &str, edits: &[&str]) -> Client {
+    let topic = format!("challenges:{id}");
+    let mut a = server.connect(token).await;
+    let (ar, _) = a.join(&topic, json!({})).await;
+    for text in edits {
+        let r = a
+            .push(
+                Some(&ar),
+                &topic,
+                "response:update",
+                json!({ "response": text }),
+            )
+            .await;
+        a.reply(&r).await;
+    }
+    a
+}
+
+/// The export's timeline, rebuilt as GET /timeline gives it: each event
+/// after the `after` first updates, each update an edit.
+fn timeline_of_export(export: &Value) -> Vec<Value> {
+    let updates = export["updates"].as_array().unwrap();
+    let mut events = export["events"].as_array().unwrap().iter().peekable();
+    let mut out = Vec::new();
+    for (i, u) in updates.iter().enumerate() {
+        while let Some(e) = events.next_if(|e| e["after"].as_i64().unwrap() <= i as i64) {
+            out.push((e["kind"].clone(), e["user_id"].clone(), e["at"].clone()));
+        }
+        out.push((json!("edit"), u["user_id"].clone(), u["at"].clone()));
+    }
+    for e in events {
+        out.push((e["kind"].clone(), e["user_id"].clone(), e["at"].clone()));
+    }
+    out.into_iter()
+        .map(|(kind, user_id, at)| json!([kind, user_id, at]))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_export_holds_each_edit_once() {
+    let server = TestServer::start().await;
+    let (ann, _) = server.sign_in("Ann").await;
+    let id = server.create_challenge(&ann).await;
+    let a = edit_as(&server, &ann, &id, &["a", "ab", "abc", "abcd"]).await;
+    drop(a);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, export) = get(&server, &ann, &format!("/api/challenges/{id}/export")).await;
+    // Every array of the file: how many of its entries are an edit.
+    let edits_in = |v: &Value| {
+        v.as_array().map_or(0, |rows| {
+            rows.iter()
+                .filter(|r| r["kind"] == "edit" || r.get("update_v1").is_some())
+                .count()
+        })
+    };
+    let total: usize = export.as_object().unwrap().values().map(edits_in).sum();
+    assert_eq!(total, 4, "each of the 4 edits once in the file: {export}");
+    // What the file holds is still the whole timeline.
+    let (_, timeline) = get(&server, &ann, &format!("/api/challenges/{id}/timeline")).await;
+    let shown: Vec<Value> = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| json!([e["kind"], e["user_id"], e["at"]]))
+        .collect();
+    assert_eq!(timeline_of_export(&export), shown);
+}
+
+async fn post(server: &TestServer, token: &str, path: &str, body: Value) -> (u16, Value) {
+    let res = reqwest::Client::new()
+        .post(server.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(json!(null)))
+}
+
+#[tokio::test]
+async fn an_ended_session_stops_at_its_end() {
+    let server = TestServer::start().await;
+    let (ann, _) = server.sign_in("Ann").await;
+    let (cato, _) = server.sign_in("Cato").await;
+    let id = server.create_challenge(&ann).await;
+    let a = edit_as(&server, &ann, &id, &["x", "xy"]).await;
+    let (status, _) = post(
+        &server,
+        &ann,
+        &format!("/api/challenges/{id}/end"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // After the end: Ann leaves, Cato and Ann come to review it, a
+    // control is tried again.
+    drop(a);
+    let c = edit_as(&server, &cato, &id, &[]).await;
+    let a = edit_as(&server, &ann, &id, &[]).await;
+    post(
+        &server,
+        &ann,
+        &format!("/api/challenges/{id}/end"),
+        json!({}),
+    )
+    .await;
+    drop((a, c));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, timeline) = get(&server, &ann, &format!("/api/challenges/{id}/timeline")).await;
+    let kinds: Vec<&str> = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["join", "edit", "edit", "end"], "{timeline}");
+    let (_, export) = get(&server, &ann, &format!("/api/challenges/{id}/export")).await;
+    let kinds: Vec<&str> = export["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["join", "end"], "{export}");
+}
+
+#[tokio::test]
+async fn an_import_keeps_the_names_of_authors_this_server_does_not_know() {
+    let home = TestServer::start().await;
+    let (ann, _) = home.sign_in("Ann").await;
+    let id = home.create_challenge(&ann).await;
+    drop(edit_as(&home, &ann, &id, &["a", "ab"]).await);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, export) = get(&home, &ann, &format!("/api/challenges/{id}/export")).await;
+    let elsewhere = TestServer::start().await;
+    let (zoe, _) = elsewhere.sign_in("Zoe").await;
+    let mut hostile = export.clone();
+    hostile["updates"][0]["first_name"] = json!("Ann\u{7}<b>");
+    let (status, _) = post(&elsewhere, &zoe, "/api/challenges/import", hostile).await;
+    assert_eq!(status, 422, "a name no one could sign in with is refused");
+    let (status, imported) = post(&elsewhere, &zoe, "/api/challenges/import", export).await;
+    assert_eq!(status, 201, "{imported}");
+    let copy = imported["challenge"]["id"].as_str().unwrap();
+    let (_, timeline) = get(
+        &elsewhere,
+        &zoe,
+        &format!("/api/challenges/{copy}/timeline"),
+    )
+    .await;
+    let names: Vec<(&str, &str)> = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap(),
+                e["first_name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("join", "Ann"),
+            ("edit", "Ann"),
+            ("edit", "Ann"),
+            ("leave", "Ann")
+        ]
+    );
+    let (_, again) = get(&elsewhere, &zoe, &format!("/api/challenges/{copy}/export")).await;
+    for u in again["updates"].as_array().unwrap() {
+        assert_eq!(u["first_name"], "Ann", "{u}");
+    }
 }

@@ -43,3 +43,19 @@ export const listChallenges = () => api("GET", "/api/challenges").then((d) => d.
 export const getChallenge = (id) =>
   api("GET", `/api/challenges/${encodeURIComponent(id)}`).then((d) => d.challenge);
 export const createChallenge = (fields) => api("POST", "/api/challenges", fields).then((d) => d.challenge);
+/** A session's export (CONTRACT §7), read with the interviewer key if there is one. */
+export const getExport = (id, key) =>
+  api("GET", `/api/challenges/${encodeURIComponent(id)}/export${key ? `?key=${encodeURIComponent(key)}` : ""}`);
+
+/**
+ * What a room page asks for first, at once (while its code loads): the
+ * challenge, and for an ended room the export its playback opens on.
+ * Failures are left to the room, which asks again.
+ */
+export function prefetchRoom(id, key) {
+  const challenge = getChallenge(id);
+  const exported = challenge.then((c) => (c && c.status === "ended" ? getExport(id, key) : null));
+  challenge.catch(() => {});
+  exported.catch(() => {});
+  return { challenge, exported };
+}

@@ -35,3 +35,12 @@ export function mount(el, ...children) {
   append(el, children);
   return el;
 }
+
+const styled = new Set();
+
+/** Adds a chunk's own styles to the page, once (see build.mjs, `*.lazy.css`). */
+export function addStyles(css) {
+  if (styled.has(css)) return;
+  styled.add(css);
+  document.head.append(h("style", null, css));
+}

@@ -58,20 +58,28 @@ const theme = EditorView.theme({
   ".cm-ySelectionCaret": { borderLeftWidth: "2px", borderRightWidth: "0" },
 });
 
+/** Read-only: no edits, and not editable in the DOM either (no caret, no IME). */
+const readOnlyExtension = (on) => [EditorState.readOnly.of(on), EditorView.editable.of(!on)];
+
 /**
- * Create the editor in `parent`. Returns {view, setLanguage(id), destroy()}.
- * onLocalEdit() fires for every change the local person makes (typing,
- * pasting, deleting, undo…), never for remote changes.
+ * Create the editor in `parent`. Returns {view, setLanguage(id),
+ * setReadOnly(bool), destroy()}. onLocalEdit() fires for every change the
+ * local person makes (typing, pasting, deleting, undo…), never for remote
+ * changes. `label` is the editable element's accessible name; `gutter`:
+ * line numbers; `wrap`: long lines wrap (prose, such as notes).
  */
-export function createEditor(parent, { ytext, awareness, onLocalEdit }) {
+export function createEditor(parent, { ytext, awareness, onLocalEdit = () => {}, label = "Shared code editor", readOnly = false, gutter = true, wrap = false }) {
   const language = new Compartment();
   const indent = new Compartment();
+  const editable = new Compartment();
+  let readOnlyNow = readOnly;
   const view = new EditorView({
     parent,
     state: EditorState.create({
       doc: ytext.toString(),
       extensions: [
-        lineNumbers(),
+        gutter ? lineNumbers() : [],
+        wrap ? EditorView.lineWrapping : [],
         highlightActiveLineGutter(),
         highlightSpecialChars(),
         drawSelection(),
@@ -85,7 +93,8 @@ export function createEditor(parent, { ytext, awareness, onLocalEdit }) {
         language.of([]),
         keymap.of([...yUndoManagerKeymap, ...defaultKeymap, indentWithTab]),
         yCollab(ytext, awareness),
-        EditorView.contentAttributes.of({ "aria-label": "Shared code editor", spellcheck: "false" }),
+        editable.of(readOnlyExtension(readOnly)),
+        EditorView.contentAttributes.of({ "aria-label": label, spellcheck: "false" }),
         EditorView.updateListener.of((u) => {
           if (u.docChanged && u.transactions.some((tr) => tr.annotation(Transaction.userEvent) != null)) onLocalEdit();
         }),
@@ -113,9 +122,28 @@ export function createEditor(parent, { ytext, awareness, onLocalEdit }) {
       }
       if (wanted === id && !destroyed) view.dispatch({ effects: language.reconfigure(ext) });
     },
+    setReadOnly(on) {
+      if (on === readOnlyNow || destroyed) return;
+      readOnlyNow = on;
+      view.dispatch({ effects: editable.reconfigure(readOnlyExtension(on)) });
+    },
     destroy() {
       destroyed = true;
       view.destroy();
     },
   };
+}
+
+/**
+ * The awareness "user" field y-codemirror.next reads for remote carets.
+ * Its caret widgets compare only their colour, so CodeMirror would reuse one
+ * person's caret (and name label) for another person of the same colour:
+ * each client's colour string is its own (an alpha of 0.99… ending in the
+ * client's id), the same colour to the eye.
+ */
+export function userField(name, color, clientID) {
+  const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(color);
+  if (!m) return { name, color, colorLight: `color-mix(in srgb, ${color} 20%, transparent)` };
+  const [r, g, b] = m.slice(1).map((x) => parseInt(x, 16));
+  return { name, color: `rgb(${r} ${g} ${b} / 0.99${clientID >>> 0})`, colorLight: `rgb(${r} ${g} ${b} / 0.2)` };
 }

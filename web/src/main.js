@@ -4,8 +4,10 @@
 import "./style.css";
 import { h, mount } from "./dom.js";
 import { currentUser, renderSignIn } from "./auth.js";
-import { clearToken } from "./auth-store.js";
+import { clearToken, getToken } from "./auth-store.js";
+import { prefetchRoom } from "./api.js";
 import { mountLobby } from "./lobby.js";
+import { getKey, takeKeyFromUrl } from "./interview-key.js";
 
 const root = document.getElementById("app");
 let teardown = null;
@@ -68,7 +70,9 @@ async function route(notice) {
   }
   const id = roomId();
   if (id) {
+    takeKeyFromUrl(id); // before anything can show or share the address
     const roomModule = import("./room.js"); // fetch the chunk while we check the token
+    const early = getToken() ? prefetchRoom(id, getKey(id)) : null;
     const user = await ensureUser(gen, {
       intro: "Enter your name to join this pair-programming room.",
       notice,
@@ -76,7 +80,7 @@ async function route(notice) {
     if (!user) return;
     const { mountRoom } = await roomModule;
     if (gen !== generation) return;
-    teardown = mountRoom(root, id, user, { onAuthLost, navigate });
+    teardown = mountRoom(root, id, user, { onAuthLost, navigate, early });
   } else {
     if (location.pathname !== "/") history.replaceState(null, "", "/");
     const user = await ensureUser(gen, { notice });

@@ -4,7 +4,7 @@ import { h, mount } from "./dom.js";
 /**
  * Turn phoenix Presence state into one entry per person (a person with two
  * tabs has two metas but is listed once).
- * @returns {{id: string, name: string, color: string, typing: boolean}[]}
+ * @returns {{id: string, name: string, color: string, typing: boolean, interviewer: boolean}[]}
  */
 export function people(presence) {
   return presence.list((id, { metas }) => {
@@ -14,6 +14,7 @@ export function people(presence) {
       name: String(first.first_name ?? ""),
       color: String(first.color ?? ""),
       typing: metas.some((m) => m.typing === true),
+      interviewer: metas.some((m) => m.role === "interviewer"),
       since: metas.reduce((min, m) => (m.online_at != null && (min == null || m.online_at < min) ? m.online_at : min), null),
     };
   });
@@ -67,6 +68,7 @@ export function renderPresence(ul, status, list, myId) {
         { class: p.id === myId ? "me" : null, "data-user-id": p.id },
         dot,
         h("span", { class: "name" }, p.name),
+        p.interviewer ? h("span", { class: "role-tag" }, "Interviewer") : null,
         h("span", { class: "typing-mark", "aria-hidden": "true", title: "typing" }),
       );
       li.style.setProperty("--person", p.color);

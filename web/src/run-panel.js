@@ -33,7 +33,8 @@ export function exitText(p) {
 
 /**
  * Creates the panel. `channel` is the room's joined channel, `ydoc` its
- * document, `ytext` the answer. Returns {element, setLanguage(id), destroy()}.
+ * document, `ytext` the answer. Returns {element, setLanguage(id),
+ * setInterview({runEnabled, ended, inputReadOnly}), rebind(ydoc, ytext), destroy()}.
  */
 export function createRunPanel({ channel, ydoc, ytext }) {
   const button = h("button", { type: "button", class: "primary run-button", disabled: true }, "Run");
@@ -56,7 +57,7 @@ export function createRunPanel({ channel, ydoc, ytext }) {
     h("div", { class: "run-bar" }, button, note),
     h("div", { class: "run-io" }, h("div", { class: "run-input-box" }, h("label", { for: "run-input" }, "Input"), input), region),
   );
-  const unbind = bindTextarea(input, ydoc.getText("stdin"));
+  let unbind = bindTextarea(input, ydoc.getText("stdin"));
 
   let language = null;
   let view = null; // the run shown: {run_id, first_name, language, bytes, cap, exited}
@@ -64,18 +65,36 @@ export function createRunPanel({ channel, ydoc, ytext }) {
   let starting = false;
   let frame = null;
   let noteTimer = null;
+  // The interview's say (CONTRACT §6): Run on or off, the interview ended.
+  let runEnabled = true;
+  let ended = false;
 
+  /** Why Run cannot be pressed now, kept beside the button; "" when it can. */
+  function standingNote() {
+    if (ended) return "Run is off: the interview has ended.";
+    if (!runEnabled) return "Run is off (the interviewer turned it off).";
+    if (language && !RUNNABLE[language]) return `Run works for ${Object.values(RUNNABLE).join(" and ")}.`;
+    return "";
+  }
+
+  let transient = false; // a note of the last press is showing
   function say(msg) {
-    note.textContent = msg;
+    note.textContent = msg || standingNote();
+    transient = !!msg;
     clearTimeout(noteTimer);
-    if (msg) noteTimer = setTimeout(() => (note.textContent = ""), NOTE_MS);
+    if (msg) {
+      noteTimer = setTimeout(() => {
+        transient = false;
+        note.textContent = standingNote();
+      }, NOTE_MS);
+    }
   }
 
   function renderButton() {
     const running = !!view && !view.exited;
     button.textContent = running ? "Running…" : "Run";
     button.setAttribute("aria-busy", String(running));
-    button.disabled = !RUNNABLE[language];
+    button.disabled = !RUNNABLE[language] || !runEnabled || ended;
   }
 
   // ---------- the Output, as every member renders it
@@ -154,7 +173,7 @@ export function createRunPanel({ channel, ydoc, ytext }) {
 
   // ---------- pressing Run
   button.addEventListener("click", () => {
-    if (!RUNNABLE[language] || starting) return;
+    if (!RUNNABLE[language] || !runEnabled || ended || starting) return;
     say("");
     starting = true;
     const code = ytext.toString();
@@ -238,7 +257,21 @@ export function createRunPanel({ channel, ydoc, ytext }) {
       language = id;
       renderButton();
       // Kept beside the disabled button: why it is disabled.
-      if (!RUNNABLE[id]) note.textContent = `Run works for ${Object.values(RUNNABLE).join(" and ")}.`;
+      if (!transient) note.textContent = standingNote();
+    },
+    setInterview({ runEnabled: on, ended: over, inputReadOnly }) {
+      runEnabled = on;
+      ended = over;
+      input.readOnly = inputReadOnly;
+      renderButton();
+      if (!transient) note.textContent = standingNote();
+    },
+    /** The room's document was replaced (see ysync.js): bind the Input to the new one. */
+    rebind(doc, text) {
+      unbind();
+      ydoc = doc;
+      ytext = text;
+      unbind = bindTextarea(input, ydoc.getText("stdin"));
     },
     destroy() {
       clearTimeout(noteTimer);

@@ -7,7 +7,12 @@
 //!   (from the checkpoint before it and at most a snapshot interval of
 //!   updates, so a seek stays fast on long sessions).
 //! - `GET /api/challenges/:id/export`: one file (JSON) with the challenge,
-//!   the final answer, the timeline and every update playback needs.
+//!   the final answer, the timeline and every update playback needs. The
+//!   timeline is there once: `updates` are its edits (each with its author,
+//!   time, counts and bytes) and `events` everything else, each event with
+//!   `after`, how many of the updates come before it. (It once also held
+//!   the merged `timeline`, which repeated every edit and event: on a
+//!   session of 20 000 edits, 2.6 MB of a 6.1 MB file.)
 //! - `POST /api/challenges/import`: that file, recreated as a new ended
 //!   challenge of the caller's, with its playback.
 //!
@@ -15,7 +20,7 @@
 //! candidates once the interview has ended; anyone else 403.
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -41,7 +46,14 @@ pub fn routes() -> Router<AppState> {
         .route("/api/challenges/{id}/timeline", get(timeline))
         .route("/api/challenges/{id}/text", get(text_at))
         .route("/api/challenges/{id}/export", get(export))
-        .route("/api/challenges/import", post(import))
+        // Its own limit (BigJson reads up to IMPORT_MAX_BYTES): without this
+        // layer, axum's Json would still apply the API's default limit
+        // (256 KiB) to the body BigJson already read, and refuse every
+        // real session's file with 413.
+        .route(
+            "/api/challenges/import",
+            post(import).layer(DefaultBodyLimit::max(super::extract::IMPORT_MAX_BYTES)),
+        )
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -168,7 +180,6 @@ async fn export(
     let c = reviewable(&state, id, &user, q.key.as_deref()).await?;
     let mut events = state.store.events(&c.id).await?;
     let updates = state.store.updates(&c.id, DocKind::Answer).await?;
-    let timeline = merge(events.clone(), &updates);
     // In the file, an event's `after` is how many of its updates precede it.
     for e in &mut events {
         e.after = updates.partition_point(|u| u.id <= e.after) as i64;
@@ -187,7 +198,6 @@ async fn export(
         },
         "status": c.status,
         "answer": c.response,
-        "timeline": timeline,
         "events": events,
         "updates": updates,
     });
@@ -239,6 +249,16 @@ fn check_import(state: &AppState, file: &ImportFile) -> Result<(), ApiError> {
         .chain(file.events.iter().map(|e| &e.at))
     {
         instant(at)?;
+    }
+    // Authors' names are kept and shown as a signed-in user's are.
+    for name in file
+        .updates
+        .iter()
+        .map(|u| &u.first_name)
+        .chain(file.events.iter().map(|e| &e.first_name))
+        .filter(|n| !n.is_empty())
+    {
+        crate::challenges::model::validate_first_name(name)?;
     }
     let answer = doc::new_doc();
     for (i, u) in file.updates.iter().enumerate() {

@@ -75,6 +75,7 @@ impl Room {
         actor: &SocketUser,
         rooms: &Rooms,
     ) -> Result<Challenge, RoomError> {
+        let was_ended = self.challenge.is_ended();
         let now = match rooms.store().control_challenge(&self.id, control).await {
             Ok(Some(c)) => c,
             Ok(None) => return Err(RoomError::NotFound),
@@ -88,7 +89,8 @@ impl Room {
         self.challenge.locked = now.locked;
         self.challenge.run_enabled = now.run_enabled;
         self.flags.set(&self.challenge);
-        if let Some(kind) = control.event() {
+        // An interview ends once: a repeated `end` is not recorded again.
+        if let Some(kind) = control.event().filter(|_| !was_ended) {
             self.record(Some(actor), kind, json!({}), rooms).await;
         }
         if let Some(bus) = &rooms.inner.config.bus {
@@ -141,7 +143,8 @@ impl Room {
     }
 
     /// Queues a timeline event of the answer's room (the notes' room
-    /// records nothing: its members are the interviewers).
+    /// records nothing: its members are the interviewers). Once the
+    /// interview has ended nothing more is part of it: only its `end`.
     pub(super) async fn record(
         &self,
         user: Option<&SocketUser>,
@@ -149,7 +152,9 @@ impl Room {
         data: Value,
         rooms: &Rooms,
     ) {
-        if self.kind != DocKind::Answer {
+        if self.kind != DocKind::Answer
+            || (self.challenge.is_ended() && Some(kind) != Control::End.event())
+        {
             return;
         }
         let op = WriteOp::Event {
