@@ -33,8 +33,13 @@ after(async () => {
   server?.cleanup();
 });
 
+/** A challenge the owner creates, with its interviewer key (POST /api/challenges gives it beside the challenge). */
 async function room(fields = {}) {
-  return createChallenge(server, owner.token, { title: "Two Sum", prompt: "Return the indices of two numbers adding up to target.", language: "python", ...fields });
+  const body = { title: "Two Sum", prompt: "Return the indices of two numbers adding up to target.", language: "python", ...fields };
+  const r = await api(server, "POST", "/api/challenges", { token: owner.token, body });
+  assert.equal(r.status, 201, r.text);
+  assert.ok(r.body.interviewer_key, "the creator gets the key");
+  return { ...r.body.challenge, interviewer_key: r.body.interviewer_key };
 }
 
 /** The creator's page: signed in as the owner, the room open. */

@@ -194,7 +194,8 @@ export function mountRoom(root, id, user, { onAuthLost, navigate, early = null }
     joined = true;
     renderBadge();
     if (resp && resp.interviewer_key) interviewerKey = resp.interviewer_key;
-    if (resp && (resp.role === "interviewer" || resp.role === "candidate")) setRole(resp.role);
+    // An interviewer's reply says so; a candidate's is {challenge} alone (CONTRACT §3, §6).
+    if (resp) setRole(resp.role === "interviewer" ? "interviewer" : "candidate");
     if (resp && resp.challenge) {
       toldByChannel = true;
       applyChallenge(resp.challenge);
