@@ -39,6 +39,12 @@ pub(crate) struct PgLog {
     used: Instant,
 }
 
+/// Longest the writer waits for a new connection: the pool would go on
+/// trying for its whole acquire timeout, and every batch queued behind a
+/// database that went away would wait that long before its "unavailable"
+/// (a connection on loopback or a LAN takes milliseconds).
+const WRITER_CONNECT: std::time::Duration = std::time::Duration::from_millis(1000);
+
 /// A connection idle longer than this is pinged before a commit: Postgres
 /// restarted meanwhile leaves it dead, and the first commit on it would
 /// fail (a writer busy enough to commit back to back never pings).
@@ -142,7 +148,15 @@ impl PgLog {
             }
         }
         if self.conn.is_none() {
-            self.conn = Some(self.pool.acquire().await.map_err(pg)?.detach());
+            let acquired = tokio::time::timeout(WRITER_CONNECT, self.pool.acquire())
+                .await
+                .map_err(|_| {
+                    Error::Unavailable(format!(
+                        "no connection to Postgres within {} ms",
+                        WRITER_CONNECT.as_millis()
+                    ))
+                })?;
+            self.conn = Some(acquired.map_err(pg)?.detach());
         }
         self.conn
             .as_mut()
