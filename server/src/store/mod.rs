@@ -329,6 +329,18 @@ impl Store {
         Ok(key)
     }
 
+    /// Whether a connection to the database comes within `within`
+    /// (SQLite's file is always there to try).
+    pub async fn reachable(&self, within: Duration) -> bool {
+        match self.pg_pool() {
+            Some(pool) => matches!(
+                tokio::time::timeout(within, pool.acquire()).await,
+                Ok(Ok(_))
+            ),
+            None => true,
+        }
+    }
+
     pub fn is_postgres(&self) -> bool {
         matches!(self.db, Db::Postgres(_))
     }

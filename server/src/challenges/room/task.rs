@@ -245,11 +245,21 @@ pub(super) struct LoadedDoc {
 /// queued for the room (a previous life's last snapshot, writes stopped
 /// after a failed commit), so the log read is the whole of what was
 /// committed.
+/// How long a room's (re)load waits to reach the database before it
+/// counts as down.
+const REACHABLE_WITHIN: std::time::Duration = std::time::Duration::from_millis(500);
+
 pub(super) async fn load_doc(
     rooms: &Rooms,
     id: &Arc<str>,
     kind: DocKind,
 ) -> anyhow::Result<LoadedDoc> {
+    // A database that is down is tried again later, at once: waiting the
+    // pool's whole acquire timeout here would hold up the room's replies
+    // (its edits get "unavailable" meanwhile, CONTRACT §5).
+    if !rooms.store().reachable(REACHABLE_WITHIN).await {
+        anyhow::bail!("the database is unreachable");
+    }
     rooms.writer().resume(id.clone(), kind).await?;
     let (snapshot, tail) = rooms.store().load_doc_after(id, kind).await?;
     let since = u32::try_from(tail.len()).unwrap_or(u32::MAX);

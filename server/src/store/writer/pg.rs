@@ -42,7 +42,8 @@ pub(crate) struct PgLog {
 /// Longest the writer waits for a new connection: the pool would go on
 /// trying for its whole acquire timeout, and every batch queued behind a
 /// database that went away would wait that long before its "unavailable"
-/// (a connection on loopback or a LAN takes milliseconds).
+/// (a connection on loopback or a LAN takes milliseconds). The writer's
+/// connection is its own, outside the pool.
 const WRITER_CONNECT: std::time::Duration = std::time::Duration::from_millis(1000);
 
 /// A connection idle longer than this is pinged before a commit: Postgres
@@ -148,15 +149,23 @@ impl PgLog {
             }
         }
         if self.conn.is_none() {
-            let acquired = tokio::time::timeout(WRITER_CONNECT, self.pool.acquire())
-                .await
-                .map_err(|_| {
-                    Error::Unavailable(format!(
+            // One attempt, not the pool's retries until its acquire timeout:
+            // a database that refuses connections (down, restarting) fails
+            // this batch at once, and one that does not answer within
+            // WRITER_CONNECT fails it then.
+            let options = self.pool.connect_options();
+            let connected =
+                tokio::time::timeout(WRITER_CONNECT, PgConnection::connect_with(&options)).await;
+            match connected {
+                Ok(Ok(conn)) => self.conn = Some(conn),
+                Ok(Err(err)) => return Err(pg(err)),
+                Err(_) => {
+                    return Err(Error::Unavailable(format!(
                         "no connection to Postgres within {} ms",
                         WRITER_CONNECT.as_millis()
-                    ))
-                })?;
-            self.conn = Some(acquired.map_err(pg)?.detach());
+                    )))
+                }
+            }
         }
         self.conn
             .as_mut()
