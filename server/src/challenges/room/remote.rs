@@ -186,7 +186,11 @@ impl Room {
                 tracing::debug!(after = self.seq, fetched, "read the updates the room lacks");
                 for (n, user_id, update) in updates {
                     if !self.ahead.contains(&n) {
-                        self.waiting.entry(n).or_insert((user_id, false, update));
+                        // Whether it was a `response:update` is not stored:
+                        // its members without Yjs are told at once either
+                        // way (a throttled notice could skip the edit).
+                        let notice = user_id.is_some();
+                        self.waiting.entry(n).or_insert((user_id, notice, update));
                     }
                 }
                 if fetched > 0 {

@@ -254,12 +254,6 @@ pub(super) async fn load_doc(
     id: &Arc<str>,
     kind: DocKind,
 ) -> anyhow::Result<LoadedDoc> {
-    // A database that is down is tried again later, at once: waiting the
-    // pool's whole acquire timeout here would hold up the room's replies
-    // (its edits get "unavailable" meanwhile, CONTRACT §5).
-    if !rooms.store().reachable(REACHABLE_WITHIN).await {
-        anyhow::bail!("the database is unreachable");
-    }
     rooms.writer().resume(id.clone(), kind).await?;
     let (snapshot, tail) = rooms.store().load_doc_after(id, kind).await?;
     let since = u32::try_from(tail.len()).unwrap_or(u32::MAX);
@@ -468,6 +462,13 @@ impl Room {
     /// is committed (or, after a failed commit, refused by the writer).
     async fn reload(&mut self, rooms: &Rooms, why: Reload) -> anyhow::Result<()> {
         warn!(?why, "reloading the document from the log");
+        // A database that is down is tried again later, at once: waiting
+        // the pool's whole acquire timeout here would hold up the room's
+        // replies (its edits get "unavailable" meanwhile, CONTRACT §5).
+        // Only here: a first load waits its turn for a connection.
+        if !rooms.store().reachable(REACHABLE_WITHIN).await {
+            anyhow::bail!("the database is unreachable");
+        }
         let loaded = load_doc(rooms, &self.id, self.kind).await?;
         let (doc, bytes, since) = (loaded.doc, loaded.bytes, loaded.since);
         self.signals.committed.lock().clear();
