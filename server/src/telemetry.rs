@@ -93,6 +93,14 @@ impl Histogram {
     }
 }
 
+/// One counter or gauge, with its help and type lines.
+pub fn write_value(out: &mut String, name: &str, help: &str, kind: &str, v: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+    );
+}
+
 /// Renders every metric in Prometheus text format.
 pub fn render(
     channels: &Metrics,
@@ -102,12 +110,8 @@ pub fn render(
     edits: &Histogram,
 ) -> String {
     let mut out = String::with_capacity(2048);
-    let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-        );
-    };
+    let mut gauge =
+        |name: &str, help: &str, kind: &str, v: u64| write_value(&mut out, name, help, kind, v);
     gauge(
         "duet_sockets",
         "Connected sockets (WebSocket and long-poll).",

@@ -71,26 +71,7 @@ impl Reader<'_> {
             if self.rooms.is_loaded(&id) || self.writer.waiting_response(&id).is_some() {
                 continue;
             }
-            let (snapshot, tail) = self
-                .store
-                .load_doc_after(&id, crate::store::docs::DocKind::Answer)
-                .await?;
-            let Some(covers) = tail
-                .last()
-                .map(|(n, _)| *n)
-                .or_else(|| snapshot.as_ref().map(|(_, n)| *n))
-            else {
-                continue;
-            };
-            let updates: Vec<Vec<u8>> = tail.into_iter().map(|(_, u)| u).collect();
-            let loaded = doc::load(snapshot.as_ref().map(|(s, _)| &s[..]), &updates);
-            let Some(at) = self.store.update_time(&id, covers).await? else {
-                continue;
-            };
-            self.store
-                .catch_up_response(&id, &doc::text(&loaded.doc), covers, &at)
-                .await?;
-            caught_up = true;
+            caught_up |= catch_up_from_log(self.store, &id).await?;
         }
         Ok(caught_up)
     }
@@ -109,17 +90,36 @@ impl Reader<'_> {
 pub async fn repair_responses(store: &Store) -> crate::store::Result<usize> {
     let mut repaired = 0;
     for id in store.lagging_responses().await? {
-        let stored = store
-            .load_doc(&id, crate::store::docs::DocKind::Answer)
-            .await?;
-        let loaded = doc::load(stored.snapshot.as_deref(), &stored.tail);
-        if loaded.skipped > 0 {
-            tracing::warn!(challenge_id = %id, skipped = loaded.skipped, "stored updates that do not apply were skipped");
-        }
-        store
-            .set_repaired_response(&id, &doc::text(&loaded.doc))
-            .await?;
-        repaired += 1;
+        repaired += usize::from(catch_up_from_log(store, &id).await?);
     }
     Ok(repaired)
+}
+
+/// Sets a challenge's `response` to the text of its whole log, with the
+/// commit time of the last update as `updated_at` (the edit is older than
+/// the read or start-up that catches it up), unless a text covering as
+/// much is there already. False if the log is empty.
+async fn catch_up_from_log(store: &Store, id: &str) -> crate::store::Result<bool> {
+    let (snapshot, tail) = store
+        .load_doc_after(id, crate::store::docs::DocKind::Answer)
+        .await?;
+    let Some(covers) = tail
+        .last()
+        .map(|(n, _)| *n)
+        .or_else(|| snapshot.as_ref().map(|(_, n)| *n))
+    else {
+        return Ok(false);
+    };
+    let updates: Vec<Vec<u8>> = tail.into_iter().map(|(_, u)| u).collect();
+    let loaded = doc::load(snapshot.as_ref().map(|(s, _)| &s[..]), &updates);
+    if loaded.skipped > 0 {
+        tracing::warn!(challenge_id = %id, skipped = loaded.skipped, "stored updates that do not apply were skipped");
+    }
+    let Some(at) = store.update_time(id, covers).await? else {
+        return Ok(false);
+    };
+    store
+        .catch_up_response(id, &doc::text(&loaded.doc), covers, &at)
+        .await?;
+    Ok(true)
 }

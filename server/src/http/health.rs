@@ -62,7 +62,6 @@ fn cluster_metrics(
     cluster: &crate::cluster::Cluster,
     rooms: &crate::challenges::room::BusStats,
 ) -> String {
-    use std::fmt::Write;
     use std::sync::atomic::Ordering::Relaxed;
     let c = cluster.counters();
     let mut out = String::new();
@@ -117,10 +116,7 @@ fn cluster_metrics(
         ),
     ];
     for (name, kind, help, value) in rows {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
+        crate::telemetry::write_value(&mut out, name, help, kind, value);
     }
     out
 }

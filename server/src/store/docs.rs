@@ -201,27 +201,4 @@ impl Store {
         });
         Ok(at.map(|(at,)| at))
     }
-
-    /// Sets a repaired `response`: the text of the whole log, with the
-    /// commit time of its last update as `updated_at` (the edit is older
-    /// than the start-up that repairs it).
-    pub async fn set_repaired_response(&self, challenge_id: &str, text: &str) -> Result<()> {
-        let id = self.log_id();
-        let sql = format!(
-            "update challenge set response = $1,
-                response_update_id = (select max({id}) from doc_update where challenge_id = $2 and doc = 0),
-                updated_at = coalesce(
-                  (select created_at from doc_update where challenge_id = $2 and doc = 0
-                   order by {id} desc limit 1), updated_at)
-             where challenge_id = $2"
-        );
-        crate::on_db!(self, |pool| {
-            sqlx::query(&sql)
-                .bind(text)
-                .bind(challenge_id)
-                .execute(pool)
-                .await?;
-        });
-        Ok(())
-    }
 }

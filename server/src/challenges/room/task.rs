@@ -424,8 +424,9 @@ impl Room {
             }
             RoomCmd::Settle { reply } => {
                 // Many nodes: another node's acknowledged edit may still be
-                // on its way over the bus; a read sees it anyway.
-                if self.signals.numbered.load(Ordering::Relaxed) {
+                // on its way over the bus; a read sees it anyway. (One node
+                // has no other writer: no query.)
+                if rooms.inner.config.bus.is_some() {
                     self.fill_gap(rooms).await;
                 }
                 self.fresh_text();
