@@ -252,8 +252,14 @@ async fn commit_on<'b>(
     let mut seqs = Vec::new();
     let mut ids: HashMap<&'b Arc<str>, i64> = HashMap::new();
     let mut texts: HashMap<&'b Arc<str>, (&'b Stamped, i64)> = HashMap::new();
-    for op in &ops {
+    // An event comes after the updates queued before it, not after the
+    // whole batch's (the updates all go in first, in one statement).
+    let mut numbers: Vec<Option<i64>> = vec![None; ops.len()];
+    for (i, op) in ops.iter().enumerate() {
         match op {
+            WriteOp::Event { challenge_id, .. } => {
+                numbers[i] = next.get(&(&**challenge_id, DocKind::Answer)).map(|n| n - 1);
+            }
             WriteOp::Append {
                 challenge_id,
                 doc,
@@ -300,7 +306,8 @@ async fn commit_on<'b>(
         }
     }
     insert_updates(&mut tx, &rows, now).await?;
-    write_others(&mut tx, &ops, now, &ids, last_ids).await?;
+    snapshot_numbers(&ops, &ids, last_ids, &mut numbers);
+    write_others(&mut tx, &ops, now, &numbers).await?;
     let (mut now_texts, later) = due_texts(texts, written, started);
     now_texts.sort_by(|a, b| a.challenge_id.cmp(b.challenge_id));
     for row in &now_texts {
@@ -362,34 +369,47 @@ async fn insert_updates(tx: &mut PgConnection, rows: &Rows, now: &str) -> Result
 /// (snapshots, then challenges' texts) are locked in one order, by
 /// challenge: two nodes' batches that share rooms then wait for each other
 /// instead of deadlocking.
+/// A snapshot's number for `write_other`: the last number this node's
+/// commits gave its answer.
+fn snapshot_numbers(
+    ops: &[&WriteOp],
+    ids: &HashMap<&Arc<str>, i64>,
+    last_ids: &HashMap<Arc<str>, i64>,
+    numbers: &mut [Option<i64>],
+) {
+    for (i, op) in ops.iter().enumerate() {
+        if let WriteOp::Snapshot {
+            challenge_id,
+            doc: DocKind::Answer,
+            ..
+        } = op
+        {
+            numbers[i] = ids
+                .get(challenge_id)
+                .or_else(|| last_ids.get(challenge_id))
+                .copied();
+        }
+    }
+}
+
 async fn write_others(
     tx: &mut PgConnection,
     ops: &[&WriteOp],
     now: &str,
-    ids: &HashMap<&Arc<str>, i64>,
-    last_ids: &HashMap<Arc<str>, i64>,
+    numbers: &[Option<i64>],
 ) -> Result<()> {
-    let mut others: Vec<&&WriteOp> = ops.iter().collect();
-    others.sort_by_key(|op| op.room().map(|(id, doc)| (id.clone(), doc.column())));
-    for op in others {
-        let own_last = match op {
-            WriteOp::Snapshot {
-                challenge_id,
-                doc: DocKind::Answer,
-                ..
-            } => ids
-                .get(challenge_id)
-                .or_else(|| last_ids.get(challenge_id))
-                .copied(),
-            _ => None,
-        };
-        write_other(tx, op, now, own_last).await?;
+    let mut others: Vec<(usize, &&WriteOp)> = ops.iter().enumerate().collect();
+    others.sort_by_key(|(_, op)| op.room().map(|(id, doc)| (id.clone(), doc.column())));
+    for (i, op) in others {
+        write_other(tx, op, now, numbers[i]).await?;
     }
     Ok(())
 }
 
-/// Snapshots (and their checkpoint) and events. `own_last` is the last
-/// number this node's commits gave the snapshot's answer.
+/// Snapshots (and their checkpoint) and events. `number`: for a snapshot,
+/// the last number this node's commits gave its answer; for an event, the
+/// last update of its answer before it when its batch has some (else the
+/// log's last).
 ///
 /// A snapshot's state holds every update up to `covers` and may hold more:
 /// this node's own edits applied before it was taken and committed since
@@ -401,7 +421,7 @@ async fn write_other(
     tx: &mut PgConnection,
     op: &WriteOp,
     now: &str,
-    own_last: Option<i64>,
+    number: Option<i64>,
 ) -> Result<()> {
     match op {
         WriteOp::Snapshot {
@@ -425,7 +445,7 @@ async fn write_other(
             .execute(&mut *tx)
             .await
             .map_err(pg)?;
-            if own_last.is_some_and(|own| own > *covers) {
+            if number.is_some_and(|own| own > *covers) {
                 return Ok(());
             }
             sqlx::query(
@@ -450,8 +470,8 @@ async fn write_other(
         } => {
             sqlx::query(
                 "insert into timeline_event (challenge_id, user_id, first_name, kind, data, created_at, after_update_id)
-                 values ($1, $2, $3, $4, $5, $6,
-                    (select coalesce(max(seq), 0) from doc_update where challenge_id = $1 and doc = 0))",
+                 values ($1, $2, $3, $4, $5, $6, coalesce($7,
+                    (select coalesce(max(seq), 0) from doc_update where challenge_id = $1 and doc = 0)))",
             )
             .bind(&**challenge_id)
             .bind(user_id)
@@ -459,6 +479,7 @@ async fn write_other(
             .bind(*kind)
             .bind(data)
             .bind(now)
+            .bind(number)
             .execute(&mut *tx)
             .await
             .map_err(pg)?;
