@@ -187,9 +187,7 @@ fn group_commit(c: &mut Criterion) {
             language: "python".into(),
         };
         let ch = store.create_challenge(&user.id, &new).await.unwrap();
-        let hist = Arc::new(duet::telemetry::Histogram::new(
-            duet::telemetry::LATENCY_BUCKETS,
-        ));
+        let hist = duet::telemetry::latency_histogram();
         let (writer, _task) =
             duet::store::writer::DocWriter::spawn(store, hist, Default::default())
                 .await

@@ -31,7 +31,6 @@ use crate::cluster::{Cluster, Wired};
 use crate::config::Config;
 use crate::store::writer::DocWriter;
 use crate::store::Store;
-use crate::telemetry::{Histogram, LATENCY_BUCKETS};
 
 /// How long shutdown waits for sockets and rooms before moving on.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,7 +44,8 @@ pub struct AppState {
     pub writer: DocWriter,
     pub config: Arc<Config>,
     pub api_limit: Arc<crate::http::limit::ApiLimit>,
-    pub persist_latency: Arc<Histogram>,
+    /// What `/metrics` shows (`http::health::registry`).
+    pub metrics: Arc<prometheus_client::registry::Registry>,
     /// This node of a cluster, if it is one.
     pub cluster: Option<Cluster>,
 }
@@ -325,7 +325,7 @@ impl App {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let fabric = Fabric::new(&config, &tracker)?;
-        let persist_latency = Arc::new(Histogram::new(LATENCY_BUCKETS));
+        let persist_latency = crate::telemetry::latency_histogram();
         let writer_stop = CancellationToken::new();
         let (writer, writer_task) =
             DocWriter::spawn(store.clone(), persist_latency.clone(), writer_stop.clone())
@@ -362,6 +362,12 @@ impl App {
             config.api_rate,
             config.api_burst,
         ));
+        let metrics = Arc::new(crate::http::health::registry(
+            &endpoint,
+            &rooms,
+            &persist_latency,
+            fabric.cluster.as_ref(),
+        ));
         let state = AppState {
             store,
             keys,
@@ -370,7 +376,7 @@ impl App {
             writer,
             config: Arc::new(config),
             api_limit,
-            persist_latency,
+            metrics,
             cluster: fabric.cluster,
         };
         Ok(App {

@@ -1,18 +1,15 @@
-//! Logging setup (tracing with `EnvFilter`) and the `/metrics` text in
-//! Prometheus format, built from the counters the other layers keep.
-//!
-//! Why not the prometheus-client crate: it writes OpenMetrics only (its
-//! own content type, `# EOF`, `_total` names added to counters), and
-//! `/metrics` answers Prometheus's `text/plain; version=0.0.4` (CONTRACT
-//! §1), which its scrapers and our clients read. What this file keeps is
-//! small: gauges and counters read from atomics, and one histogram type.
+//! Logging setup (tracing with `EnvFilter`) and `/metrics`: a
+//! prometheus-client `Registry` (no globals: the app builds one) holding
+//! the two latency histograms, plus the values other layers keep in their
+//! own atomics, read at each scrape ([`Sampled`]).
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+pub use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
-
-use crate::channels::Metrics;
 
 /// The filter when `RUST_LOG` is unset, empty or invalid.
 const DEFAULT_FILTER: &str = "duet=info,tower_http=info";
@@ -42,128 +39,106 @@ fn filter_from(rust_log: Option<&str>) -> (EnvFilter, Option<String>) {
     }
 }
 
-/// A fixed-bucket histogram of seconds, lock-free.
-#[derive(Debug)]
-pub struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<AtomicU64>,
-    sum_micros: AtomicU64,
-    count: AtomicU64,
-}
-
 /// Buckets for persistence latency: 100 µs to 2.5 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Self {
-        Histogram {
-            bounds,
-            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            sum_micros: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
+/// A histogram of seconds over [`LATENCY_BUCKETS`] (a cheap `Clone`
+/// handle: every clone observes into the same one).
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS.iter().copied())
+}
+
+/// Values kept elsewhere (the channels layer's atomics, the rooms, the
+/// bus), read when `/metrics` is scraped.
+#[derive(Default)]
+pub struct Sampled {
+    rows: Vec<Row>,
+}
+
+struct Row {
+    name: &'static str,
+    help: &'static str,
+    counter: bool,
+    read: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl Sampled {
+    /// A value that goes up and down.
+    pub fn gauge(
+        mut self,
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        self.rows.push(Row {
+            name,
+            help,
+            counter: false,
+            read: Box::new(read),
+        });
+        self
     }
 
-    pub fn observe(&self, secs: f64) {
-        if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
-            self.counts[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.sum_micros
-            .fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (b, c) in self.bounds.iter().zip(&self.counts) {
-            cumulative += c.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count {count}");
+    /// A value that only goes up: its sample is `<name>_total`.
+    pub fn counter(
+        mut self,
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        self.rows.push(Row {
+            name,
+            help,
+            counter: true,
+            read: Box::new(read),
+        });
+        self
     }
 }
 
-/// One counter or gauge, with its help and type lines.
-pub fn write_value(out: &mut String, name: &str, help: &str, kind: &str, v: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-    );
+impl std::fmt::Debug for Sampled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.rows.iter().map(|r| r.name))
+            .finish()
+    }
 }
 
-/// Renders every metric in Prometheus text format.
-pub fn render(
-    channels: &Metrics,
-    rooms_loaded: usize,
-    longpoll_sessions: usize,
-    persist: &Histogram,
-    edits: &Histogram,
-) -> String {
-    let mut out = String::with_capacity(2048);
-    let mut gauge =
-        |name: &str, help: &str, kind: &str, v: u64| write_value(&mut out, name, help, kind, v);
-    gauge(
-        "duet_sockets",
-        "Connected sockets (WebSocket and long-poll).",
-        "gauge",
-        Metrics::get(&channels.sockets),
-    );
-    gauge(
-        "duet_channels",
-        "Joined channels.",
-        "gauge",
-        Metrics::get(&channels.channels),
-    );
-    gauge(
-        "duet_rooms_loaded",
-        "Challenge rooms loaded in memory.",
-        "gauge",
-        rooms_loaded as u64,
-    );
-    gauge(
-        "duet_longpoll_sessions",
-        "Live long-poll sessions.",
-        "gauge",
-        longpoll_sessions as u64,
-    );
-    gauge(
-        "duet_messages_in_total",
-        "Messages received from clients.",
-        "counter",
-        Metrics::get(&channels.messages_in),
-    );
-    gauge(
-        "duet_messages_out_total",
-        "Frames queued to clients.",
-        "counter",
-        Metrics::get(&channels.messages_out),
-    );
-    gauge(
-        "duet_slow_disconnects_total",
-        "Clients disconnected for not keeping up.",
-        "counter",
-        Metrics::get(&channels.slow_disconnects),
-    );
-    persist.render(
-        &mut out,
-        "duet_persist_seconds",
-        "Time to commit one batch of document updates.",
-    );
-    edits.render(
-        &mut out,
-        "duet_edit_seconds",
-        "Time from an edit reaching its room's channel to its ack (committed).",
-    );
+impl Collector for Sampled {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for row in &self.rows {
+            let value = (row.read)();
+            if row.counter {
+                let counter = ConstCounter::new(value);
+                counter.encode(encoder.encode_descriptor(
+                    row.name,
+                    row.help,
+                    None,
+                    counter.metric_type(),
+                )?)?;
+            } else {
+                let gauge = ConstGauge::new(value);
+                gauge.encode(encoder.encode_descriptor(
+                    row.name,
+                    row.help,
+                    None,
+                    gauge.metric_type(),
+                )?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The registry's text (OpenMetrics 1.0, which Prometheus's plain-text
+/// parser reads too: `# EOF` and the counters' family names are comments
+/// and metadata to it; every sample is named as before).
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::with_capacity(4096);
+    prometheus_client::encoding::text::encode(&mut out, registry)
+        .expect("writing to a String cannot fail");
     out
 }
 
@@ -193,16 +168,37 @@ mod tests {
     }
 
     #[test]
-    fn histogram_is_cumulative() {
-        let h = Histogram::new(&[0.001, 0.01]);
+    fn the_registry_renders_histograms_gauges_and_counters() {
+        let mut registry = Registry::default();
+        let h = latency_histogram();
+        registry.register("x_seconds", "Help", h.clone());
         h.observe(0.0005);
         h.observe(0.005);
         h.observe(5.0);
-        let mut s = String::new();
-        h.render(&mut s, "x", "help");
-        assert!(s.contains("x_bucket{le=\"0.001\"} 1"));
-        assert!(s.contains("x_bucket{le=\"0.01\"} 2"));
-        assert!(s.contains("x_bucket{le=\"+Inf\"} 3"));
-        assert!(s.contains("x_count 3"));
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(7));
+        let read = hits.clone();
+        registry.register_collector(Box::new(
+            Sampled::default()
+                .gauge("x_open", "Open now.", || 3)
+                .counter("x_hits", "Hits.", move || {
+                    read.load(std::sync::atomic::Ordering::Relaxed)
+                }),
+        ));
+        hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let s = render(&registry);
+        for line in [
+            "x_seconds_bucket{le=\"0.001\"} 1",
+            "x_seconds_bucket{le=\"0.01\"} 2",
+            "x_seconds_bucket{le=\"+Inf\"} 3",
+            "x_seconds_count 3",
+            "# HELP x_seconds Help.",
+            "# TYPE x_open gauge",
+            "x_open 3",
+            "# HELP x_hits Hits.",
+            "# TYPE x_hits counter",
+            "x_hits_total 8",
+        ] {
+            assert!(s.lines().any(|l| l == line), "no {line:?} in:\n{s}");
+        }
     }
 }

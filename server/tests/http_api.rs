@@ -237,3 +237,54 @@ async fn import_takes_files_over_the_usual_body_limit() {
         .unwrap();
     assert_eq!(res.status().as_u16(), 201, "{}", res.text().await.unwrap());
 }
+
+/// `/metrics` answers Prometheus's plain-text type, or OpenMetrics's to a
+/// scraper that asks for it, with the same samples; they follow a real socket.
+#[tokio::test]
+async fn metrics_follow_sockets_in_either_text_type() {
+    let server = TestServer::start().await;
+    let (token, _) = server.sign_in("Sophie").await;
+    let id = server.create_challenge(&token).await;
+    let mut client = server.connect(&token).await;
+    client.join(&format!("challenges:{id}"), json!({})).await;
+    assert_eq!(server.metric("duet_sockets").await, 1);
+    assert_eq!(server.metric("duet_channels").await, 1);
+    assert_eq!(server.metric("duet_rooms_loaded").await, 1);
+    assert!(server.metric("duet_messages_in_total").await >= 1);
+    let scrape = |accept: &'static str| {
+        let url = server.url("/metrics");
+        async move {
+            let res = reqwest::Client::new()
+                .get(url)
+                .header("accept", accept)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            let kind = res.headers()["content-type"].to_str().unwrap().to_owned();
+            (kind, res.text().await.unwrap())
+        }
+    };
+    let (plain, body) = scrape("*/*").await;
+    assert_eq!(plain, "text/plain; version=0.0.4; charset=utf-8");
+    let (open, same) =
+        scrape("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5").await;
+    assert_eq!(
+        open,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    for text in [&body, &same] {
+        for line in [
+            "# TYPE duet_sockets gauge",
+            "duet_sockets 1",
+            "# TYPE duet_messages_in counter",
+            "# TYPE duet_edit_seconds histogram",
+            "duet_edit_seconds_bucket{le=\"+Inf\"} 0",
+            "duet_slow_disconnects_total 0",
+            "# EOF",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+    }
+    drop(client);
+}

@@ -155,9 +155,7 @@ async fn mutated_updates_never_crash_and_the_log_reloads_to_the_document() {
     .await
     .unwrap();
     let user = store.create_user("Fuzz").await.unwrap();
-    let hist = Arc::new(duet::telemetry::Histogram::new(
-        duet::telemetry::LATENCY_BUCKETS,
-    ));
+    let hist = duet::telemetry::latency_histogram();
     let stop = CancellationToken::new();
     let (writer, task) = DocWriter::spawn(store.clone(), hist, stop.clone())
         .await

@@ -3,13 +3,21 @@
 //! `GET /metrics`.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use prometheus_client::registry::Registry;
+
 use crate::app::AppState;
+use crate::challenges::room::Rooms;
+use crate::channels::Endpoint;
+use crate::cluster::Cluster;
+use crate::telemetry::{Histogram, Sampled};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -35,88 +43,138 @@ async fn healthz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    let body = crate::telemetry::render(
-        &state.endpoint.metrics,
-        state.rooms.loaded(),
-        state.endpoint.longpoll.len(),
-        &state.persist_latency,
-        state.rooms.edit_latency(),
-    );
-    let body = match &state.cluster {
-        Some(cluster) => body + &cluster_metrics(cluster, state.rooms.bus_stats()),
-        None => body,
-    };
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+/// The OpenMetrics type, for a scraper that asks for it (Prometheus does);
+/// anyone else gets the plain-text type of the same body (CONTRACT §1).
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const PLAIN_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let content_type = if openmetrics { OPENMETRICS } else { PLAIN_TEXT };
+    let body = crate::telemetry::render(&state.metrics);
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-/// The bus's counters, in the same text format.
-fn cluster_metrics(
-    cluster: &crate::cluster::Cluster,
-    rooms: &crate::challenges::room::BusStats,
-) -> String {
-    use std::sync::atomic::Ordering::Relaxed;
-    let c = cluster.counters();
-    let mut out = String::new();
-    let rows: [(&str, &str, &str, u64); 8] = [
-        (
-            "duet_cluster_nodes",
-            "gauge",
-            "Live nodes this node sees, itself included.",
-            cluster.live_nodes() as u64,
-        ),
-        (
-            "duet_bus_published_total",
-            "counter",
-            "Frames published on the bus.",
-            c.published.load(Relaxed),
-        ),
-        (
-            "duet_bus_received_total",
-            "counter",
-            "Frames received from the bus.",
-            c.received.load(Relaxed),
-        ),
-        (
-            "duet_bus_dropped_total",
-            "counter",
-            "Frames not published (queue full or Redis unreachable).",
-            c.dropped.load(Relaxed),
-        ),
-        (
-            "duet_bus_presence_resyncs_total",
-            "counter",
-            "Presence partitions asked for after a loss.",
-            c.resyncs.load(Relaxed),
-        ),
-        (
-            "duet_bus_nodes_down_total",
-            "counter",
-            "Nodes seen going down.",
-            c.nodes_down.load(Relaxed),
-        ),
-        (
-            "duet_bus_duplicate_updates_total",
-            "counter",
-            "Updates heard again or already held, ignored.",
-            rooms.duplicates.load(Relaxed),
-        ),
-        (
-            "duet_bus_fetched_updates_total",
-            "counter",
-            "Updates read from the database because the bus lost them.",
-            rooms.fetched.load(Relaxed),
-        ),
-    ];
-    for (name, kind, help, value) in rows {
-        crate::telemetry::write_value(&mut out, name, help, kind, value);
+/// Everything `/metrics` shows: one line per metric.
+pub fn registry(
+    endpoint: &Endpoint,
+    rooms: &Rooms,
+    persist_latency: &Histogram,
+    cluster: Option<&Cluster>,
+) -> Registry {
+    // `register` ends each help with a period of its own.
+    let mut registry = Registry::default();
+    registry.register(
+        "duet_persist_seconds",
+        "Time to commit one batch of document updates",
+        persist_latency.clone(),
+    );
+    registry.register(
+        "duet_edit_seconds",
+        "Time from an edit reaching its room's channel to its ack (committed)",
+        rooms.edit_latency().clone(),
+    );
+    let (e, r) = (endpoint.clone(), rooms.clone());
+    let mut sampled = Sampled::default()
+        .gauge(
+            "duet_sockets",
+            "Connected sockets (WebSocket and long-poll).",
+            {
+                let e = e.clone();
+                move || e.metrics.sockets.load(Relaxed)
+            },
+        )
+        .gauge("duet_channels", "Joined channels.", {
+            let e = e.clone();
+            move || e.metrics.channels.load(Relaxed)
+        })
+        .gauge("duet_rooms_loaded", "Challenge rooms loaded in memory.", {
+            let r = r.clone();
+            move || r.loaded() as u64
+        })
+        .gauge("duet_longpoll_sessions", "Live long-poll sessions.", {
+            let e = e.clone();
+            move || e.longpoll.len() as u64
+        })
+        .counter("duet_messages_in", "Messages received from clients.", {
+            let e = e.clone();
+            move || e.metrics.messages_in.load(Relaxed)
+        })
+        .counter("duet_messages_out", "Frames queued to clients.", {
+            let e = e.clone();
+            move || e.metrics.messages_out.load(Relaxed)
+        })
+        .counter(
+            "duet_slow_disconnects",
+            "Clients disconnected for not keeping up.",
+            move || e.metrics.slow_disconnects.load(Relaxed),
+        );
+    if let Some(cluster) = cluster {
+        sampled = bus_metrics(sampled, cluster, &r);
     }
-    out
+    registry.register_collector(Box::new(sampled));
+    registry
+}
+
+/// The bus's counters (a node of a cluster).
+fn bus_metrics(sampled: Sampled, cluster: &Cluster, rooms: &Rooms) -> Sampled {
+    let c = || cluster.clone();
+    let r = || rooms.clone();
+    sampled
+        .gauge(
+            "duet_cluster_nodes",
+            "Live nodes this node sees, itself included.",
+            {
+                let c = c();
+                move || c.live_nodes() as u64
+            },
+        )
+        .counter("duet_bus_published", "Frames published on the bus.", {
+            let c = c();
+            move || c.counters().published.load(Relaxed)
+        })
+        .counter("duet_bus_received", "Frames received from the bus.", {
+            let c = c();
+            move || c.counters().received.load(Relaxed)
+        })
+        .counter(
+            "duet_bus_dropped",
+            "Frames not published (queue full or Redis unreachable).",
+            {
+                let c = c();
+                move || c.counters().dropped.load(Relaxed)
+            },
+        )
+        .counter(
+            "duet_bus_presence_resyncs",
+            "Presence partitions asked for after a loss.",
+            {
+                let c = c();
+                move || c.counters().resyncs.load(Relaxed)
+            },
+        )
+        .counter("duet_bus_nodes_down", "Nodes seen going down.", {
+            let c = c();
+            move || c.counters().nodes_down.load(Relaxed)
+        })
+        .counter(
+            "duet_bus_duplicate_updates",
+            "Updates heard again or already held, ignored.",
+            {
+                let r = r();
+                move || r.bus_stats().duplicates.load(Relaxed)
+            },
+        )
+        .counter(
+            "duet_bus_fetched_updates",
+            "Updates read from the database because the bus lost them.",
+            {
+                let r = r();
+                move || r.bus_stats().fetched.load(Relaxed)
+            },
+        )
 }

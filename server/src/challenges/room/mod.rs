@@ -54,7 +54,7 @@ use crate::store::challenges::Control;
 use crate::store::docs::DocKind;
 use crate::store::writer::{DocWriter, WriteOp};
 use crate::store::Store;
-use crate::telemetry::{Histogram, LATENCY_BUCKETS};
+use crate::telemetry::Histogram;
 
 pub use self::remote::{BusStats, InterviewState, Remote, RoomBus};
 pub use self::task::Caps;
@@ -273,7 +273,7 @@ struct RoomsInner {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     /// From an edit reaching its channel to its ack (once committed).
-    edit_latency: Arc<Histogram>,
+    edit_latency: Histogram,
     bus_stats: BusStats,
 }
 
@@ -299,7 +299,7 @@ impl Rooms {
                 config,
                 shutdown,
                 tracker,
-                edit_latency: Arc::new(Histogram::new(LATENCY_BUCKETS)),
+                edit_latency: crate::telemetry::latency_histogram(),
                 bus_stats: BusStats::default(),
             }),
         }

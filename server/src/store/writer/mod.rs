@@ -188,7 +188,7 @@ impl DocWriter {
     /// is dropped), after committing everything already queued.
     pub async fn spawn(
         store: Store,
-        latency: Arc<Histogram>,
+        latency: Histogram,
         stop: CancellationToken,
     ) -> Result<(DocWriter, WriterTask)> {
         let db = LogDb::open(&store).await?;
@@ -304,7 +304,7 @@ fn completer() -> (mpsc::UnboundedSender<Completions>, JoinHandle<()>) {
 struct Writer {
     db: LogDb,
     rx: mpsc::Receiver<WriteOp>,
-    latency: Arc<Histogram>,
+    latency: Histogram,
     stop: CancellationToken,
     responses: Arc<Responses>,
     completed: mpsc::UnboundedSender<Completions>,

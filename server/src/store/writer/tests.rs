@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::store::Store;
-use crate::telemetry::Histogram;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -32,7 +31,7 @@ async fn fixture() -> Fixture {
 
 /// A fixture on `store` (whatever its backend).
 async fn on(store: Store, dir: tempfile::TempDir, db: std::path::PathBuf) -> Fixture {
-    let hist = Arc::new(Histogram::new(crate::telemetry::LATENCY_BUCKETS));
+    let hist = crate::telemetry::latency_histogram();
     let stop = CancellationToken::new();
     let (writer, task) = DocWriter::spawn(store.clone(), hist, stop.clone())
         .await
