@@ -146,7 +146,13 @@ impl RoomTask {
     pub(super) async fn run(mut self) {
         // Boxed (as below): the load and command futures are large, and an
         // idle room's task should hold only its own state.
-        let loaded = Box::pin(load(&self.rooms, &self.id, self.kind, &self.entry)).await;
+        let loaded = Box::pin(load_patiently(
+            &self.rooms,
+            &self.id,
+            self.kind,
+            &self.entry,
+        ))
+        .await;
         let mut room = match loaded {
             Ok(Some(room)) => room,
             Ok(None) => return self.refuse_joins(RoomError::NotFound).await,
@@ -276,6 +282,47 @@ pub(super) async fn load_doc(
         bytes,
         since,
         seq,
+    })
+}
+
+/// How long after its first try a room's load is tried again when the
+/// pool had no connection for it in time. A join storm (thousands of rooms
+/// loading at once on Postgres, 50 000 sockets over three nodes) queues
+/// the loads behind the pool's connections for longer than its acquire
+/// timeout: they got "room unavailable" before. A load begun up to this
+/// late ends (acquire timeout included) within a phoenix.js join's 10 s.
+const LOAD_RETRY_WITHIN: Duration = Duration::from_secs(4);
+
+/// [`load`], tried again after a pool timeout (see [`LOAD_RETRY_WITHIN`]).
+/// Any other error (the database down, a refusal) is the answer at once.
+async fn load_patiently(
+    rooms: &Rooms,
+    id: &Arc<str>,
+    kind: DocKind,
+    entry: &Entry,
+) -> anyhow::Result<Option<Room>> {
+    let started = Instant::now();
+    loop {
+        match load(rooms, id, kind, entry).await {
+            Err(err) if pool_timed_out(&err) && started.elapsed() < LOAD_RETRY_WITHIN => {
+                info!("room load waited too long for a database connection; trying again");
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Whether `err` is the pool's "no connection in time" (the pool busy, or
+/// the database unreachable: the second try then fails as the first).
+fn pool_timed_out(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::PoolTimedOut)
+        ) || matches!(
+            e.downcast_ref::<crate::store::Error>(),
+            Some(crate::store::Error::Db(sqlx::Error::PoolTimedOut))
+        )
     })
 }
 
