@@ -286,12 +286,16 @@ pub(super) async fn load_doc(
 }
 
 /// How long after its first try a room's load is tried again when the
-/// pool had no connection for it in time. A join storm (thousands of rooms
-/// loading at once on Postgres, 50 000 sockets over three nodes) queues
-/// the loads behind the pool's connections for longer than its acquire
-/// timeout: they got "room unavailable" before. A load begun up to this
-/// late ends (acquire timeout included) within a phoenix.js join's 10 s.
-const LOAD_RETRY_WITHIN: Duration = Duration::from_secs(4);
+/// pool had no connection for one of its reads in time. A join storm
+/// (thousands of rooms loading at once on Postgres: 50 000 sockets over
+/// three nodes) can queue a load's reads behind the pool's connections for
+/// longer than its acquire timeout, and their joins got "room unavailable".
+/// With the database down the first read fails after the acquire timeout
+/// (3 s), the second try's too: joins are refused within about 6 s, inside
+/// a phoenix.js join's 10 s. (Letting only a few loads read at once was
+/// tried and is worse: a load also waits for the writer, and the storm's
+/// loads overlap those waits.)
+const LOAD_RETRY_WITHIN: Duration = Duration::from_secs(6);
 
 /// [`load`], tried again after a pool timeout (see [`LOAD_RETRY_WITHIN`]).
 /// Any other error (the database down, a refusal) is the answer at once.
