@@ -168,6 +168,12 @@ impl SqliteLog {
         };
         conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "foreign_keys", "on")?;
+        // A page cache of 128 KiB, not SQLite's 2 MiB: the writer appends
+        // and updates rows by key, so it reads little, and the pages every
+        // timeline event wrote stayed cached (10 000 joins: 430 bytes per
+        // socket of RSS; durable acks at 10 000 edits/s unchanged, p99
+        // 4.54 ms against 4.67, medians of three alternating runs).
+        conn.pragma_update(None, "cache_size", -128)?;
         // Checkpoints copy the WAL into the database and fsync it: not on
         // the path of every ack. The checkpointer does them.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
