@@ -66,36 +66,40 @@ struct Row {
 
 impl Sampled {
     /// A value that goes up and down.
-    pub fn gauge(
-        mut self,
-        name: &'static str,
-        help: &'static str,
-        read: impl Fn() -> u64 + Send + Sync + 'static,
-    ) -> Self {
-        self.rows.push(Row {
-            name,
-            help,
-            counter: false,
-            read: Box::new(read),
-        });
-        self
+    pub fn gauge(self, name: &'static str, help: &'static str, read: impl Reading) -> Self {
+        self.row(name, help, false, read)
     }
 
     /// A value that only goes up: its sample is `<name>_total`.
-    pub fn counter(
+    pub fn counter(self, name: &'static str, help: &'static str, read: impl Reading) -> Self {
+        self.row(name, help, true, read)
+    }
+
+    fn row(
         mut self,
         name: &'static str,
         help: &'static str,
-        read: impl Fn() -> u64 + Send + Sync + 'static,
+        counter: bool,
+        read: impl Reading,
     ) -> Self {
         self.rows.push(Row {
             name,
             help,
-            counter: true,
+            counter,
             read: Box::new(read),
         });
         self
     }
+}
+
+/// How a sampled value is read, at each scrape.
+pub trait Reading: Fn() -> u64 + Send + Sync + 'static {}
+impl<F: Fn() -> u64 + Send + Sync + 'static> Reading for F {}
+
+/// Reads `f` of (a clone of) `handle` at each scrape.
+pub fn reading<T: Clone + Send + Sync + 'static>(handle: &T, f: fn(&T) -> u64) -> impl Reading {
+    let handle = handle.clone();
+    move || f(&handle)
 }
 
 impl std::fmt::Debug for Sampled {

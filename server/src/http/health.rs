@@ -17,7 +17,7 @@ use crate::app::AppState;
 use crate::challenges::room::Rooms;
 use crate::channels::Endpoint;
 use crate::cluster::Cluster;
-use crate::telemetry::{Histogram, Sampled};
+use crate::telemetry::{reading, Histogram, Sampled};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -78,103 +78,91 @@ pub fn registry(
         "Time from an edit reaching its room's channel to its ack (committed)",
         rooms.edit_latency().clone(),
     );
-    let (e, r) = (endpoint.clone(), rooms.clone());
+    let (e, r) = (endpoint, rooms);
     let mut sampled = Sampled::default()
         .gauge(
             "duet_sockets",
             "Connected sockets (WebSocket and long-poll).",
-            {
-                let e = e.clone();
-                move || e.metrics.sockets.load(Relaxed)
-            },
+            reading(e, |e| e.metrics.sockets.load(Relaxed)),
         )
-        .gauge("duet_channels", "Joined channels.", {
-            let e = e.clone();
-            move || e.metrics.channels.load(Relaxed)
-        })
-        .gauge("duet_rooms_loaded", "Challenge rooms loaded in memory.", {
-            let r = r.clone();
-            move || r.loaded() as u64
-        })
-        .gauge("duet_longpoll_sessions", "Live long-poll sessions.", {
-            let e = e.clone();
-            move || e.longpoll.len() as u64
-        })
-        .counter("duet_messages_in", "Messages received from clients.", {
-            let e = e.clone();
-            move || e.metrics.messages_in.load(Relaxed)
-        })
-        .counter("duet_messages_out", "Frames queued to clients.", {
-            let e = e.clone();
-            move || e.metrics.messages_out.load(Relaxed)
-        })
+        .gauge(
+            "duet_channels",
+            "Joined channels.",
+            reading(e, |e| e.metrics.channels.load(Relaxed)),
+        )
+        .gauge(
+            "duet_rooms_loaded",
+            "Challenge rooms loaded in memory.",
+            reading(r, |r| r.loaded() as u64),
+        )
+        .gauge(
+            "duet_longpoll_sessions",
+            "Live long-poll sessions.",
+            reading(e, |e| e.longpoll.len() as u64),
+        )
+        .counter(
+            "duet_messages_in",
+            "Messages received from clients.",
+            reading(e, |e| e.metrics.messages_in.load(Relaxed)),
+        )
+        .counter(
+            "duet_messages_out",
+            "Frames queued to clients.",
+            reading(e, |e| e.metrics.messages_out.load(Relaxed)),
+        )
         .counter(
             "duet_slow_disconnects",
             "Clients disconnected for not keeping up.",
-            move || e.metrics.slow_disconnects.load(Relaxed),
+            reading(e, |e| e.metrics.slow_disconnects.load(Relaxed)),
         );
     if let Some(cluster) = cluster {
-        sampled = bus_metrics(sampled, cluster, &r);
+        sampled = bus_metrics(sampled, cluster, r);
     }
     registry.register_collector(Box::new(sampled));
     registry
 }
 
 /// The bus's counters (a node of a cluster).
-fn bus_metrics(sampled: Sampled, cluster: &Cluster, rooms: &Rooms) -> Sampled {
-    let c = || cluster.clone();
-    let r = || rooms.clone();
+fn bus_metrics(sampled: Sampled, c: &Cluster, r: &Rooms) -> Sampled {
     sampled
         .gauge(
             "duet_cluster_nodes",
             "Live nodes this node sees, itself included.",
-            {
-                let c = c();
-                move || c.live_nodes() as u64
-            },
+            reading(c, |c| c.live_nodes() as u64),
         )
-        .counter("duet_bus_published", "Frames published on the bus.", {
-            let c = c();
-            move || c.counters().published.load(Relaxed)
-        })
-        .counter("duet_bus_received", "Frames received from the bus.", {
-            let c = c();
-            move || c.counters().received.load(Relaxed)
-        })
+        .counter(
+            "duet_bus_published",
+            "Frames published on the bus.",
+            reading(c, |c| c.counters().published.load(Relaxed)),
+        )
+        .counter(
+            "duet_bus_received",
+            "Frames received from the bus.",
+            reading(c, |c| c.counters().received.load(Relaxed)),
+        )
         .counter(
             "duet_bus_dropped",
             "Frames not published (queue full or Redis unreachable).",
-            {
-                let c = c();
-                move || c.counters().dropped.load(Relaxed)
-            },
+            reading(c, |c| c.counters().dropped.load(Relaxed)),
         )
         .counter(
             "duet_bus_presence_resyncs",
             "Presence partitions asked for after a loss.",
-            {
-                let c = c();
-                move || c.counters().resyncs.load(Relaxed)
-            },
+            reading(c, |c| c.counters().resyncs.load(Relaxed)),
         )
-        .counter("duet_bus_nodes_down", "Nodes seen going down.", {
-            let c = c();
-            move || c.counters().nodes_down.load(Relaxed)
-        })
+        .counter(
+            "duet_bus_nodes_down",
+            "Nodes seen going down.",
+            reading(c, |c| c.counters().nodes_down.load(Relaxed)),
+        )
         .counter(
             "duet_bus_duplicate_updates",
             "Updates heard again or already held, ignored.",
-            {
-                let r = r();
-                move || r.bus_stats().duplicates.load(Relaxed)
-            },
+            reading(r, |r| r.bus_stats().duplicates.load(Relaxed)),
         )
         .counter(
             "duet_bus_fetched_updates",
             "Updates read from the database because the bus lost them.",
-            {
-                let r = r();
-                move || r.bus_stats().fetched.load(Relaxed)
-            },
+            reading(r, |r| r.bus_stats().fetched.load(Relaxed)),
         )
 }
