@@ -247,14 +247,14 @@ pub(super) struct LoadedDoc {
     pub(super) seq: i64,
 }
 
+/// How long a room's reload waits to reach the database before it counts
+/// as down.
+const REACHABLE_WITHIN: Duration = Duration::from_millis(500);
+
 /// The document of a room as its log has it. Waits first for every write
 /// queued for the room (a previous life's last snapshot, writes stopped
 /// after a failed commit), so the log read is the whole of what was
 /// committed.
-/// How long a room's (re)load waits to reach the database before it
-/// counts as down.
-const REACHABLE_WITHIN: std::time::Duration = std::time::Duration::from_millis(500);
-
 pub(super) async fn load_doc(
     rooms: &Rooms,
     id: &Arc<str>,
@@ -317,15 +317,13 @@ async fn load_patiently(
 }
 
 /// Whether `err` is the pool's "no connection in time" (the pool busy, or
-/// the database unreachable: the second try then fails as the first).
+/// the database unreachable: the second try then fails as the first). The
+/// store's error keeps sqlx's as its source, so the chain reaches it.
 fn pool_timed_out(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
         matches!(
             e.downcast_ref::<sqlx::Error>(),
             Some(sqlx::Error::PoolTimedOut)
-        ) || matches!(
-            e.downcast_ref::<crate::store::Error>(),
-            Some(crate::store::Error::Db(sqlx::Error::PoolTimedOut))
         )
     })
 }
@@ -588,5 +586,21 @@ impl Room {
             };
             let _ = rooms.writer().send(op).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pool_timed_out;
+    use crate::store::Error;
+
+    #[test]
+    fn a_pool_timeout_is_seen_through_the_stores_error() {
+        assert!(pool_timed_out(&Error::Db(sqlx::Error::PoolTimedOut).into()));
+        assert!(pool_timed_out(
+            &anyhow::Error::from(Error::Db(sqlx::Error::PoolTimedOut)).context("loading")
+        ));
+        assert!(!pool_timed_out(&Error::Db(sqlx::Error::PoolClosed).into()));
+        assert!(!pool_timed_out(&Error::DatabaseGone.into()));
     }
 }

@@ -365,10 +365,6 @@ async fn insert_updates(tx: &mut PgConnection, rows: &Rows, now: &str) -> Result
     Ok(())
 }
 
-/// The batch's snapshots and events. Rows other nodes' commits lock too
-/// (snapshots, then challenges' texts) are locked in one order, by
-/// challenge: two nodes' batches that share rooms then wait for each other
-/// instead of deadlocking.
 /// A snapshot's number for `write_other`: the last number this node's
 /// commits gave its answer.
 fn snapshot_numbers(
@@ -392,6 +388,10 @@ fn snapshot_numbers(
     }
 }
 
+/// The batch's snapshots and events. Rows other nodes' commits lock too
+/// (snapshots, then challenges' texts) are locked in one order, by
+/// challenge: two nodes' batches that share rooms then wait for each other
+/// instead of deadlocking.
 async fn write_others(
     tx: &mut PgConnection,
     ops: &[&WriteOp],
